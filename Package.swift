@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+import Foundation
+import PackageDescription
+
+// Release builds are for speed: no bounds or exclusivity checks in the kernels, and a CPU with FMA
+// (without one, SIMD.addingProduct is a libm call per lane). FLASHDIST_TARGET_CPU picks the CPU:
+// haswell (AVX2 + FMA, the default, runs on any x86-64 from 2013 on), native, znver4,
+// skylake-avx512, …
+let targetCPU = ProcessInfo.processInfo.environment["FLASHDIST_TARGET_CPU"] ?? "haswell"
+let fast: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", targetCPU],
+                 .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "flashdist",
+    products: [
+        .executable(name: "flashdist", targets: ["flashdist"]),
+        .library(name: "FlashAttention", targets: ["FlashAttention"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Kernels, masks and the threaded scheduler. Knows nothing of files or MPI.
+        .target(name: "FlashAttention", swiftSettings: fast),
+        // A plain float64 attention, forward and backward, that the kernels are checked against.
+        .target(name: "AttentionReference"),
+        // .npy reading and writing, and outputs written to a temporary name then renamed.
+        .target(name: "TensorIO", swiftSettings: fast),
+        // OpenMPI's C API; a shim header turns its handle macros into functions Swift can call.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        // Ranks, collectives and the partitions of attention across ranks.
+        .target(name: "Distributed", dependencies: ["CMPI", "FlashAttention", "TensorIO"],
+                swiftSettings: fast),
+        .executableTarget(
+            name: "flashdist",
+            dependencies: [
+                "FlashAttention", "AttentionReference", "TensorIO", "Distributed",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: fast),
+        .testTarget(name: "FlashAttentionTests", dependencies: ["FlashAttention", "AttentionReference"]),
+        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
+        .testTarget(name: "FlashdistCLITests", dependencies: ["TensorIO"]),
+    ]
+)

@@ -1,0 +1,115 @@
+import Foundation
+
+/// Plain attention in float64, one query head at a time, written from the definition with no
+/// tiling and no shared code with the kernels, so that they can be checked against it.
+///
+/// Layouts are flash-attn's: q `(batch, seqlenQ, heads, headDim)`, k and v
+/// `(batch, seqlenK, kvHeads, headDim)`. Query i sees key j when
+/// `i + seqlenK − seqlenQ − left ≤ j` (left ≥ 0) and `j ≤ i + seqlenK − seqlenQ + right`
+/// (right ≥ 0 or causal, where causal means right = min(right, 0)).
+public struct ReferenceAttention: Sendable {
+    public let batch, seqlenQ, seqlenK, heads, kvHeads, headDim: Int
+    public let scale: Double
+    public let causal: Bool
+    public let windowLeft, windowRight: Int
+    let q, k, v: [Float]
+
+    public init(q: [Float], k: [Float], v: [Float], batch: Int, seqlenQ: Int, seqlenK: Int,
+                heads: Int, kvHeads: Int, headDim: Int, scale: Double,
+                causal: Bool = false, windowLeft: Int = -1, windowRight: Int = -1) {
+        precondition(q.count == batch * seqlenQ * heads * headDim && k.count == batch * seqlenK * kvHeads * headDim
+                     && v.count == k.count && heads % kvHeads == 0)
+        (self.q, self.k, self.v) = (q, k, v)
+        (self.batch, self.seqlenQ, self.seqlenK) = (batch, seqlenQ, seqlenK)
+        (self.heads, self.kvHeads, self.headDim) = (heads, kvHeads, headDim)
+        (self.scale, self.causal, self.windowLeft, self.windowRight) = (scale, causal, windowLeft, windowRight)
+    }
+
+    public func isVisible(query i: Int, key j: Int) -> Bool {
+        let diagonal = i + seqlenK - seqlenQ
+        if windowLeft >= 0 && j < diagonal - windowLeft { return false }
+        if causal && j > diagonal { return false }
+        if windowRight >= 0 && j > diagonal + windowRight { return false }
+        return true
+    }
+
+    func qIndex(_ b: Int, _ i: Int, _ h: Int) -> Int { ((b * seqlenQ + i) * heads + h) * headDim }
+    func kIndex(_ b: Int, _ j: Int, _ h: Int) -> Int { ((b * seqlenK + j) * kvHeads + h / (heads / kvHeads)) * headDim }
+
+    /// Scores of query row i against every key, scaled; −∞ where masked.
+    func scores(_ b: Int, _ h: Int, _ i: Int) -> [Double] {
+        (0..<seqlenK).map { j in
+            guard isVisible(query: i, key: j) else { return -Double.infinity }
+            var dot = 0.0
+            for d in 0..<headDim { dot += Double(q[qIndex(b, i, h) + d]) * Double(k[kIndex(b, j, h) + d]) }
+            return dot * scale
+        }
+    }
+
+    /// Output row and logsumexp of query i of head h; a row that sees no key gives 0 and −∞.
+    public func forwardRow(batch b: Int, head h: Int, row i: Int) -> (o: [Double], lse: Double) {
+        let (p, lse) = probabilities(b, h, i)
+        return (output(b, h, p), lse)
+    }
+
+    func output(_ b: Int, _ h: Int, _ p: [Double]) -> [Double] {
+        var o = [Double](repeating: 0, count: headDim)
+        for j in 0..<seqlenK where p[j] != 0 {
+            for d in 0..<headDim { o[d] += p[j] * Double(v[kIndex(b, j, h) + d]) }
+        }
+        return o
+    }
+
+    func probabilities(_ b: Int, _ h: Int, _ i: Int) -> (p: [Double], lse: Double) {
+        let s = scores(b, h, i)
+        let m = s.max() ?? -.infinity
+        guard m > -.infinity else { return ([Double](repeating: 0, count: seqlenK), -.infinity) }
+        let lse = m + Foundation.log(s.reduce(0) { $0 + Foundation.exp($1 - m) })
+        return (s.map { Foundation.exp($0 - lse) }, lse)
+    }
+
+    /// P and dS = P ∘ (dP − D)·scale of query row i against every key, with the row's dO.
+    func scoreGradients(_ b: Int, _ h: Int, _ i: Int, _ dO: [Float]) -> (p: [Double], dS: [Double], dO: [Double]) {
+        let (p, _) = probabilities(b, h, i)
+        let o = output(b, h, p)
+        let g = (0..<headDim).map { Double(dO[qIndex(b, i, h) + $0]) }
+        let delta = zip(g, o).reduce(0) { $0 + $1.0 * $1.1 }
+        let dS = (0..<seqlenK).map { j -> Double in
+            guard p[j] != 0 else { return 0 }
+            var dp = 0.0
+            for d in 0..<headDim { dp += g[d] * Double(v[kIndex(b, j, h) + d]) }
+            return p[j] * (dp - delta) * scale
+        }
+        return (p, dS, g)
+    }
+
+    /// dQ of query row i of head h; `dO` is the whole output gradient, shaped like q.
+    public func queryGradientRow(batch b: Int, head h: Int, row i: Int, dO: [Float]) -> [Double] {
+        let (_, dS, _) = scoreGradients(b, h, i, dO)
+        var dQ = [Double](repeating: 0, count: headDim)
+        for j in 0..<seqlenK where dS[j] != 0 {
+            for d in 0..<headDim { dQ[d] += dS[j] * Double(k[kIndex(b, j, h) + d]) }
+        }
+        return dQ
+    }
+
+    /// Gradients of one query head: dQ rows `(seqlenQ, headDim)`, and this head's contributions to
+    /// dK and dV `(seqlenK, headDim)` (the kv head's gradient is their sum over its group).
+    public func backwardHead(batch b: Int, head h: Int, dO: [Float]) -> (dQ: [Double], dK: [Double], dV: [Double]) {
+        var dQ = [Double](repeating: 0, count: seqlenQ * headDim)
+        var dK = [Double](repeating: 0, count: seqlenK * headDim)
+        var dV = [Double](repeating: 0, count: seqlenK * headDim)
+        for i in 0..<seqlenQ {
+            let (p, dS, g) = scoreGradients(b, h, i, dO)
+            for j in 0..<seqlenK where p[j] != 0 {
+                let kj = kIndex(b, j, h)
+                for d in 0..<headDim {
+                    dQ[i * headDim + d] += dS[j] * Double(k[kj + d])
+                    dK[j * headDim + d] += dS[j] * Double(q[qIndex(b, i, h) + d])
+                    dV[j * headDim + d] += p[j] * g[d]
+                }
+            }
+        }
+        return (dQ, dK, dV)
+    }
+}

@@ -1,0 +1,52 @@
+/// The keys each query row of one batch entry may see.
+///
+/// Masks are aligned bottom-right: query i sits on key diagonal `i + seqlenK − seqlenQ`. Causal
+/// allows keys up to the diagonal; a window (left, right) allows keys within left before and
+/// right after it. Every row therefore sees one contiguous range of keys, and both ends of that
+/// range never decrease with i, so the keys a block of rows can see (and the rows a block of keys
+/// can be seen by) are a single range too: that is what lets whole blocks be skipped.
+struct AttentionMask {
+    let seqlenQ: Int
+    let seqlenK: Int
+    /// Diagonal offset: query i is aligned with key i + shift.
+    let shift: Int
+    /// -1 when unbounded.
+    let left: Int
+    let right: Int
+
+    init(seqlenQ: Int, seqlenK: Int, options: AttentionOptions) {
+        self.seqlenQ = seqlenQ
+        self.seqlenK = seqlenK
+        shift = seqlenK - seqlenQ
+        left = options.windowLeft
+        right = options.causal ? (options.windowRight < 0 ? 0 : min(options.windowRight, 0))
+                               : options.windowRight
+    }
+
+    /// First key row i sees (may exceed lastKey: the row then sees nothing).
+    @inline(__always) func firstKey(row i: Int) -> Int { left < 0 ? 0 : max(0, i + shift - left) }
+    /// Last key row i sees (may be below firstKey, or negative).
+    @inline(__always) func lastKey(row i: Int) -> Int {
+        right < 0 ? seqlenK - 1 : min(seqlenK - 1, i + shift + right)
+    }
+
+    /// The keys some row of `rows` may see, as a half-open range; empty when all are masked.
+    func keys(seenBy rows: Range<Int>) -> Range<Int> {
+        guard !rows.isEmpty else { return 0..<0 }
+        let lo = firstKey(row: rows.lowerBound), hi = lastKey(row: rows.upperBound - 1) + 1
+        return lo < hi ? lo..<hi : 0..<0
+    }
+
+    /// The rows that may see some key of `keys`, as a half-open range; empty when none does.
+    func rows(seeing keys: Range<Int>) -> Range<Int> {
+        guard !keys.isEmpty else { return 0..<0 }
+        let lo = right < 0 ? 0 : max(0, keys.lowerBound - shift - right)
+        let hi = left < 0 ? seqlenQ : min(seqlenQ, keys.upperBound - 1 - shift + left + 1)
+        return lo < hi ? lo..<hi : 0..<0
+    }
+
+    /// Whether every row of `rows` sees every key of `keys`, so no entry needs masking.
+    func isFullyVisible(rows: Range<Int>, keys: Range<Int>) -> Bool {
+        firstKey(row: rows.upperBound - 1) <= keys.lowerBound && lastKey(row: rows.lowerBound) >= keys.upperBound - 1
+    }
+}

@@ -1,0 +1,101 @@
+/// What one attention call computes: the head counts and size, where each batch entry's rows
+/// live, and the options that shape the scores.
+///
+/// Tensors follow flash-attn: q, o, dO, dQ are `(batch, seqlen_q, heads, headDim)` and k, v, dK, dV
+/// are `(batch, seqlen_k, kvHeads, headDim)`, C order, float32; `lse` is `(batch, heads, seqlen_q)`.
+/// Variable-length batches pack the rows of every entry one after the other (`(total_q, heads,
+/// headDim)`) and keep `lse` as `(heads, total_q)`, as flash_attn_varlen_func does. A fixed-length
+/// batch is the packed layout with offsets 0, N, 2N, …, so the kernels see only the packed form.
+public struct AttentionProblem: Sendable {
+    public let heads: Int
+    public let kvHeads: Int
+    public let headDim: Int
+    /// Row offsets of each batch entry, `batch + 1` of them, starting at 0 (cu_seqlens).
+    public let queryOffsets: [Int]
+    public let keyOffsets: [Int]
+    /// Whether `lse` is laid out `(heads, total_q)` (varlen) rather than `(batch, heads, seqlen_q)`.
+    public let packedLSE: Bool
+    public let options: AttentionOptions
+
+    /// A fixed-length batch: every entry has `seqlenQ` queries and `seqlenK` keys.
+    public init(batch: Int, seqlenQ: Int, seqlenK: Int, heads: Int, kvHeads: Int, headDim: Int,
+                options: AttentionOptions) throws(AttentionError) {
+        guard batch >= 1 else { throw .invalid("batch must be at least 1, got \(batch)") }
+        guard seqlenQ >= 0, seqlenK >= 0 else {
+            throw .invalid("sequence lengths must be non-negative, got \(seqlenQ) and \(seqlenK)")
+        }
+        try self.init(heads: heads, kvHeads: kvHeads, headDim: headDim,
+                      queryOffsets: (0...batch).map { $0 * seqlenQ },
+                      keyOffsets: (0...batch).map { $0 * seqlenK },
+                      packedLSE: false, options: options)
+    }
+
+    /// A variable-length batch given by cu_seqlens offsets (flash_attn_varlen_func).
+    public init(heads: Int, kvHeads: Int, headDim: Int, queryOffsets: [Int], keyOffsets: [Int],
+                packedLSE: Bool = true, options: AttentionOptions) throws(AttentionError) {
+        guard heads >= 1, kvHeads >= 1 else {
+            throw .invalid("heads and kv heads must be at least 1, got \(heads) and \(kvHeads)")
+        }
+        guard heads % kvHeads == 0 else {
+            throw .invalid("heads (\(heads)) must be a multiple of kv heads (\(kvHeads))")
+        }
+        guard (1...256).contains(headDim) else {
+            throw .invalid("head dim must be between 1 and 256, got \(headDim)")
+        }
+        for (name, offsets) in [("query", queryOffsets), ("key", keyOffsets)] {
+            guard offsets.count >= 2, offsets[0] == 0,
+                  zip(offsets, offsets.dropFirst()).allSatisfy({ $0 <= $1 }) else {
+                throw .invalid("\(name) offsets must start at 0 and never decrease")
+            }
+        }
+        guard queryOffsets.count == keyOffsets.count else {
+            throw .invalid("query and key offsets name different batch sizes")
+        }
+        try options.validate()
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.queryOffsets = queryOffsets
+        self.keyOffsets = keyOffsets
+        self.packedLSE = packedLSE
+        self.options = options
+    }
+
+    public var batch: Int { queryOffsets.count - 1 }
+    public var totalQueries: Int { queryOffsets[batch] }
+    public var totalKeys: Int { keyOffsets[batch] }
+    /// Query heads that share one kv head (GQA/MQA).
+    public var groupSize: Int { heads / kvHeads }
+
+    public var queryElements: Int { totalQueries * heads * headDim }
+    public var keyElements: Int { totalKeys * kvHeads * headDim }
+    public var lseElements: Int { totalQueries * heads }
+
+    func seqlenQ(_ b: Int) -> Int { queryOffsets[b + 1] - queryOffsets[b] }
+    func seqlenK(_ b: Int) -> Int { keyOffsets[b + 1] - keyOffsets[b] }
+    func mask(_ b: Int) -> AttentionMask {
+        AttentionMask(seqlenQ: seqlenQ(b), seqlenK: seqlenK(b), options: options)
+    }
+
+    /// Offset of element (row, head, 0) of q/o, where row counts over the packed batch.
+    func queryIndex(row: Int, head: Int) -> Int { (row * heads + head) * headDim }
+    func keyIndex(row: Int, kvHead: Int) -> Int { (row * kvHeads + kvHead) * headDim }
+    /// Offset of lse[b, h, i] (or lse[h, offset_b + i] when packed).
+    func lseIndex(batch b: Int, head h: Int, row i: Int) -> Int {
+        packedLSE ? h * totalQueries + queryOffsets[b] + i
+                  : (b * heads + h) * seqlenQ(b) + i
+    }
+
+    /// The four products of a forward over every batch entry and head: flash-attn's convention,
+    /// counting masked entries only where the mask is causal (half).
+    public var forwardFlops: Double {
+        var pairs = 0.0
+        for b in 0..<batch { pairs += Double(seqlenQ(b)) * Double(seqlenK(b)) }
+        return 4 * pairs * Double(heads * headDim) * (options.causal ? 0.5 : 1)
+    }
+}
+
+public struct AttentionError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public static func invalid(_ message: String) -> AttentionError { AttentionError(description: message) }
+}

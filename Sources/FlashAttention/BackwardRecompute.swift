@@ -1,0 +1,177 @@
+/// The backward pass, recomputing the attention probabilities block by block from Q, K and the
+/// saved lse instead of storing them.
+///
+/// For a block of rows against a block of keys:
+///   P  = e^(Q·Kᵀ·scale − lse)          (the forward's softmax, exactly, from one subtraction)
+///   dP = dO·Vᵀ
+///   dS = P ∘ (dP − D)·scale,  D = rowsum(dO ∘ O) computed once per row before any tile
+/// and the gradients gather dV += Pᵀ·dO, dK += dSᵀ·Q, dQ += dS·K.
+///
+/// dK and dV of a key block need every row that sees it, dQ of a row block every key block it
+/// sees; giving each tile exclusive ownership of what it writes keeps the sums in one fixed order
+/// without atomics. So the work runs as two passes: one over (batch, kv head, key block) that owns
+/// dK and dV and visits the rows of every query head of its group, and one over
+/// (batch, head, row block) that owns dQ. The second recomputes P and dS once more; that costs two
+/// extra block products per tile and buys results that are bitwise the same for any thread count.
+struct BackwardTiles {
+    let problem: AttentionProblem
+    let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
+    let dO: UnsafePointer<Float>, lse: UnsafePointer<Float>
+    /// D = rowsum(dO ∘ O), laid out like lse.
+    let delta: UnsafePointer<Float>
+
+    /// Per-worker scratch: packed Q and dO rows with their lse and D, packed Kᵀ, Vᵀ and K of the
+    /// key block, P and dS of the tile, and the gradient block being accumulated.
+    struct Buffers {
+        let qBlock, dOBlock, rowLSE, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB: UnsafeMutablePointer<Float>
+        init(_ carver: inout ScratchCarver, paddedDim dp: Int) {
+            let br = Tiling.queryRows, bc = Tiling.keyColumns
+            qBlock = carver.take(br * dp); dOBlock = carver.take(br * dp)
+            rowLSE = carver.take(br); rowDelta = carver.take(br)
+            kT = carver.take(dp * bc); vT = carver.take(dp * bc); kBlock = carver.take(bc * dp)
+            p = carver.take(br * bc); dS = carver.take(br * bc)
+            gradA = carver.take(max(br, bc) * dp); gradB = carver.take(bc * dp)
+        }
+    }
+
+    var scratchFloats: Int { ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim)) } }
+
+    /// dK and dV of one key block of one kv head.
+    func runKeyTile(_ tile: Tile, scratch: UnsafeMutablePointer<Float>,
+                    dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>) {
+        let d = problem.headDim, dp = roundUpToLanes(d), br = Tiling.queryRows
+        var carver = ScratchCarver(scratch)
+        let buf = Buffers(&carver, paddedDim: dp)
+        let b = tile.batch, mask = problem.mask(b)
+        let keys = Tile.keyBlock(tile.block, of: mask)
+        packKeyBlock(batch: b, kvHead: tile.head, keys: keys, into: buf, transposedOnly: true)
+        let (dKBlock, dVBlock) = (buf.gradA, buf.gradB)
+        dKBlock.update(repeating: 0, count: keys.count * dp)
+        dVBlock.update(repeating: 0, count: keys.count * dp)
+
+        let seen = mask.rows(seeing: keys)
+        for g in 0..<problem.groupSize {
+            let h = tile.head * problem.groupSize + g
+            var i0 = seen.lowerBound / br * br
+            while i0 < seen.upperBound {
+                let rows = i0..<min(i0 + br, mask.seqlenQ)
+                packRowBlock(batch: b, head: h, rows: rows, into: buf)
+                recompute(mask: mask, rows: rows, keys: keys, buffers: buf)
+                // dV += Pᵀ·dO and dK += dSᵀ·Q: P and dS are read column by column.
+                multiply(m: keys.count, n: dp, k: rows.count, a: buf.p, aRowStride: 1, aColumnStride: Tiling.keyColumns,
+                         b: buf.dOBlock, bRowStride: dp, c: dVBlock, cRowStride: dp, accumulate: true)
+                multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: Tiling.keyColumns,
+                         b: buf.qBlock, bRowStride: dp, c: dKBlock, cRowStride: dp, accumulate: true)
+                i0 += br
+            }
+        }
+        for t in 0..<keys.count {
+            let index = problem.keyIndex(row: problem.keyOffsets[b] + keys.lowerBound + t, kvHead: tile.head)
+            (dK + index).update(from: dKBlock + t * dp, count: d)
+            (dV + index).update(from: dVBlock + t * dp, count: d)
+        }
+    }
+
+    /// dQ of one row block of one head.
+    func runQueryTile(_ tile: Tile, scratch: UnsafeMutablePointer<Float>, dQ: UnsafeMutablePointer<Float>) {
+        let d = problem.headDim, dp = roundUpToLanes(d), bc = Tiling.keyColumns
+        var carver = ScratchCarver(scratch)
+        let buf = Buffers(&carver, paddedDim: dp)
+        let b = tile.batch, h = tile.head, mask = problem.mask(b)
+        let rows = Tile.rowBlock(tile.block, of: mask)
+        packRowBlock(batch: b, head: h, rows: rows, into: buf)
+        let dQBlock = buf.gradA
+        dQBlock.update(repeating: 0, count: rows.count * dp)
+
+        let seen = mask.keys(seenBy: rows)
+        var j0 = seen.lowerBound / bc * bc
+        while j0 < seen.upperBound {
+            let keys = j0..<min(j0 + bc, mask.seqlenK)
+            packKeyBlock(batch: b, kvHead: h / problem.groupSize, keys: keys, into: buf, transposedOnly: false)
+            recompute(mask: mask, rows: rows, keys: keys, buffers: buf)
+            multiply(m: rows.count, n: dp, k: roundUpToLanes(keys.count), a: buf.dS, aRowStride: bc, aColumnStride: 1,
+                     b: buf.kBlock, bRowStride: dp, c: dQBlock, cRowStride: dp, accumulate: true)
+            j0 += bc
+        }
+        for t in 0..<rows.count {
+            (dQ + problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound + t, head: h))
+                .update(from: dQBlock + t * dp, count: d)
+        }
+    }
+
+    /// Packs Q and dO rows of one head, with each row's lse and D.
+    private func packRowBlock(batch b: Int, head h: Int, rows: Range<Int>, into buf: Buffers) {
+        let d = problem.headDim, dp = roundUpToLanes(d)
+        let first = problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound, head: h)
+        packRows(q + first, sourceStride: problem.heads * d, rows: rows.count, width: d, into: buf.qBlock, paddedWidth: dp)
+        packRows(dO + first, sourceStride: problem.heads * d, rows: rows.count, width: d, into: buf.dOBlock, paddedWidth: dp)
+        for t in 0..<rows.count {
+            let index = problem.lseIndex(batch: b, head: h, row: rows.lowerBound + t)
+            buf.rowLSE[t] = lse[index]
+            buf.rowDelta[t] = delta[index]
+        }
+    }
+
+    /// Packs Kᵀ and Vᵀ of one key block (the B operands of S and dP) and, for the dQ pass, K
+    /// itself, zero-padded to a whole number of vectors of keys.
+    private func packKeyBlock(batch b: Int, kvHead: Int, keys: Range<Int>, into buf: Buffers, transposedOnly: Bool) {
+        let d = problem.headDim, dp = roundUpToLanes(d), bc = Tiling.keyColumns, stride = problem.kvHeads * d
+        let first = problem.keyIndex(row: problem.keyOffsets[b] + keys.lowerBound, kvHead: kvHead)
+        packTransposed(k + first, sourceStride: stride, rows: keys.count, width: d, into: buf.kT, paddedRows: dp, paddedColumns: bc)
+        packTransposed(v + first, sourceStride: stride, rows: keys.count, width: d, into: buf.vT, paddedRows: dp, paddedColumns: bc)
+        if !transposedOnly {
+            packRows(k + first, sourceStride: stride, rows: keys.count, width: d, into: buf.kBlock, paddedWidth: dp)
+            (buf.kBlock + keys.count * dp).update(repeating: 0, count: (roundUpToLanes(keys.count) - keys.count) * dp)
+        }
+    }
+
+    /// P and dS of a tile into `buf.p` and `buf.dS` (rows × padded keys, row stride keyColumns);
+    /// masked entries, padding, and rows that see no key (lse = −∞) get P = dS = 0.
+    private func recompute(mask: AttentionMask, rows: Range<Int>, keys: Range<Int>, buffers buf: Buffers) {
+        let dp = roundUpToLanes(problem.headDim), bc = Tiling.keyColumns, wp = roundUpToLanes(keys.count)
+        let scale = problem.options.softmaxScale
+        multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
+                 b: buf.kT, bRowStride: bc, c: buf.p, cRowStride: bc, accumulate: false)
+        multiply(m: rows.count, n: wp, k: dp, a: buf.dOBlock, aRowStride: dp, aColumnStride: 1,
+                 b: buf.vT, bRowStride: bc, c: buf.dS, cRowStride: bc, accumulate: false)
+        let masked = !mask.isFullyVisible(rows: rows, keys: keys) || keys.count != wp
+        for t in 0..<rows.count {
+            let p = buf.p + t * bc, dS = buf.dS + t * bc
+            let rowLSE = buf.rowLSE[t]
+            guard rowLSE > -.infinity else {
+                p.update(repeating: 0, count: wp)
+                dS.update(repeating: 0, count: wp)
+                continue
+            }
+            scaleScores(p, count: wp, by: scale)
+            if masked {
+                let i = rows.lowerBound + t
+                maskScores(p, count: wp, visibleFrom: mask.firstKey(row: i) - keys.lowerBound,
+                           through: min(mask.lastKey(row: i), keys.upperBound - 1) - keys.lowerBound)
+            }
+            _ = exponentiate(p, count: wp, minus: rowLSE)
+            let rowDelta = Lanes(repeating: buf.rowDelta[t])
+            var c = 0
+            while c < wp {
+                ((Lanes.load(dS + c) - rowDelta) * Lanes.load(p + c) * scale).store(dS + c)
+                c += lanes
+            }
+        }
+    }
+}
+
+/// D = rowsum(dO ∘ O) for every row of every head, laid out like lse.
+func rowDotProducts(_ problem: AttentionProblem, dO: UnsafePointer<Float>, o: UnsafePointer<Float>,
+                    into delta: UnsafeMutablePointer<Float>) {
+    let d = problem.headDim
+    for b in 0..<problem.batch {
+        for i in 0..<problem.seqlenQ(b) {
+            for h in 0..<problem.heads {
+                let index = problem.queryIndex(row: problem.queryOffsets[b] + i, head: h)
+                var sum: Float = 0
+                for c in 0..<d { sum = sum.addingProduct(dO[index + c], o[index + c]) }
+                delta[problem.lseIndex(batch: b, head: h, row: i)] = sum
+            }
+        }
+    }
+}

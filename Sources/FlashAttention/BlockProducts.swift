@@ -1,0 +1,86 @@
+/// The matrix products of a tile, register-blocked for SIMD, and the packing that feeds them.
+///
+/// Every product here is `C (m×n) (+)= A (m×k) · B (k×n)` with B and C row-major and n a multiple
+/// of 16 (the packed layouts are zero-padded to that). A is read through two strides, so one kernel
+/// serves both A and Aᵀ: the backward's Pᵀ·dO and dSᵀ·Q read P and dS column by column without a
+/// transposed copy. Four rows of C times sixteen columns live in registers while k runs, so each
+/// loaded B vector feeds four FMAs and each broadcast A element feeds one.
+@inline(__always)
+func multiply(m: Int, n: Int, k: Int,
+              a: UnsafePointer<Float>, aRowStride: Int, aColumnStride: Int,
+              b: UnsafePointer<Float>, bRowStride: Int,
+              c: UnsafeMutablePointer<Float>, cRowStride: Int, accumulate: Bool) {
+    var row = 0
+    while row + 4 <= m {
+        let a0 = a + row * aRowStride, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride
+        let c0 = c + row * cRowStride, c1 = c0 + cRowStride, c2 = c1 + cRowStride, c3 = c2 + cRowStride
+        var column = 0
+        while column < n {
+            var s0 = accumulate ? Lanes.load(c0 + column) : .zero
+            var s1 = accumulate ? Lanes.load(c1 + column) : .zero
+            var s2 = accumulate ? Lanes.load(c2 + column) : .zero
+            var s3 = accumulate ? Lanes.load(c3 + column) : .zero
+            var bp = b + column
+            var ai = 0
+            for _ in 0..<k {
+                let bv = Lanes.load(bp)
+                s0 = s0.addingProduct(Lanes(repeating: a0[ai]), bv)
+                s1 = s1.addingProduct(Lanes(repeating: a1[ai]), bv)
+                s2 = s2.addingProduct(Lanes(repeating: a2[ai]), bv)
+                s3 = s3.addingProduct(Lanes(repeating: a3[ai]), bv)
+                bp += bRowStride
+                ai += aColumnStride
+            }
+            s0.store(c0 + column)
+            s1.store(c1 + column)
+            s2.store(c2 + column)
+            s3.store(c3 + column)
+            column += lanes
+        }
+        row += 4
+    }
+    while row < m {
+        let a0 = a + row * aRowStride, c0 = c + row * cRowStride
+        var column = 0
+        while column < n {
+            var s0 = accumulate ? Lanes.load(c0 + column) : .zero
+            var bp = b + column
+            var ai = 0
+            for _ in 0..<k {
+                s0 = s0.addingProduct(Lanes(repeating: a0[ai]), Lanes.load(bp))
+                bp += bRowStride
+                ai += aColumnStride
+            }
+            s0.store(c0 + column)
+            column += lanes
+        }
+        row += 1
+    }
+}
+
+/// Copies `rows` rows of `width` floats (source rows `sourceStride` apart) into a dense block
+/// `paddedWidth` wide, zero-filling the extra columns so products over them add nothing.
+@inline(__always)
+func packRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
+              into block: UnsafeMutablePointer<Float>, paddedWidth: Int) {
+    for r in 0..<rows {
+        let from = source + r * sourceStride, to = block + r * paddedWidth
+        to.update(from: from, count: width)
+        (to + width).update(repeating: 0, count: paddedWidth - width)
+    }
+}
+
+/// Writes the transpose of `rows` source rows of `width` floats into a block with `paddedRows`
+/// rows (one per source column) of `paddedColumns` floats, zero-filling both paddings. This is
+/// Kᵀ (or Vᵀ) for the products whose n runs over keys.
+@inline(__always)
+func packTransposed(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
+                    into block: UnsafeMutablePointer<Float>, paddedRows: Int, paddedColumns: Int) {
+    block.update(repeating: 0, count: paddedRows * paddedColumns)
+    for r in 0..<rows {
+        let from = source + r * sourceStride
+        for d in 0..<width { block[d * paddedColumns + r] = from[d] }
+    }
+}
+
+@inline(__always) func roundUpToLanes(_ x: Int) -> Int { (x + lanes - 1) / lanes * lanes }

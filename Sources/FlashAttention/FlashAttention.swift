@@ -1,0 +1,80 @@
+/// Exact attention `softmax(Q·Kᵀ·scale + mask)·V` and its gradients, tiled so that nothing of
+/// size seqlen_q × seqlen_k is ever held: memory grows linearly with sequence length.
+///
+/// The pointer entry points read and write the flat layouts that `AttentionProblem` describes;
+/// callers own the memory. `threads` workers share the tiles; results are bitwise the same for
+/// any thread count.
+public enum FlashAttention {
+    /// O and the per-row logsumexp of the scores, nothing else.
+    public static func forward(_ problem: AttentionProblem,
+                               q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                               o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
+                               threads: Int) {
+        let tiles = ForwardTile(problem: problem, q: q, k: k, v: v, o: o, lse: lse)
+        TileScheduler(threads: threads).run(Tile.rowTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
+            tiles.run(tile, scratch: scratch)
+        }
+    }
+
+    /// dQ, dK, dV from the inputs, the forward's O and lse, and dO; P is recomputed, not stored.
+    public static func backward(_ problem: AttentionProblem,
+                                q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                o: UnsafePointer<Float>, lse: UnsafePointer<Float>, dO: UnsafePointer<Float>,
+                                dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
+                                dV: UnsafeMutablePointer<Float>, threads: Int) {
+        let delta = UnsafeMutablePointer<Float>.allocate(capacity: max(1, problem.lseElements))
+        defer { delta.deallocate() }
+        rowDotProducts(problem, dO: dO, o: o, into: delta)
+        let tiles = BackwardTiles(problem: problem, q: q, k: k, v: v, dO: dO, lse: lse, delta: delta)
+        let scheduler = TileScheduler(threads: threads)
+        scheduler.run(Tile.keyTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
+            tiles.runKeyTile(tile, scratch: scratch, dK: dK, dV: dV)
+        }
+        scheduler.run(Tile.rowTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
+            tiles.runQueryTile(tile, scratch: scratch, dQ: dQ)
+        }
+    }
+}
+
+extension FlashAttention {
+    /// The forward on arrays: returns O (shaped like q) and lse.
+    public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
+                               threads: Int) -> (o: [Float], lse: [Float]) {
+        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements,
+                     "tensor sizes do not match the problem")
+        var o = [Float](repeating: 0, count: problem.queryElements)
+        var lse = [Float](repeating: 0, count: problem.lseElements)
+        o.withUnsafeMutableBufferPointer { o in
+            lse.withUnsafeMutableBufferPointer { lse in
+                forward(problem, q: q, k: k, v: v, o: o.start, lse: lse.start, threads: threads)
+            }
+        }
+        return (o, lse)
+    }
+
+    /// The backward on arrays: returns dQ, dK, dV shaped like q, k, v.
+    public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
+                                o: [Float], lse: [Float], dO: [Float],
+                                threads: Int) -> (dQ: [Float], dK: [Float], dV: [Float]) {
+        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
+                     && o.count == problem.queryElements && dO.count == problem.queryElements
+                     && lse.count == problem.lseElements, "tensor sizes do not match the problem")
+        var dQ = [Float](repeating: 0, count: problem.queryElements)
+        var dK = [Float](repeating: 0, count: problem.keyElements)
+        var dV = [Float](repeating: 0, count: problem.keyElements)
+        dQ.withUnsafeMutableBufferPointer { dQ in
+            dK.withUnsafeMutableBufferPointer { dK in
+                dV.withUnsafeMutableBufferPointer { dV in
+                    backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO,
+                             dQ: dQ.start, dK: dK.start, dV: dV.start, threads: threads)
+                }
+            }
+        }
+        return (dQ, dK, dV)
+    }
+}
+
+private extension UnsafeMutableBufferPointer<Float> {
+    /// The base address; for an empty buffer, which no tile touches, any non-nil pointer.
+    var start: UnsafeMutablePointer<Float> { baseAddress ?? UnsafeMutablePointer(bitPattern: 64)! }
+}

@@ -1,0 +1,66 @@
+import Dispatch
+import Synchronization
+
+/// Runs tiles on `threads` Dispatch workers, each with its own scratch memory carved from one
+/// allocation made per call.
+///
+/// Workers take the next tile from a shared counter over the tiles sorted by decreasing cost, so
+/// the long tiles start first and the short ones fill in at the end (longest-processing-time
+/// first). Each tile writes only its own outputs and fully initialises the scratch it reads, so
+/// results do not depend on which worker ran which tile, nor on the thread count.
+struct TileScheduler {
+    let threads: Int
+
+    init(threads: Int) { self.threads = max(1, threads) }
+
+    func run(_ tiles: [Tile], scratchFloats: Int,
+             _ body: (Tile, UnsafeMutablePointer<Float>) -> Void) {
+        guard !tiles.isEmpty else { return }
+        let order = tiles.sorted { $0.cost > $1.cost }
+        let workers = min(threads, order.count)
+        let stride = roundUpToLanes(scratchFloats)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, workers * stride))
+        defer { scratch.deallocate() }
+        let next = Atomic<Int>(0)
+        withoutActuallyEscaping(body) { body in
+            // Workers share raw pointers: each tile writes only its own outputs and scratch.
+            let shared = UncheckedSendable(value: (body: body, scratch: scratch))
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                let mine = shared.value.scratch + worker * stride
+                while true {
+                    let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    if index >= order.count { break }
+                    shared.value.body(order[index], mine)
+                }
+            }
+        }
+    }
+}
+
+/// Lets the scheduler hand pointers to its workers; safety comes from the tiles' disjoint writes.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+}
+
+/// Hands out consecutive pieces of one scratch area.
+struct ScratchCarver {
+    private var cursor: UnsafeMutablePointer<Float>
+    private(set) var floats = 0
+
+    init(_ base: UnsafeMutablePointer<Float>) { cursor = base }
+
+    /// How many floats `carve` takes, found by carving from a base that is never dereferenced.
+    static func floats<T>(_ carve: (inout ScratchCarver) -> T) -> Int {
+        var counter = ScratchCarver(UnsafeMutablePointer(bitPattern: 64)!)
+        _ = carve(&counter)
+        return counter.floats
+    }
+
+    mutating func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let piece = cursor
+        let padded = roundUpToLanes(count)
+        cursor += padded
+        floats += padded
+        return piece
+    }
+}

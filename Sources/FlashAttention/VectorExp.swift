@@ -1,0 +1,40 @@
+/// Sixteen floats: one zmm register with AVX-512, two ymm with AVX2. Every kernel works in these.
+typealias Lanes = SIMD16<Float>
+let lanes = 16
+
+extension Lanes {
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Lanes {
+        UnsafeRawPointer(p).loadUnaligned(as: Lanes.self)
+    }
+    @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: self, as: Lanes.self)
+    }
+}
+
+/// e^x for sixteen lanes, within about 1 ulp; e^x is exactly 0 below −87.3 (so e^−∞ = 0) and NaN
+/// stays NaN. Arguments above 88 are not supported (the kernels only exponentiate x ≤ ~0).
+///
+/// Range reduction: x = n·ln2 + r with n = round(x·log₂e) and |r| ≤ ln2/2. ln2 is split into a
+/// part exact in float times any n, plus a small correction (Cody–Waite), so r keeps full
+/// precision. e^r is its degree-7 Taylor polynomial (truncation below 1e−8 there), and 2^n is
+/// written straight into the exponent bits. Adding 1.5·2²³ rounds x·log₂e to an integer held in
+/// the low mantissa bits, which keeps the whole function in vector instructions.
+@inline(__always) func exp(_ x: Lanes) -> Lanes {
+    let roundingMagic = Lanes(repeating: 12_582_912)
+    let clamped = x.clamped(lowerBound: Lanes(repeating: -88), upperBound: Lanes(repeating: 88))
+    let shifted = roundingMagic.addingProduct(clamped, Lanes(repeating: 1.442_695_04))
+    let n = shifted - roundingMagic
+    var r = clamped.addingProduct(n, Lanes(repeating: -0.693_145_751_953_125))
+    r = r.addingProduct(n, Lanes(repeating: -1.428_606_765_330_187e-6))
+    var p = Lanes(repeating: 1.0 / 5040)
+    p = Lanes(repeating: 1.0 / 720).addingProduct(p, r)
+    p = Lanes(repeating: 1.0 / 120).addingProduct(p, r)
+    p = Lanes(repeating: 1.0 / 24).addingProduct(p, r)
+    p = Lanes(repeating: 1.0 / 6).addingProduct(p, r)
+    p = Lanes(repeating: 0.5).addingProduct(p, r)
+    p = Lanes.one.addingProduct(p, r)
+    p = Lanes.one.addingProduct(p, r)
+    let exponentBits = (unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+    let result = (p * unsafeBitCast(exponentBits, to: Lanes.self)).replacing(with: 0, where: x .< -87.3)
+    return result.replacing(with: x, where: x .!= x)
+}

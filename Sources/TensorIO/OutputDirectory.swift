@@ -1,0 +1,75 @@
+import Foundation
+
+/// A directory that receives a run's outputs all at once or not at all.
+///
+/// Each output is first written to a temporary name inside the directory (so the final rename
+/// stays on one file system and is atomic); `commit` renames them into place only once all are
+/// written, and `discard` removes them. Temporaries are named `.flashdist-tmp-PID-NAME`, so a
+/// later run can recognise and remove the ones a killed run left behind.
+public final class OutputDirectory {
+    public let path: String
+    private let tag: String
+    private var staged: [String] = []
+
+    /// Creates the directory if needed, proves it writable, and removes temporaries left by runs
+    /// that are no longer alive.
+    public init(_ path: String, tag: String = String(getpid())) throws(TensorIOError) {
+        self.path = path
+        self.tag = tag
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw TensorIOError(path, "output directory cannot be created (\(OutputDirectory.reason(error)))")
+        }
+        removeAbandonedTemporaries()
+        let probe = temporaryPath(for: "probe")
+        guard FileManager.default.createFile(atPath: probe, contents: Data()) else {
+            throw TensorIOError(path, "output directory is not writable")
+        }
+        try? FileManager.default.removeItem(atPath: probe)
+    }
+
+    public func temporaryPath(for name: String) -> String { "\(path)/.flashdist-tmp-\(tag)-\(name)" }
+    public func finalPath(for name: String) -> String { "\(path)/\(name)" }
+
+    /// Writes `data` under the temporary name of `name`.
+    public func stage(_ name: String, _ data: Data) throws(TensorIOError) {
+        let temporary = temporaryPath(for: name)
+        staged.append(name)
+        do {
+            try data.write(to: URL(fileURLWithPath: temporary))
+        } catch {
+            throw TensorIOError(finalPath(for: name), "cannot be written (\(OutputDirectory.reason(error)))")
+        }
+    }
+
+    /// Records a file that another writer (another rank, say) filled under its temporary name.
+    public func adopt(_ name: String) { staged.append(name) }
+
+    /// Renames every staged output into place.
+    public func commit() throws(TensorIOError) {
+        for name in staged where rename(temporaryPath(for: name), finalPath(for: name)) != 0 {
+            throw TensorIOError(finalPath(for: name), "cannot be renamed into place (\(String(cString: strerror(errno))))")
+        }
+        staged.removeAll()
+    }
+
+    /// Removes every staged temporary.
+    public func discard() {
+        for name in staged { unlink(temporaryPath(for: name)) }
+        staged.removeAll()
+    }
+
+    private func removeAbandonedTemporaries() {
+        let prefix = ".flashdist-tmp-"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where entry.hasPrefix(prefix) {
+            let owner = String(entry.dropFirst(prefix.count).prefix { $0 != "-" })
+            let alive = Int32(owner).map { kill($0, 0) == 0 || errno == EPERM } ?? false
+            if owner != tag && !alive { unlink("\(path)/\(entry)") }
+        }
+    }
+
+    private static func reason(_ error: Error) -> String {
+        (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
+    }
+}
