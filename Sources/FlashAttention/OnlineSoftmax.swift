@@ -106,8 +106,8 @@ struct ForwardTile {
 @inline(__always) func rowMaximum(_ row: UnsafeMutablePointer<Float>, count: Int) -> Float {
     var m = Lanes(repeating: -.infinity)
     var c = 0
-    while c < count { m = pointwiseMax(m, Lanes.load(row + c)); c += lanes }
-    return m.max()
+    while c < count { m = larger(m, Lanes.load(row + c)); c += lanes }
+    return m.maximum()
 }
 
 /// Replaces each score x by e^(x − pivot) and returns their sum.
@@ -120,5 +120,5 @@ struct ForwardTile {
         sum += p
         c += lanes
     }
-    return sum.sum()
+    return sum.total()
 }

@@ -9,6 +9,28 @@ extension Lanes {
     @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: self, as: Lanes.self)
     }
+
+    /// The largest lane, by halving: a few shuffles instead of sixteen scalar compares.
+    @inline(__always) func maximum() -> Float {
+        let (low, high) = (lowHalf, highHalf)
+        let m8 = low.replacing(with: high, where: high .> low)
+        let (low4, high4) = (m8.lowHalf, m8.highHalf)
+        let m4 = low4.replacing(with: high4, where: high4 .> low4)
+        return Swift.max(Swift.max(m4[0], m4[1]), Swift.max(m4[2], m4[3]))
+    }
+
+    /// The sum of the lanes, by halving.
+    @inline(__always) func total() -> Float {
+        let s8 = lowHalf + highHalf, s4 = s8.lowHalf + s8.highHalf, s2 = s4.lowHalf + s4.highHalf
+        return s2[0] + s2[1]
+    }
+}
+
+/// Lane-wise max as one compare and blend; a NaN in `a` is kept. (`pointwiseMax` implements IEEE
+/// maximum, NaN rules included, and compiles to a scalar loop; so does this same line written
+/// generically over SIMD, hence the concrete type.)
+@inline(__always) func larger(_ a: Lanes, _ b: Lanes) -> Lanes {
+    a.replacing(with: b, where: b .> a)
 }
 
 /// e^x for sixteen lanes, within about 1 ulp; e^x is exactly 0 below −87.3 (so e^−∞ = 0) and NaN
@@ -21,7 +43,7 @@ extension Lanes {
 /// the low mantissa bits, which keeps the whole function in vector instructions.
 @inline(__always) func exp(_ x: Lanes) -> Lanes {
     let roundingMagic = Lanes(repeating: 12_582_912)
-    let clamped = x.clamped(lowerBound: Lanes(repeating: -88), upperBound: Lanes(repeating: 88))
+    let clamped = larger(x.replacing(with: 88, where: x .> 88), Lanes(repeating: -88))
     let shifted = roundingMagic.addingProduct(clamped, Lanes(repeating: 1.442_695_04))
     let n = shifted - roundingMagic
     var r = clamped.addingProduct(n, Lanes(repeating: -0.693_145_751_953_125))
