@@ -37,31 +37,37 @@ public enum FlashAttention {
 }
 
 extension FlashAttention {
-    /// The forward on arrays: returns O (shaped like q) and lse.
+    /// The forward on arrays, writing O (shaped like q) and lse into existing arrays.
     public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
-                               threads: Int) -> (o: [Float], lse: [Float]) {
-        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements,
+                               o: inout [Float], lse: inout [Float], threads: Int) {
+        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
+                     && o.count == problem.queryElements && lse.count == problem.lseElements,
                      "tensor sizes do not match the problem")
-        var o = [Float](repeating: 0, count: problem.queryElements)
-        var lse = [Float](repeating: 0, count: problem.lseElements)
         o.withUnsafeMutableBufferPointer { o in
             lse.withUnsafeMutableBufferPointer { lse in
                 forward(problem, q: q, k: k, v: v, o: o.start, lse: lse.start, threads: threads)
             }
         }
+    }
+
+    /// The forward on arrays: returns O (shaped like q) and lse.
+    public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
+                               threads: Int) -> (o: [Float], lse: [Float]) {
+        var o = [Float](repeating: 0, count: problem.queryElements)
+        var lse = [Float](repeating: 0, count: problem.lseElements)
+        forward(problem, q: q, k: k, v: v, o: &o, lse: &lse, threads: threads)
         return (o, lse)
     }
 
-    /// The backward on arrays: returns dQ, dK, dV shaped like q, k, v.
+    /// The backward on arrays, writing dQ, dK, dV (shaped like q, k, v) into existing arrays.
     public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                 o: [Float], lse: [Float], dO: [Float],
-                                threads: Int) -> (dQ: [Float], dK: [Float], dV: [Float]) {
+                                dQ: inout [Float], dK: inout [Float], dV: inout [Float], threads: Int) {
         precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
                      && o.count == problem.queryElements && dO.count == problem.queryElements
-                     && lse.count == problem.lseElements, "tensor sizes do not match the problem")
-        var dQ = [Float](repeating: 0, count: problem.queryElements)
-        var dK = [Float](repeating: 0, count: problem.keyElements)
-        var dV = [Float](repeating: 0, count: problem.keyElements)
+                     && lse.count == problem.lseElements && dQ.count == problem.queryElements
+                     && dK.count == problem.keyElements && dV.count == problem.keyElements,
+                     "tensor sizes do not match the problem")
         dQ.withUnsafeMutableBufferPointer { dQ in
             dK.withUnsafeMutableBufferPointer { dK in
                 dV.withUnsafeMutableBufferPointer { dV in
@@ -70,6 +76,16 @@ extension FlashAttention {
                 }
             }
         }
+    }
+
+    /// The backward on arrays: returns dQ, dK, dV shaped like q, k, v.
+    public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
+                                o: [Float], lse: [Float], dO: [Float],
+                                threads: Int) -> (dQ: [Float], dK: [Float], dV: [Float]) {
+        var dQ = [Float](repeating: 0, count: problem.queryElements)
+        var dK = [Float](repeating: 0, count: problem.keyElements)
+        var dV = [Float](repeating: 0, count: problem.keyElements)
+        backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
         return (dQ, dK, dV)
     }
 }

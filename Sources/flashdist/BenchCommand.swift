@@ -16,7 +16,8 @@ struct BenchCommand: ParsableCommand {
     @Option var headDim = 64
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
-    @Option(help: "Timed runs after one warm-up; the median is reported.") var repeats = 5
+    @Option(help: "Untimed runs before the timed ones.") var warmup = 1
+    @Option(help: "Timed runs; the median is reported.") var repeats = 5
     @Flag(help: "Also time the backward.") var backward = false
     @Flag(help: "Check sampled rows against a float64 reference and print the max abs errors.") var verify = false
     @Flag(help: "Print one JSON line (keys as ../shared/peers/torch_sdpa.py) instead of text.") var json = false
@@ -30,15 +31,19 @@ struct BenchCommand: ParsableCommand {
         let q = normals.next(problem.queryElements), k = normals.next(problem.keyElements)
         let v = normals.next(problem.keyElements), dO = normals.next(problem.queryElements)
 
+        // Outputs are allocated once and rewritten by every run, so peak RSS counts the tensors once.
         var o = [Float](repeating: 0, count: problem.queryElements)
         var lse = [Float](repeating: 0, count: problem.lseElements)
-        let forwardSeconds = MachineProbe.medianSeconds(repeats: repeats) {
-            (o, lse) = FlashAttention.forward(problem, q: q, k: k, v: v, threads: workers)
+        let forwardSeconds = MachineProbe.medianSeconds(warmup: warmup, repeats: repeats) {
+            FlashAttention.forward(problem, q: q, k: k, v: v, o: &o, lse: &lse, threads: workers)
         }
-        var grads: (dQ: [Float], dK: [Float], dV: [Float])?
-        let backwardSeconds = backward ? MachineProbe.medianSeconds(repeats: repeats) {
-            grads = FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, threads: workers)
+        var dQ = [Float](repeating: 0, count: backward ? problem.queryElements : 0)
+        var dK = [Float](repeating: 0, count: backward ? problem.keyElements : 0), dV = dK
+        let backwardSeconds = backward ? MachineProbe.medianSeconds(warmup: warmup, repeats: repeats) {
+            FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO,
+                                    dQ: &dQ, dK: &dK, dV: &dV, threads: workers)
         } : nil
+        let grads = backward ? (dQ: dQ, dK: dK, dV: dV) : nil
         let peak = MachineProbe.fmaPeakGFLOPS(threads: workers)
         let rss = MachineProbe.peakResidentBytes()
 

@@ -35,9 +35,9 @@ enum MachineProbe {
         return usage.ru_maxrss * 1024
     }
 
-    /// Median wall time of `body` over `repeats` runs after one warm-up run.
-    static func medianSeconds(repeats: Int, _ body: () -> Void) -> Double {
-        body()
+    /// Median wall time of `body` over `repeats` runs after `warmup` untimed ones.
+    static func medianSeconds(warmup: Int, repeats: Int, _ body: () -> Void) -> Double {
+        for _ in 0..<warmup { body() }
         let times = (0..<max(1, repeats)).map { _ -> Double in
             let start = DispatchTime.now().uptimeNanoseconds
             body()

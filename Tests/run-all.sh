@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up and build, the Swift tests, the memory check, and the golden
+# reference cases in ../shared/golden (FLASHDIST_GOLDEN overrides the folder).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+golden="${FLASHDIST_GOLDEN:-../shared/golden}"
+
+bash launch/setup.sh
+python3 -c "import numpy" 2>/dev/null || python3 -m pip install -q numpy
+
+swift test -c release
+bash Tests/memory-check.sh .build/release/flashdist
+python3 "$golden/check.py" .build/release/flashdist "$golden" --features core

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what flashdist needs on Debian (OpenMPI's runtime and headers) if it is missing, then
+# builds the release binary .build/release/flashdist.
+#   FLASHDIST_TARGET_CPU=native bash launch/setup.sh   builds for this machine's CPU (default: haswell).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists ompi-c 2>/dev/null || missing+=(libopenmpi-dev)
+if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+swift build -c release
