@@ -13,17 +13,23 @@
 /// dK and dV and visits the rows of every query head of its group, and one over
 /// (batch, head, row block) that owns dQ. The second recomputes P and dS once more; that costs two
 /// extra block products per tile and buys results that are bitwise the same for any thread count.
+///
+/// Within a GQA group each query head's contribution to dK and dV is formed on its own and the
+/// group's are added in head order: ((0 + c₀) + c₁) + …. A caller that splits a group (across MPI
+/// ranks, say) asks for the contributions themselves and adds them in the same order, and gets the
+/// same bits.
 struct BackwardTiles {
     let problem: AttentionProblem
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let dO: UnsafePointer<Float>, lse: UnsafePointer<Float>
     /// D = rowsum(dO ∘ O), laid out like lse.
     let delta: UnsafePointer<Float>
+    let keyGradients: KeyGradientLayout
 
     /// Per-worker scratch: packed Q and dO rows with their lse and D, packed Kᵀ, Vᵀ and K of the
     /// key block, P and dS of the tile, and the gradient block being accumulated.
     struct Buffers {
-        let qBlock, dOBlock, rowLSE, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB: UnsafeMutablePointer<Float>
+        let qBlock, dOBlock, rowLSE, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int) {
             let br = Tiling.queryRows, bc = Tiling.keyColumns
             qBlock = carver.take(br * dp); dOBlock = carver.take(br * dp)
@@ -31,6 +37,7 @@ struct BackwardTiles {
             kT = carver.take(dp * bc); vT = carver.take(dp * bc); kBlock = carver.take(bc * dp)
             p = carver.take(br * bc); dS = carver.take(br * bc)
             gradA = carver.take(max(br, bc) * dp); gradB = carver.take(bc * dp)
+            headK = carver.take(bc * dp); headV = carver.take(bc * dp)
         }
     }
 
@@ -45,13 +52,15 @@ struct BackwardTiles {
         let b = tile.batch, mask = problem.mask(b)
         let keys = Tile.keyBlock(tile.block, of: mask)
         packKeyBlock(batch: b, kvHead: tile.head, keys: keys, into: buf, transposedOnly: true)
-        let (dKBlock, dVBlock) = (buf.gradA, buf.gradB)
+        let (dKBlock, dVBlock, dKHead, dVHead) = (buf.gradA, buf.gradB, buf.headK, buf.headV)
         dKBlock.update(repeating: 0, count: keys.count * dp)
         dVBlock.update(repeating: 0, count: keys.count * dp)
 
         let seen = mask.rows(seeing: keys)
         for g in 0..<problem.groupSize {
             let h = tile.head * problem.groupSize + g
+            dKHead.update(repeating: 0, count: keys.count * dp)
+            dVHead.update(repeating: 0, count: keys.count * dp)
             var i0 = seen.lowerBound / br * br
             while i0 < seen.upperBound {
                 let rows = i0..<min(i0 + br, mask.seqlenQ)
@@ -59,14 +68,31 @@ struct BackwardTiles {
                 recompute(mask: mask, rows: rows, keys: keys, buffers: buf)
                 // dV += Pᵀ·dO and dK += dSᵀ·Q: P and dS are read column by column.
                 multiply(m: keys.count, n: dp, k: rows.count, a: buf.p, aRowStride: 1, aColumnStride: Tiling.keyColumns,
-                         b: buf.dOBlock, bRowStride: dp, c: dVBlock, cRowStride: dp, accumulate: true)
+                         b: buf.dOBlock, bRowStride: dp, c: dVHead, cRowStride: dp, accumulate: true)
                 multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: Tiling.keyColumns,
-                         b: buf.qBlock, bRowStride: dp, c: dKBlock, cRowStride: dp, accumulate: true)
+                         b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
                 i0 += br
             }
+            switch keyGradients {
+            case .perQueryHead:
+                storeKeyBlock(dKHead, dVHead, batch: b, keys: keys, head: h, of: problem.heads, dK: dK, dV: dV)
+            case .summedOverGroup:
+                addBlock(dKHead, into: dKBlock, count: keys.count * dp)
+                addBlock(dVHead, into: dVBlock, count: keys.count * dp)
+            }
         }
+        if keyGradients == .summedOverGroup {
+            storeKeyBlock(dKBlock, dVBlock, batch: b, keys: keys, head: tile.head, of: problem.kvHeads, dK: dK, dV: dV)
+        }
+    }
+
+    /// Writes the first headDim columns of gradient blocks to rows of dK and dV with `heads` heads.
+    private func storeKeyBlock(_ dKBlock: UnsafePointer<Float>, _ dVBlock: UnsafePointer<Float>, batch b: Int,
+                               keys: Range<Int>, head: Int, of heads: Int,
+                               dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>) {
+        let d = problem.headDim, dp = roundUpToLanes(d)
         for t in 0..<keys.count {
-            let index = problem.keyIndex(row: problem.keyOffsets[b] + keys.lowerBound + t, kvHead: tile.head)
+            let index = ((problem.keyOffsets[b] + keys.lowerBound + t) * heads + head) * d
             (dK + index).update(from: dKBlock + t * dp, count: d)
             (dV + index).update(from: dVBlock + t * dp, count: d)
         }
@@ -158,6 +184,11 @@ struct BackwardTiles {
             }
         }
     }
+}
+
+@inline(__always) func addBlock(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
+    var c = 0
+    while c < count { (Lanes.load(target + c) + Lanes.load(source + c)).store(target + c); c += lanes }
 }
 
 /// D = rowsum(dO ∘ O) for every row of every head, laid out like lse.

@@ -17,15 +17,19 @@ public enum FlashAttention {
     }
 
     /// dQ, dK, dV from the inputs, the forward's O and lse, and dO; P is recomputed, not stored.
+    /// With `.perQueryHead`, dK and dV are `(…, heads, headDim)`: each query head's contribution,
+    /// which summed in head order over a group gives exactly the `.summedOverGroup` result.
     public static func backward(_ problem: AttentionProblem,
                                 q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                 o: UnsafePointer<Float>, lse: UnsafePointer<Float>, dO: UnsafePointer<Float>,
                                 dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
-                                dV: UnsafeMutablePointer<Float>, threads: Int) {
+                                dV: UnsafeMutablePointer<Float>, keyGradients: KeyGradientLayout = .summedOverGroup,
+                                threads: Int) {
         let delta = UnsafeMutablePointer<Float>.allocate(capacity: max(1, problem.lseElements))
         defer { delta.deallocate() }
         rowDotProducts(problem, dO: dO, o: o, into: delta)
-        let tiles = BackwardTiles(problem: problem, q: q, k: k, v: v, dO: dO, lse: lse, delta: delta)
+        let tiles = BackwardTiles(problem: problem, q: q, k: k, v: v, dO: dO, lse: lse, delta: delta,
+                                  keyGradients: keyGradients)
         let scheduler = TileScheduler(threads: threads)
         scheduler.run(Tile.keyTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
             tiles.runKeyTile(tile, scratch: scratch, dK: dK, dV: dV)
@@ -34,6 +38,14 @@ public enum FlashAttention {
             tiles.runQueryTile(tile, scratch: scratch, dQ: dQ)
         }
     }
+}
+
+/// How the backward lays out dK and dV.
+public enum KeyGradientLayout: Sendable {
+    /// `(…, kvHeads, headDim)`: the gradients of k and v.
+    case summedOverGroup
+    /// `(…, heads, headDim)`: each query head's contribution, for callers that sum a split group.
+    case perQueryHead
 }
 
 extension FlashAttention {
