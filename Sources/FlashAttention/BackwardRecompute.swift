@@ -43,22 +43,51 @@ struct BackwardTiles {
 
     var scratchFloats: Int { ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim)) } }
 
-    /// dK and dV of one key block of one kv head.
+    /// dK and dV of one key block of one kv head (the dK/dV pass).
     func runKeyTile(_ tile: Tile, scratch: UnsafeMutablePointer<Float>,
                     dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>) {
-        let d = problem.headDim, dp = roundUpToLanes(d), br = Tiling.queryRows
         var carver = ScratchCarver(scratch)
-        let buf = Buffers(&carver, paddedDim: dp)
-        let b = tile.batch, mask = problem.mask(b)
-        let keys = Tile.keyBlock(tile.block, of: mask)
-        packKeyBlock(batch: b, kvHead: tile.head, keys: keys, into: buf, transposedOnly: true)
+        keyBlockGradients(batch: tile.batch, kvHead: tile.head, block: tile.block,
+                          buffers: Buffers(&carver, paddedDim: roundUpToLanes(problem.headDim)), dK: dK, dV: dV, dQ: nil)
+    }
+
+    /// All gradients of one kv head and its query heads in one pass: the tile owns their dQ rows,
+    /// so each key block adds its dS·K into them directly. The additions to a dQ row come in key
+    /// block order, exactly as in the dQ pass, so both ways give the same bits. Needs dQ rows that
+    /// are whole vectors (head dim a multiple of 16).
+    func runGroupTile(_ tile: Tile, scratch: UnsafeMutablePointer<Float>, dQ: UnsafeMutablePointer<Float>,
+                      dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>) {
+        let d = problem.headDim, b = tile.batch, mask = problem.mask(b)
+        precondition(d == roundUpToLanes(d), "the fused backward needs whole-vector rows")
+        for g in 0..<problem.groupSize {
+            for i in 0..<mask.seqlenQ {
+                let row = dQ + problem.queryIndex(row: problem.queryOffsets[b] + i, head: tile.head * problem.groupSize + g)
+                row.update(repeating: 0, count: d)
+            }
+        }
+        var carver = ScratchCarver(scratch)
+        let buf = Buffers(&carver, paddedDim: d)
+        for block in 0..<Tile.keyBlockCount(mask) {
+            keyBlockGradients(batch: b, kvHead: tile.head, block: block, buffers: buf, dK: dK, dV: dV, dQ: dQ)
+        }
+    }
+
+    /// dK and dV of one key block of one kv head; with `dQ`, also adds the block's dS·K into the
+    /// dQ rows of the group's heads, which the caller owns.
+    private func keyBlockGradients(batch b: Int, kvHead: Int, block: Int, buffers buf: Buffers,
+                                   dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
+                                   dQ: UnsafeMutablePointer<Float>?) {
+        let d = problem.headDim, dp = roundUpToLanes(d), br = Tiling.queryRows
+        let mask = problem.mask(b)
+        let keys = Tile.keyBlock(block, of: mask)
+        packKeyBlock(batch: b, kvHead: kvHead, keys: keys, into: buf, transposedOnly: dQ == nil)
         let (dKBlock, dVBlock, dKHead, dVHead) = (buf.gradA, buf.gradB, buf.headK, buf.headV)
         dKBlock.update(repeating: 0, count: keys.count * dp)
         dVBlock.update(repeating: 0, count: keys.count * dp)
 
         let seen = mask.rows(seeing: keys)
         for g in 0..<problem.groupSize {
-            let h = tile.head * problem.groupSize + g
+            let h = kvHead * problem.groupSize + g
             dKHead.update(repeating: 0, count: keys.count * dp)
             dVHead.update(repeating: 0, count: keys.count * dp)
             var i0 = seen.lowerBound / br * br
@@ -71,6 +100,11 @@ struct BackwardTiles {
                          b: buf.dOBlock, bRowStride: dp, c: dVHead, cRowStride: dp, accumulate: true)
                 multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: Tiling.keyColumns,
                          b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
+                if let dQ {
+                    let firstRow = dQ + problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound, head: h)
+                    accumulateQueryGradient(rows: rows.count, keys: keys.count, buffers: buf,
+                                            into: firstRow, rowStride: problem.heads * d)
+                }
                 i0 += br
             }
             switch keyGradients {
@@ -82,7 +116,7 @@ struct BackwardTiles {
             }
         }
         if keyGradients == .summedOverGroup {
-            storeKeyBlock(dKBlock, dVBlock, batch: b, keys: keys, head: tile.head, of: problem.kvHeads, dK: dK, dV: dV)
+            storeKeyBlock(dKBlock, dVBlock, batch: b, keys: keys, head: kvHead, of: problem.kvHeads, dK: dK, dV: dV)
         }
     }
 
@@ -115,14 +149,21 @@ struct BackwardTiles {
             let keys = j0..<min(j0 + bc, mask.seqlenK)
             packKeyBlock(batch: b, kvHead: h / problem.groupSize, keys: keys, into: buf, transposedOnly: false)
             recompute(mask: mask, rows: rows, keys: keys, buffers: buf)
-            multiply(m: rows.count, n: dp, k: roundUpToLanes(keys.count), a: buf.dS, aRowStride: bc, aColumnStride: 1,
-                     b: buf.kBlock, bRowStride: dp, c: dQBlock, cRowStride: dp, accumulate: true)
+            accumulateQueryGradient(rows: rows.count, keys: keys.count, buffers: buf, into: dQBlock, rowStride: dp)
             j0 += bc
         }
         for t in 0..<rows.count {
             (dQ + problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound + t, head: h))
                 .update(from: dQBlock + t * dp, count: d)
         }
+    }
+
+    /// dQ += dS·K for one tile, into rows `rowStride` floats apart.
+    private func accumulateQueryGradient(rows: Int, keys: Int, buffers buf: Buffers,
+                                         into dQ: UnsafeMutablePointer<Float>, rowStride: Int) {
+        multiply(m: rows, n: roundUpToLanes(problem.headDim), k: roundUpToLanes(keys),
+                 a: buf.dS, aRowStride: Tiling.keyColumns, aColumnStride: 1,
+                 b: buf.kBlock, bRowStride: roundUpToLanes(problem.headDim), c: dQ, cRowStride: rowStride, accumulate: true)
     }
 
     /// Packs Q and dO rows of one head, with each row's lse and D.

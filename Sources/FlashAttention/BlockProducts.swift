@@ -11,6 +11,38 @@ func multiply(m: Int, n: Int, k: Int,
               b: UnsafePointer<Float>, bRowStride: Int,
               c: UnsafeMutablePointer<Float>, cRowStride: Int, accumulate: Bool) {
     var row = 0
+    while row + 6 <= m {
+        let a0 = a + row * aRowStride, a1 = a0 + aRowStride, a2 = a1 + aRowStride
+        let a3 = a2 + aRowStride, a4 = a3 + aRowStride, a5 = a4 + aRowStride
+        let c0 = c + row * cRowStride, c1 = c0 + cRowStride, c2 = c1 + cRowStride
+        let c3 = c2 + cRowStride, c4 = c3 + cRowStride, c5 = c4 + cRowStride
+        var column = 0
+        while column < n {
+            var s0 = accumulate ? Lanes.load(c0 + column) : .zero
+            var s1 = accumulate ? Lanes.load(c1 + column) : .zero
+            var s2 = accumulate ? Lanes.load(c2 + column) : .zero
+            var s3 = accumulate ? Lanes.load(c3 + column) : .zero
+            var s4 = accumulate ? Lanes.load(c4 + column) : .zero
+            var s5 = accumulate ? Lanes.load(c5 + column) : .zero
+            var bp = b + column
+            var ai = 0
+            for _ in 0..<k {
+                let bv = Lanes.load(bp)
+                s0 = s0.addingProduct(Lanes(repeating: a0[ai]), bv)
+                s1 = s1.addingProduct(Lanes(repeating: a1[ai]), bv)
+                s2 = s2.addingProduct(Lanes(repeating: a2[ai]), bv)
+                s3 = s3.addingProduct(Lanes(repeating: a3[ai]), bv)
+                s4 = s4.addingProduct(Lanes(repeating: a4[ai]), bv)
+                s5 = s5.addingProduct(Lanes(repeating: a5[ai]), bv)
+                bp += bRowStride
+                ai += aColumnStride
+            }
+            s0.store(c0 + column); s1.store(c1 + column); s2.store(c2 + column)
+            s3.store(c3 + column); s4.store(c4 + column); s5.store(c5 + column)
+            column += lanes
+        }
+        row += 6
+    }
     while row + 4 <= m {
         let a0 = a + row * aRowStride, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride
         let c0 = c + row * cRowStride, c1 = c0 + cRowStride, c2 = c1 + cRowStride, c3 = c2 + cRowStride

@@ -31,11 +31,22 @@ public enum FlashAttention {
         let tiles = BackwardTiles(problem: problem, q: q, k: k, v: v, dO: dO, lse: lse, delta: delta,
                                   keyGradients: keyGradients)
         let scheduler = TileScheduler(threads: threads)
-        scheduler.run(Tile.keyTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
-            tiles.runKeyTile(tile, scratch: scratch, dK: dK, dV: dV)
-        }
-        scheduler.run(Tile.rowTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
-            tiles.runQueryTile(tile, scratch: scratch, dQ: dQ)
+        // One fused pass per (batch, kv head) when there are enough of them to share out evenly;
+        // otherwise a dK/dV pass over key blocks and a dQ pass over row blocks. Both add every
+        // product in the same order, so the choice (which depends on the thread count) never
+        // changes a bit of the result.
+        let groups = problem.batch * problem.kvHeads
+        if problem.headDim % lanes == 0 && groups >= threads && (groups % threads == 0 || groups >= 4 * threads) {
+            scheduler.run(Tile.groupTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
+                tiles.runGroupTile(tile, scratch: scratch, dQ: dQ, dK: dK, dV: dV)
+            }
+        } else {
+            scheduler.run(Tile.keyTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
+                tiles.runKeyTile(tile, scratch: scratch, dK: dK, dV: dV)
+            }
+            scheduler.run(Tile.rowTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
+                tiles.runQueryTile(tile, scratch: scratch, dQ: dQ)
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ struct Tile {
         var tiles: [Tile] = []
         for b in 0..<problem.batch {
             let mask = problem.mask(b)
-            for block in 0..<blockCount(mask.seqlenK, Tiling.keyColumns) {
+            for block in 0..<keyBlockCount(mask) {
                 let rows = mask.rows(seeing: keyBlock(block, of: mask))
                 let cost = 1 + problem.groupSize * blockCount(rows.count, Tiling.queryRows)
                 for kvHead in 0..<problem.kvHeads { tiles.append(Tile(batch: b, head: kvHead, block: block, cost: cost)) }
@@ -41,6 +41,22 @@ struct Tile {
         }
         return tiles
     }
+
+    /// One tile per kv head of each batch entry, for the fused backward; its cost is the row
+    /// blocks that its key blocks see, over the group.
+    static func groupTiles(_ problem: AttentionProblem) -> [Tile] {
+        var tiles: [Tile] = []
+        for b in 0..<problem.batch {
+            let mask = problem.mask(b)
+            let cost = (0..<keyBlockCount(mask)).reduce(1) {
+                $0 + problem.groupSize * blockCount(mask.rows(seeing: keyBlock($1, of: mask)).count, Tiling.queryRows)
+            }
+            for kvHead in 0..<problem.kvHeads { tiles.append(Tile(batch: b, head: kvHead, block: 0, cost: cost)) }
+        }
+        return tiles
+    }
+
+    static func keyBlockCount(_ mask: AttentionMask) -> Int { blockCount(mask.seqlenK, Tiling.keyColumns) }
 
     static func rowBlock(_ block: Int, of mask: AttentionMask) -> Range<Int> {
         block * Tiling.queryRows..<min((block + 1) * Tiling.queryRows, mask.seqlenQ)
