@@ -33,14 +33,16 @@ extension Lanes {
     a.replacing(with: b, where: b .> a)
 }
 
-/// e^x for sixteen lanes, within about 1 ulp; e^x is exactly 0 below −87.3 (so e^−∞ = 0) and NaN
-/// stays NaN. Arguments above 88 are not supported (the kernels only exponentiate x ≤ ~0).
+/// e^x for sixteen lanes, within about 1 ulp; 0 from x ≤ −88 on (so e^−∞ = 0), and NaN stays NaN.
+/// Arguments above 88 are not supported (the kernels only exponentiate x ≤ ~0).
 ///
 /// Range reduction: x = n·ln2 + r with n = round(x·log₂e) and |r| ≤ ln2/2. ln2 is split into a
 /// part exact in float times any n, plus a small correction (Cody–Waite), so r keeps full
 /// precision. e^r is its degree-7 Taylor polynomial (truncation below 1e−8 there), and 2^n is
 /// written straight into the exponent bits. Adding 1.5·2²³ rounds x·log₂e to an integer held in
-/// the low mantissa bits, which keeps the whole function in vector instructions.
+/// the low mantissa bits, which keeps the whole function in vector instructions. Clamping at −88
+/// gives n = −127, whose exponent field is 0: 2^n becomes exactly 0 with no extra select. A NaN
+/// passes through every step (its compares are false) and comes out NaN.
 @inline(__always) func exp(_ x: Lanes) -> Lanes {
     let roundingMagic = Lanes(repeating: 12_582_912)
     let clamped = larger(x.replacing(with: 88, where: x .> 88), Lanes(repeating: -88))
@@ -57,6 +59,5 @@ extension Lanes {
     p = Lanes.one.addingProduct(p, r)
     p = Lanes.one.addingProduct(p, r)
     let exponentBits = (unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
-    let result = (p * unsafeBitCast(exponentBits, to: Lanes.self)).replacing(with: 0, where: x .< -87.3)
-    return result.replacing(with: x, where: x .!= x)
+    return p * unsafeBitCast(exponentBits, to: Lanes.self)
 }
