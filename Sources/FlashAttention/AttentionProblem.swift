@@ -51,6 +51,12 @@ public struct AttentionProblem: Sendable {
         guard queryOffsets.count == keyOffsets.count else {
             throw .invalid("query and key offsets name different batch sizes")
         }
+        if !packedLSE {
+            let lengths = Set(zip(queryOffsets, queryOffsets.dropFirst()).map { $1 - $0 })
+            guard lengths.count <= 1 else {
+                throw .invalid("lse laid out (batch, heads, seqlen_q) needs equal query lengths; use the packed layout")
+            }
+        }
         try options.validate()
         self.heads = heads
         self.kvHeads = kvHeads

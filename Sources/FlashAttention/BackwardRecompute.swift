@@ -205,7 +205,7 @@ struct BackwardTiles {
         for t in 0..<rows.count {
             let p = buf.p + t * bc, dS = buf.dS + t * bc
             let rowLSE = buf.rowLSE[t]
-            guard rowLSE > -.infinity else {
+            guard rowLSE != -.infinity else {
                 p.update(repeating: 0, count: wp)
                 dS.update(repeating: 0, count: wp)
                 continue
@@ -216,9 +216,10 @@ struct BackwardTiles {
                 maskScores(p, count: wp, visibleFrom: mask.firstKey(row: i) - keys.lowerBound,
                            through: min(mask.lastKey(row: i), keys.upperBound - 1) - keys.lowerBound)
             }
-            _ = exponentiate(p, count: wp, minus: rowLSE)
-            let rowDelta = Lanes(repeating: buf.rowDelta[t])
             var c = 0
+            while c < wp { exp(Lanes.load(p + c) - rowLSE).store(p + c); c += lanes }
+            let rowDelta = Lanes(repeating: buf.rowDelta[t])
+            c = 0
             while c < wp {
                 ((Lanes.load(dS + c) - rowDelta) * Lanes.load(p + c) * scale).store(dS + c)
                 c += lanes

@@ -83,10 +83,11 @@ struct ForwardTile {
         for t in 0..<rows.count {
             let sum = buf.rowSum[t]
             let out = o + problem.queryIndex(row: qRow0 + t, head: h)
-            let inverse: Float = sum > 0 ? 1 / sum : 0
+            // ℓ = 0 only for a row that saw no key; a NaN score makes ℓ NaN, and NaN flows on.
+            let inverse: Float = sum == 0 ? 0 : 1 / sum
             for c in 0..<d { out[c] = buf.acc[t * dp + c] * inverse }
             lse[problem.lseIndex(batch: b, head: h, row: rows.lowerBound + t)] =
-                sum > 0 ? buf.rowMax[t] + Foundation.log(sum) : -.infinity
+                sum == 0 ? -.infinity : buf.rowMax[t] + Foundation.log(sum)
         }
     }
 
@@ -115,32 +116,3 @@ struct ForwardTile {
     }
 }
 
-@inline(__always) func scaleScores(_ row: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
-    var c = 0
-    while c < count { (Lanes.load(row + c) * factor).store(row + c); c += lanes }
-}
-
-/// Sets every score outside columns first...last of the block to −∞ (all of them when last < first).
-@inline(__always) func maskScores(_ row: UnsafeMutablePointer<Float>, count: Int, visibleFrom first: Int, through last: Int) {
-    for c in 0..<count where c < first || c > last { row[c] = -.infinity }
-}
-
-@inline(__always) func rowMaximum(_ row: UnsafeMutablePointer<Float>, count: Int) -> Float {
-    var m = Lanes(repeating: -.infinity)
-    var c = 0
-    while c < count { m = larger(m, Lanes.load(row + c)); c += lanes }
-    return m.maximum()
-}
-
-/// Replaces each score x by e^(x − pivot) and returns their sum.
-@inline(__always) func exponentiate(_ row: UnsafeMutablePointer<Float>, count: Int, minus pivot: Float) -> Float {
-    var sum = Lanes.zero
-    var c = 0
-    while c < count {
-        let p = exp(Lanes.load(row + c) - pivot)
-        p.store(row + c)
-        sum += p
-        c += lanes
-    }
-    return sum.total()
-}

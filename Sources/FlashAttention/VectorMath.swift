@@ -9,21 +9,6 @@ extension Lanes {
     @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: self, as: Lanes.self)
     }
-
-    /// The largest lane, by halving: a few shuffles instead of sixteen scalar compares.
-    @inline(__always) func maximum() -> Float {
-        let (low, high) = (lowHalf, highHalf)
-        let m8 = low.replacing(with: high, where: high .> low)
-        let (low4, high4) = (m8.lowHalf, m8.highHalf)
-        let m4 = low4.replacing(with: high4, where: high4 .> low4)
-        return Swift.max(Swift.max(m4[0], m4[1]), Swift.max(m4[2], m4[3]))
-    }
-
-    /// The sum of the lanes, by halving.
-    @inline(__always) func total() -> Float {
-        let s8 = lowHalf + highHalf, s4 = s8.lowHalf + s8.highHalf, s2 = s4.lowHalf + s4.highHalf
-        return s2[0] + s2[1]
-    }
 }
 
 /// Lane-wise max as one compare and blend; a NaN in `a` is kept. (`pointwiseMax` implements IEEE
@@ -60,4 +45,15 @@ extension Lanes {
     p = Lanes.one.addingProduct(p, r)
     let exponentBits = (unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
     return p * unsafeBitCast(exponentBits, to: Lanes.self)
+}
+
+/// Multiplies `count` floats (a whole number of vectors) by `factor`.
+@inline(__always) func scaleScores(_ row: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
+    var c = 0
+    while c < count { (Lanes.load(row + c) * factor).store(row + c); c += lanes }
+}
+
+/// Sets every score outside columns first...last of the block to −∞ (all of them when last < first).
+@inline(__always) func maskScores(_ row: UnsafeMutablePointer<Float>, count: Int, visibleFrom first: Int, through last: Int) {
+    for c in 0..<count where c < first || c > last { row[c] = -.infinity }
 }

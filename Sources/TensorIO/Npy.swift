@@ -27,24 +27,40 @@ public enum Npy {
     /// Reads a floating-point array as float32 with its shape.
     public static func readFloats(_ path: String) throws(TensorIOError) -> (shape: [Int], values: [Float]) {
         let bytes = try contents(of: path)
-        let header = try parseHeader(bytes, path: path)
-        guard header.dtype != .int32, header.dtype != .int64 else {
-            throw TensorIOError(path, "dtype is \(header.dtype.rawValue), expected a float array (f4, f2 or f8)")
-        }
-        let values: [Float] = bytes.withUnsafeBytes { raw in
-            let data = UnsafeRawBufferPointer(rebasing: raw[header.dataOffset...])
-            switch header.dtype {
-            case .float32: return (0..<header.elementCount).map { data.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
-            case .float16: return (0..<header.elementCount).map {
-                Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)))
-            }
-            case .float64: return (0..<header.elementCount).map {
-                Float(data.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self))
-            }
-            case .int32, .int64: return []
+        let header = try requireFloats(parseHeader(bytes, path: path), path: path)
+        var values = [Float](repeating: 0, count: header.elementCount)
+        bytes.withUnsafeBytes { raw in
+            values.withUnsafeMutableBufferPointer {
+                convert(UnsafeRawBufferPointer(rebasing: raw[header.dataOffset...]), dtype: header.dtype, into: $0)
             }
         }
         return (header.shape, values)
+    }
+
+    /// The header of a file that must hold a floating-point array.
+    public static func readFloatHeader(_ path: String) throws(TensorIOError) -> Header {
+        try requireFloats(readHeader(path), path: path)
+    }
+
+    private static func requireFloats(_ header: Header, path: String) throws(TensorIOError) -> Header {
+        guard header.dtype != .int32, header.dtype != .int64 else {
+            throw TensorIOError(path, "dtype is \(header.dtype.rawValue), expected a float array (f4, f2 or f8)")
+        }
+        return header
+    }
+
+    /// Converts `target.count` little-endian elements of a float dtype to float32.
+    static func convert(_ data: UnsafeRawBufferPointer, dtype: DType, into target: UnsafeMutableBufferPointer<Float>) {
+        switch dtype {
+        case .float32:
+            UnsafeMutableRawBufferPointer(target).copyMemory(from: UnsafeRawBufferPointer(rebasing: data[..<(target.count * 4)]))
+        case .float16:
+            for i in target.indices { target[i] = Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+        case .float64:
+            for i in target.indices { target[i] = Float(data.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
+        case .int32, .int64:
+            preconditionFailure("integer dtype converted as float")
+        }
     }
 
     /// Reads an integer array (int32 or int64) with its shape.

@@ -29,7 +29,13 @@ public final class OutputDirectory {
         try? FileManager.default.removeItem(atPath: probe)
     }
 
-    public func temporaryPath(for name: String) -> String { "\(path)/.flashdist-tmp-\(tag)-\(name)" }
+    public func temporaryPath(for name: String) -> String { OutputDirectory.temporaryPath(in: path, tag: tag, name: name) }
+
+    /// The temporary name of `name` for a run tagged `tag`: what writers other than the one that
+    /// prepared the directory (other ranks) write into.
+    public static func temporaryPath(in path: String, tag: String, name: String) -> String {
+        "\(path)/.flashdist-tmp-\(tag)-\(name)"
+    }
     public func finalPath(for name: String) -> String { "\(path)/\(name)" }
 
     /// Writes `data` under the temporary name of `name`.
@@ -69,7 +75,12 @@ public final class OutputDirectory {
         }
     }
 
+    /// The system's reason (e.g. "Not a directory") rather than Foundation's generic wrapper.
     private static func reason(_ error: Error) -> String {
-        (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
+        let error = error as NSError
+        if let posix = (error.userInfo[NSUnderlyingErrorKey] as? NSError) ?? (error.domain == NSPOSIXErrorDomain ? error : nil) {
+            return String(cString: strerror(Int32(posix.code)))
+        }
+        return error.localizedFailureReason ?? error.localizedDescription
     }
 }

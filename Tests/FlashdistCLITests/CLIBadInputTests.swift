@@ -1,0 +1,131 @@
+import Foundation
+import TensorIO
+import Testing
+
+// Every bad input ends the run with a non-zero status and exactly one line on stderr,
+// "flashdist: error: …", naming the offending file or option, and leaves no output at all:
+// no o.npy, no other file, no temporary.
+
+/// A bad run: what to change from a valid q (1,4,2,8) / k, v (1,5,1,8) / dO problem, and the
+/// fragment the error line must contain (a "$name" fragment means that file's path).
+struct BadInput: Sendable, CustomTestStringConvertible {
+    let testDescription: String
+    let fragment: String
+    /// Rewrites the valid files or arguments; returns the argument list.
+    let setUp: @Sendable (ScratchDirectory, [String: String]) throws -> [String]
+}
+
+private func arguments(_ files: [String: String], _ extra: [String] = []) -> [String] {
+    ["attention", "--q", files["q"]!, "--k", files["k"]!, "--v", files["v"]!, "--do", files["do"]!] + extra
+}
+
+private let badInputs: [BadInput] = [
+    BadInput(testDescription: "missing file", fragment: "$missing") { dir, files in
+        var files = files
+        files["v"] = dir.file("missing.npy")
+        return arguments(files)
+    },
+    BadInput(testDescription: "truncated file", fragment: "$q") { dir, files in
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: files["q"]!))
+        try dir.write("q.npy", bytes.dropLast(3))
+        return arguments(files)
+    },
+    BadInput(testDescription: "int32 q", fragment: "$q") { dir, files in
+        try dir.write("q.npy", Npy.headerBytes(dtype: .int32, shape: [1, 4, 2, 8])
+            + [Int32](repeating: 1, count: 64).withUnsafeBytes { Data($0) })
+        return arguments(files)
+    },
+    BadInput(testDescription: "Fortran-order k", fragment: "$k") { dir, files in
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: files["k"]!))
+        let header = String(decoding: bytes.prefix(64), as: UTF8.self)
+        let flipped = header.replacingOccurrences(of: "'fortran_order': False,", with: "'fortran_order': True, ")
+        bytes.replaceSubrange(0..<64, with: Data(flipped.utf8))
+        try dir.write("k.npy", bytes)
+        return arguments(files)
+    },
+    BadInput(testDescription: "v shaped unlike k", fragment: "$v") { dir, files in
+        try dir.writeFloats("v.npy", pattern(48, seed: 9), shape: [1, 6, 1, 8])
+        return arguments(files)
+    },
+    BadInput(testDescription: "batch mismatch", fragment: "$k") { dir, files in
+        try dir.writeFloats("k.npy", pattern(80, seed: 9), shape: [2, 5, 1, 8])
+        try dir.writeFloats("v.npy", pattern(80, seed: 9), shape: [2, 5, 1, 8])
+        return arguments(files)
+    },
+    BadInput(testDescription: "head dim mismatch", fragment: "$k") { dir, files in
+        try dir.writeFloats("k.npy", pattern(20, seed: 9), shape: [1, 5, 1, 4])
+        try dir.writeFloats("v.npy", pattern(20, seed: 9), shape: [1, 5, 1, 4])
+        return arguments(files)
+    },
+    BadInput(testDescription: "heads not a multiple of kv heads", fragment: "$k") { dir, files in
+        try dir.writeFloats("q.npy", pattern(96, seed: 9), shape: [1, 4, 3, 8])
+        try dir.writeFloats("do.npy", pattern(96, seed: 9), shape: [1, 4, 3, 8])
+        try dir.writeFloats("k.npy", pattern(80, seed: 9), shape: [1, 5, 2, 8])
+        try dir.writeFloats("v.npy", pattern(80, seed: 9), shape: [1, 5, 2, 8])
+        return arguments(files)
+    },
+    BadInput(testDescription: "dO shaped unlike q", fragment: "$do") { dir, files in
+        try dir.writeFloats("do.npy", pattern(32, seed: 9), shape: [1, 2, 2, 8])
+        return arguments(files)
+    },
+    BadInput(testDescription: "q not 4-D", fragment: "$q") { dir, files in
+        try dir.writeFloats("q.npy", pattern(64, seed: 9), shape: [4, 2, 8])
+        return arguments(files)
+    },
+    BadInput(testDescription: "head dim 300", fragment: "$q") { dir, files in
+        for name in ["q", "do"] { try dir.writeFloats("\(name).npy", pattern(8 * 300, seed: 9), shape: [1, 4, 2, 300]) }
+        for name in ["k", "v"] { try dir.writeFloats("\(name).npy", pattern(5 * 300, seed: 9), shape: [1, 5, 1, 300]) }
+        return arguments(files)
+    },
+    BadInput(testDescription: "--window -2,0", fragment: "window") { _, files in arguments(files, ["--window", "-2,0"]) },
+    BadInput(testDescription: "--window 3", fragment: "--window") { _, files in arguments(files, ["--window", "3"]) },
+    BadInput(testDescription: "--softmax-scale nan", fragment: "scale") { _, files in
+        arguments(files, ["--softmax-scale", "nan"])
+    },
+    BadInput(testDescription: "--threads 0", fragment: "--threads") { _, files in arguments(files, ["--threads", "0"]) },
+    BadInput(testDescription: "output under a regular file", fragment: "$plain/out") { dir, files in
+        try dir.write("plain", Data([1]))
+        return arguments(files) + ["--out", dir.file("plain/out")]
+    },
+]
+
+@Test("bad input: one error line, no outputs", arguments: badInputs)
+func badInputFails(_ bad: BadInput) throws {
+    let dir = try ScratchDirectory()
+    let files = ["q": try dir.writeFloats("q.npy", pattern(64, seed: 1), shape: [1, 4, 2, 8]),
+                 "k": try dir.writeFloats("k.npy", pattern(40, seed: 2), shape: [1, 5, 1, 8]),
+                 "v": try dir.writeFloats("v.npy", pattern(40, seed: 3), shape: [1, 5, 1, 8]),
+                 "do": try dir.writeFloats("do.npy", pattern(64, seed: 4), shape: [1, 4, 2, 8])]
+    let out = dir.file("out")
+    var args = try bad.setUp(dir, files)
+    if !args.contains("--out") { args += ["--out", out] }
+    let result = try runFlashdist(args, in: dir)
+
+    #expect(result.status != 0)
+    #expect(result.stdout.isEmpty)
+    #expect(result.stderrLines.count == 1, "stderr: \(result.stderr)")
+    #expect(result.stderr.hasPrefix("flashdist: error:"), "stderr: \(result.stderr)")
+    let fragment = bad.fragment.hasPrefix("$") ? dir.file(bad.fragment.dropFirst() + (bad.fragment.contains("/") ? "" : ".npy"))
+                                               : bad.fragment
+    #expect(result.stderr.contains(fragment), "stderr should name \(fragment): \(result.stderr)")
+    // Nothing was written: the directory is absent or empty (no o.npy, no temporaries).
+    #expect((dir.entries(out) ?? []).isEmpty)
+    if args.contains(dir.file("plain/out")) {
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.file("plain"))) == Data([1]))
+    }
+}
+
+/// A failed run must not disturb the results of an earlier successful run in the same directory.
+@Test func failedRunKeepsEarlierOutputs() throws {
+    let dir = try ScratchDirectory()
+    let q = try dir.writeFloats("q.npy", pattern(16, seed: 1), shape: [1, 2, 1, 8])
+    let k = try dir.writeFloats("k.npy", pattern(24, seed: 2), shape: [1, 3, 1, 8])
+    let v = try dir.writeFloats("v.npy", pattern(24, seed: 3), shape: [1, 3, 1, 8])
+    let out = dir.file("out")
+    #expect(try runFlashdist(["attention", "--q", q, "--k", k, "--v", v, "--out", out], in: dir).status == 0)
+    let before = try Data(contentsOf: URL(fileURLWithPath: "\(out)/o.npy"))
+    let failed = try runFlashdist(["attention", "--q", q, "--k", k, "--v", dir.file("nope.npy"), "--out", out], in: dir)
+    #expect(failed.status != 0)
+    #expect(dir.entries(out) == ["lse.npy", "o.npy"])
+    #expect(try Data(contentsOf: URL(fileURLWithPath: "\(out)/o.npy")) == before)
+}
