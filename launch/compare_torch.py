@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""flashdist against PyTorch's CPU scaled_dot_product_attention, side by side in one run.
+
+usage: python3 launch/compare_torch.py [--install-torch] [--threads T] [--rounds R] [--repeats N]
+                                       [--shapes N:D[:causal],...] [--flashdist BIN] [--peers DIR]
+                                       [--markdown]
+
+For each shape (batch 1, 8 heads, fp32) it alternates the two programs `--rounds` times, each
+timing forward and backward `--repeats` times after a warm-up, and reports the median over rounds
+of each program's median: GFLOP/s by flash-attn's convention, the ratio flashdist / torch, and
+flashdist's share of the FMA peak it measures itself. Alternating keeps a noisy, shared machine
+from favouring either side.
+
+torch lives in .venv-torch (about 3 GB); --install-torch creates it. Without torch the script
+says so and stops.
+"""
+import argparse, json, os, statistics, subprocess, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_PYTHON = os.path.join(ROOT, ".venv-torch", "bin", "python")
+DEFAULT_SHAPES = ("1024:64,1024:64:causal,4096:64,4096:64:causal,2048:128,"
+                  "16384:64,16384:64:causal,16384:128,16384:128:causal")
+
+
+def parse_shapes(text):
+    shapes = []
+    for item in text.split(","):
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "causal"):
+            sys.exit(f"compare_torch: bad shape '{item}' (expected N:D or N:D:causal)")
+        shapes.append((int(parts[0]), int(parts[1]), len(parts) == 3))
+    return shapes
+
+
+def run_json(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"compare_torch: {' '.join(cmd[:3])} … failed: {(p.stderr or p.stdout).strip()[-400:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def shape_args(n, d, causal, threads, repeats):
+    args = ["--batch", "1", "--heads", "8", "--seqlen-q", str(n), "--head-dim", str(d),
+            "--threads", str(threads), "--repeats", str(repeats), "--backward"]
+    return args + (["--causal"] if causal else [])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--install-torch", action="store_true", help="create .venv-torch with torch (about 3 GB)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--shapes", default=DEFAULT_SHAPES)
+    ap.add_argument("--flashdist", default=os.path.join(ROOT, ".build", "release", "flashdist"))
+    ap.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "peers"))
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    a = ap.parse_args()
+
+    if a.install_torch and not os.path.exists(VENV_PYTHON):
+        subprocess.run([sys.executable, "-m", "venv", os.path.join(ROOT, ".venv-torch")], check=True)
+        subprocess.run([VENV_PYTHON, "-m", "pip", "install", "-q", "torch", "numpy"], check=True)
+    if not os.path.exists(VENV_PYTHON):
+        sys.exit("compare_torch: no .venv-torch; run with --install-torch (downloads about 3 GB)")
+    if not os.path.exists(a.flashdist):
+        sys.exit(f"compare_torch: {a.flashdist} not built; run bash launch/setup.sh")
+    peer = os.path.join(a.peers, "torch_sdpa.py")
+
+    rows = []
+    for n, d, causal in parse_shapes(a.shapes):
+        ours, theirs = [], []
+        for _ in range(a.rounds):
+            args = shape_args(n, d, causal, a.threads, a.repeats)
+            ours.append(run_json([a.flashdist, "bench", "--json"] + args))
+            theirs.append(run_json([VENV_PYTHON, peer] + args))
+        med = lambda runs, key: statistics.median(r[key] for r in runs)
+        row = dict(n=n, d=d, causal=causal, peak=med(ours, "peak_gflops"))
+        for phase in ("fwd", "bwd"):
+            row[phase] = med(ours, f"{phase}_gflops")
+            row[f"torch_{phase}"] = med(theirs, f"{phase}_gflops")
+        rows.append(row)
+        print_row(row, a.markdown, first=len(rows) == 1)
+        sys.stdout.flush()
+    torch_version = theirs[-1].get("version", "?") if rows else "?"
+    print(f"\n{a.threads} threads, batch 1, 8 heads, fp32; medians of {a.rounds} alternating rounds of "
+          f"{a.repeats} timed runs; torch {torch_version}; FMA peak measured by flashdist "
+          f"({statistics.median(r['peak'] for r in rows):.0f} GFLOP/s)")
+
+
+def print_row(r, markdown, first):
+    cells = [str(r["n"]), str(r["d"]), "yes" if r["causal"] else "no"]
+    for phase in ("fwd", "bwd"):
+        cells += [f"{r[phase]:.1f}", f"{r['torch_' + phase]:.1f}", f"{r[phase] / r['torch_' + phase]:.2f}x",
+                  f"{100 * r[phase] / r['peak']:.0f}%"]
+    header = ["N", "D", "causal", "fwd GFLOP/s", "torch fwd", "ratio", "% peak",
+              "bwd GFLOP/s", "torch bwd", "ratio", "% peak"]
+    if markdown:
+        if first:
+            print("| " + " | ".join(header) + " |")
+            print("|" + "---|" * len(header))
+        print("| " + " | ".join(cells) + " |")
+    else:
+        if first:
+            print("  ".join(f"{h:>11}" for h in header))
+        print("  ".join(f"{c:>11}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
