@@ -1,18 +1,21 @@
 /// The backward pass, recomputing the attention probabilities block by block from Q, K and the
 /// saved lse instead of storing them.
 ///
-/// For a block of rows against a block of keys:
-///   P  = e^(Q·Kᵀ·scale − lse)          (the forward's softmax, exactly, from one subtraction)
+/// For a block of rows against a block of keys, with Q̃ = Q·scale packed once per row block:
+///   P  = e^(Q̃·Kᵀ − lse)               (the forward's softmax, exactly, from one subtraction)
 ///   dP = dO·Vᵀ
-///   dS = P ∘ (dP − D)·scale,  D = rowsum(dO ∘ O) computed once per row before any tile
-/// and the gradients gather dV += Pᵀ·dO, dK += dSᵀ·Q, dQ += dS·K.
+///   dS = P ∘ (dP − D),  D = rowsum(dO ∘ O) computed once per row before any tile
+/// and the gradients gather dV += Pᵀ·dO, dK += dSᵀ·Q̃ (= dSᵀ·Q·scale), dQ += dS·K, with dQ
+/// multiplied by the scale once, when it is complete.
 ///
 /// dK and dV of a key block need every row that sees it, dQ of a row block every key block it
 /// sees; giving each tile exclusive ownership of what it writes keeps the sums in one fixed order
-/// without atomics. So the work runs as two passes: one over (batch, kv head, key block) that owns
-/// dK and dV and visits the rows of every query head of its group, and one over
-/// (batch, head, row block) that owns dQ. The second recomputes P and dS once more; that costs two
-/// extra block products per tile and buys results that are bitwise the same for any thread count.
+/// without atomics. When there are enough (batch, kv head) pairs to share out, one pass over them
+/// owns everything of a group (dQ rows included) and walks its key blocks in order. Otherwise the
+/// work runs as two passes: one over (batch, kv head, key block) that owns dK and dV and visits
+/// the rows of every query head of its group, and one over (batch, head, row block) that owns dQ,
+/// recomputing P and dS once more (two extra block products per tile). Every dQ row receives the
+/// same additions in the same order either way, so the choice never changes a bit.
 ///
 /// Within a GQA group each query head's contribution to dK and dV is formed on its own and the
 /// group's are added in head order: ((0 + c₀) + c₁) + …. A caller that splits a group (across MPI
@@ -69,6 +72,12 @@ struct BackwardTiles {
         let buf = Buffers(&carver, paddedDim: d)
         for block in 0..<Tile.keyBlockCount(mask) {
             keyBlockGradients(batch: b, kvHead: tile.head, block: block, buffers: buf, dK: dK, dV: dV, dQ: dQ)
+        }
+        for g in 0..<problem.groupSize {
+            for i in 0..<mask.seqlenQ {
+                let row = dQ + problem.queryIndex(row: problem.queryOffsets[b] + i, head: tile.head * problem.groupSize + g)
+                scaleScores(row, count: d, by: problem.options.softmaxScale)
+            }
         }
     }
 
@@ -152,9 +161,10 @@ struct BackwardTiles {
             accumulateQueryGradient(rows: rows.count, keys: keys.count, buffers: buf, into: dQBlock, rowStride: dp)
             j0 += bc
         }
+        let scale = problem.options.softmaxScale
         for t in 0..<rows.count {
-            (dQ + problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound + t, head: h))
-                .update(from: dQBlock + t * dp, count: d)
+            let out = dQ + problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound + t, head: h)
+            for c in 0..<d { out[c] = dQBlock[t * dp + c] * scale }
         }
     }
 
@@ -170,7 +180,8 @@ struct BackwardTiles {
     private func packRowBlock(batch b: Int, head h: Int, rows: Range<Int>, into buf: Buffers) {
         let d = problem.headDim, dp = roundUpToLanes(d)
         let first = problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound, head: h)
-        packRows(q + first, sourceStride: problem.heads * d, rows: rows.count, width: d, into: buf.qBlock, paddedWidth: dp)
+        packRows(q + first, sourceStride: problem.heads * d, rows: rows.count, width: d, into: buf.qBlock, paddedWidth: dp,
+                 times: problem.options.softmaxScale)
         packRows(dO + first, sourceStride: problem.heads * d, rows: rows.count, width: d, into: buf.dOBlock, paddedWidth: dp)
         for t in 0..<rows.count {
             let index = problem.lseIndex(batch: b, head: h, row: rows.lowerBound + t)
@@ -196,7 +207,6 @@ struct BackwardTiles {
     /// masked entries, padding, and rows that see no key (lse = −∞) get P = dS = 0.
     private func recompute(mask: AttentionMask, rows: Range<Int>, keys: Range<Int>, buffers buf: Buffers) {
         let dp = roundUpToLanes(problem.headDim), bc = Tiling.keyColumns, wp = roundUpToLanes(keys.count)
-        let scale = problem.options.softmaxScale
         multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
                  b: buf.kT, bRowStride: bc, c: buf.p, cRowStride: bc, accumulate: false)
         multiply(m: rows.count, n: wp, k: dp, a: buf.dOBlock, aRowStride: dp, aColumnStride: 1,
@@ -210,7 +220,6 @@ struct BackwardTiles {
                 dS.update(repeating: 0, count: wp)
                 continue
             }
-            scaleScores(p, count: wp, by: scale)
             if masked {
                 let i = rows.lowerBound + t
                 maskScores(p, count: wp, visibleFrom: mask.firstKey(row: i) - keys.lowerBound,
@@ -221,7 +230,7 @@ struct BackwardTiles {
             let rowDelta = Lanes(repeating: buf.rowDelta[t])
             c = 0
             while c < wp {
-                ((Lanes.load(dS + c) - rowDelta) * Lanes.load(p + c) * scale).store(dS + c)
+                ((Lanes.load(dS + c) - rowDelta) * Lanes.load(p + c)).store(dS + c)
                 c += lanes
             }
         }

@@ -102,16 +102,28 @@ func packRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, widt
     }
 }
 
-/// Writes the transpose of `rows` source rows of `width` floats into a block with `paddedRows`
-/// rows (one per source column) of `paddedColumns` floats, zero-filling both paddings. This is
-/// Kᵀ (or Vᵀ) for the products whose n runs over keys.
+/// packRows, multiplying every value by `factor` (the softmax scale, folded into Q once).
+@inline(__always)
+func packRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
+              into block: UnsafeMutablePointer<Float>, paddedWidth: Int, times factor: Float) {
+    for r in 0..<rows {
+        let from = source + r * sourceStride, to = block + r * paddedWidth
+        for c in 0..<width { to[c] = from[c] * factor }
+        (to + width).update(repeating: 0, count: paddedWidth - width)
+    }
+}
+
+/// Writes the transpose of `rows` source rows of `width` floats, times `factor`, into a block with
+/// `paddedRows` rows (one per source column) of `paddedColumns` floats, zero-filling both
+/// paddings: Qᵀ for the forward's scores, Kᵀ and Vᵀ for the backward's.
 @inline(__always)
 func packTransposed(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
-                    into block: UnsafeMutablePointer<Float>, paddedRows: Int, paddedColumns: Int) {
+                    into block: UnsafeMutablePointer<Float>, paddedRows: Int, paddedColumns: Int,
+                    times factor: Float = 1) {
     block.update(repeating: 0, count: paddedRows * paddedColumns)
     for r in 0..<rows {
         let from = source + r * sourceStride
-        for d in 0..<width { block[d * paddedColumns + r] = from[d] }
+        for d in 0..<width { block[d * paddedColumns + r] = from[d] * factor }
     }
 }
 

@@ -42,8 +42,10 @@ struct ForwardTile {
         let buf = Buffers(&carver, paddedDim: dp)
 
         let qRow0 = problem.queryOffsets[b] + rows.lowerBound
+        // The softmax scale rides in Qᵀ, so the scores come out of the product scaled.
         packTransposed(q + problem.queryIndex(row: qRow0, head: h), sourceStride: problem.heads * d,
-                       rows: rows.count, width: d, into: buf.qT, paddedRows: d, paddedColumns: br)
+                       rows: rows.count, width: d, into: buf.qT, paddedRows: d, paddedColumns: br,
+                       times: problem.options.softmaxScale)
         buf.acc.update(repeating: 0, count: rows.count * dp)
         buf.rowMax.update(repeating: -.infinity, count: rp)
         buf.rowSum.update(repeating: 0, count: rp)
@@ -57,13 +59,10 @@ struct ForwardTile {
             let vSource = v + problem.keyIndex(row: problem.keyOffsets[b] + j0, kvHead: kvHead)
             multiply(m: width, n: rp, k: d, a: kBlock, aRowStride: kvStride, aColumnStride: 1,
                      b: buf.qT, bRowStride: br, c: buf.sT, cRowStride: br, accumulate: false)
-            let masked = !mask.isFullyVisible(rows: rows, keys: block)
-            for t in 0..<width {
-                let column = buf.sT + t * br
-                scaleScores(column, count: rp, by: problem.options.softmaxScale)
-                if masked {
+            if !mask.isFullyVisible(rows: rows, keys: block) {
+                for t in 0..<width {
                     let seers = mask.rows(seeing: j0 + t..<j0 + t + 1)
-                    maskScores(column, count: rows.count, visibleFrom: seers.lowerBound - rows.lowerBound,
+                    maskScores(buf.sT + t * br, count: rows.count, visibleFrom: seers.lowerBound - rows.lowerBound,
                                through: seers.upperBound - 1 - rows.lowerBound)
                 }
             }
