@@ -24,5 +24,6 @@ static inline int cmpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int cmpi_mode_create_wronly(void) { return MPI_MODE_CREATE | MPI_MODE_WRONLY; }
 static inline int cmpi_mode_rdonly(void) { return MPI_MODE_RDONLY; }
 static inline MPI_File cmpi_file_null(void) { return MPI_FILE_NULL; }
+static inline MPI_Datatype cmpi_datatype_null(void) { return MPI_DATATYPE_NULL; }
 
 #endif

@@ -1,4 +1,5 @@
 import CMPI
+import Foundation
 
 /// An MPI call that failed, with MPI's own description of the error.
 public struct MPIError: Error, CustomStringConvertible {
@@ -15,6 +16,8 @@ public final class Communicator: @unchecked Sendable {
     public let size: Int
     let comm: MPI_Comm?
     private var finalized = false
+    /// What this rank has sent so far, for `--stats`.
+    public internal(set) var traffic = Traffic()
 
     private init(rank: Int, size: Int, comm: MPI_Comm?) {
         (self.rank, self.size, self.comm) = (rank, size, comm)
@@ -35,11 +38,21 @@ public final class Communicator: @unchecked Sendable {
         return Communicator(rank: Int(rank), size: Int(size), comm: world)
     }
 
+    /// Whether other ranks exist to talk to (MPI is initialised), even if there is just one.
+    public var isDistributed: Bool { comm != nil }
+
     /// Ends MPI once; later calls do nothing.
     public func finalize() {
         guard comm != nil, !finalized else { return }
         finalized = true
         MPI_Finalize()
+    }
+
+    /// Ends every rank of the job at once: for a failure the other ranks cannot know about, which
+    /// would leave them waiting in a collective call forever.
+    public func abort(exitCode: Int32) -> Never {
+        if let comm { MPI_Abort(comm, exitCode) }
+        exit(exitCode)
     }
 
     static func check(_ code: Int32, _ call: String) throws(MPIError) {
@@ -49,4 +62,23 @@ public final class Communicator: @unchecked Sendable {
         MPI_Error_string(code, &text, &length)
         throw MPIError(description: "\(call) failed: \(String(cString: text))")
     }
+}
+
+extension Int32 {
+    /// A count for MPI's int parameters, or an error where it does not fit.
+    init(count: Int) throws(MPIError) {
+        guard let value = Int32(exactly: count) else {
+            throw MPIError(description: "\(count) elements are more than one MPI call can move (at most \(Int32.max))")
+        }
+        self = value
+    }
+}
+
+/// Bytes this rank sent to other ranks and time spent waiting in transfers.
+public struct Traffic: Sendable {
+    /// Bytes sent to other ranks (not to itself) by all-to-alls and point-to-point sends.
+    public var bytesSent: Int64 = 0
+    /// Bytes this rank put into all-to-alls, its own share included: (P − 1)/P of it should leave.
+    public var allToAllBytes: Int64 = 0
+    public var seconds: Double = 0
 }

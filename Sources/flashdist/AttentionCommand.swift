@@ -1,27 +1,32 @@
 import ArgumentParser
+import Distributed
 import FlashAttention
 import TensorIO
 
-struct AttentionCommand: ParsableCommand {
+struct AttentionCommand: DistributedCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
         abstract: "Attention on .npy files: writes o.npy and lse.npy, and with --do also dq.npy, dk.npy, dv.npy.")
 
-    @Option(help: "Queries, (batch, seqlen_q, heads, head_dim) float32/float16/float64 .npy.")
-    var q: String
-    @Option(help: "Keys, (batch, seqlen_k, kv_heads, head_dim).")
-    var k: String
-    @Option(help: "Values, shaped like k.")
-    var v: String
+    @OptionGroup var files: InputFiles
     @Option(name: .customLong("do"), help: "Gradient of the output, shaped like q: also run the backward.")
     var dO: String?
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var partition: PartitionOptions
     @Option(help: "Output directory (created if missing); files appear only when all are written.")
     var out: String
 
+    /// Under mpirun (or with --stats) the partitioned run; otherwise the threaded one below.
+    func run(on communicator: Communicator) throws {
+        guard communicator.isDistributed || partition.stats else { return try run() }
+        let layout = try communicator.agree { try AttentionLayout.read(q: files.q, k: files.k, v: files.v, dO: dO, mask: mask) }
+        try PartitionedRun(communicator: communicator, options: partition, threads: threads.count, layout: layout, out: out)
+            .attention(q: files.q, k: files.k, v: files.v, dO: dO)
+    }
+
     func run() throws {
-        let inputs = try AttentionInputs.load(q: q, k: k, v: v, dO: dO, mask: mask)
+        let inputs = try AttentionInputs.load(q: files.q, k: files.k, v: files.v, dO: dO, mask: mask)
         let problem = inputs.problem
         let directory = try OutputDirectory(out)
         do {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Distributed
 import FlashAttention
 
 @main
@@ -7,25 +8,61 @@ struct FlashDist: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flashdist",
         abstract: "Exact FlashAttention on CPUs: threaded on one machine, across many with mpirun.",
-        subcommands: [AttentionCommand.self, BenchCommand.self])
+        subcommands: [AttentionCommand.self, BackwardCommand.self, BenchCommand.self])
 
-    /// Parses and runs a command; any failure is one line on stderr and a non-zero exit.
+    /// Parses and runs a command; any failure is one line on stderr and a non-zero exit. Under
+    /// mpirun every rank runs this, and MPI is finalised once, on every path.
     static func main() {
+        let communicator: Communicator
         do {
-            var command = try parseAsRoot()
-            try command.run()
+            communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment)
         } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                print(fullMessage(for: error))
-            } else {
-                let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-                let trimmed = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
-                FileHandle.standardError.write(Data("flashdist: error: \(trimmed)\n".utf8))
-            }
-            Foundation.exit(code.rawValue)
+            exit(after: error, on: nil, shared: true)
         }
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            exit(after: error, on: communicator, shared: true)
+        }
+        do {
+            if let distributed = command as? DistributedCommand {
+                try distributed.run(on: communicator)
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(after: error, on: communicator, shared: error is CollectiveFailure || !communicator.isDistributed)
+        }
+        communicator.finalize()
     }
+
+    /// Reports `error` and exits. A failure every rank shares (bad options, or one agreed on
+    /// through `Communicator.agree`) is printed by rank 0 alone and ends each rank normally; any
+    /// other failure under MPI is this rank's own, and the ranks still waiting for it in a
+    /// collective call would never return, so it ends the whole job.
+    private static func exit(after error: Error, on communicator: Communicator?, shared: Bool) -> Never {
+        let code = exitCode(for: error)
+        let rank = communicator?.rank ?? 0
+        if code == .success {
+            if rank == 0 { print(fullMessage(for: error)) }
+        } else if rank == 0 || !shared {
+            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            let trimmed = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+            let origin = shared ? "" : "rank \(rank): "
+            FileHandle.standardError.write(Data("flashdist: error: \(origin)\(trimmed)\n".utf8))
+        }
+        if let communicator {
+            if !shared { communicator.abort(exitCode: code.rawValue) }
+            communicator.finalize()
+        }
+        Foundation.exit(code.rawValue)
+    }
+}
+
+/// A command that runs on every rank of an mpirun job, and on a single rank without one.
+protocol DistributedCommand: ParsableCommand {
+    func run(on communicator: Communicator) throws
 }
 
 /// `--window L,R`, -1 for an unbounded side.
@@ -39,6 +76,16 @@ struct Window: ExpressibleByArgument {
               let right = Int(parts[1].trimmingCharacters(in: .whitespaces)) else { return nil }
         (self.left, self.right) = (left, right)
     }
+}
+
+/// The input tensors every attention command reads.
+struct InputFiles: ParsableArguments {
+    @Option(help: "Queries, (batch, seqlen_q, heads, head_dim) float32/float16/float64 .npy.")
+    var q: String
+    @Option(help: "Keys, (batch, seqlen_k, kv_heads, head_dim).")
+    var k: String
+    @Option(help: "Values, shaped like k.")
+    var v: String
 }
 
 /// Options that shape the scores, shared by every command that computes attention.
@@ -59,12 +106,15 @@ struct MaskOptions: ParsableArguments {
 }
 
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Worker threads (default: all cores).")
+    @Option(help: "Worker threads (default: all cores, shared out among the ranks mpirun starts on this machine).")
     var threads: Int?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 
-    var count: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
+    var count: Int {
+        let ranksHere = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? 1
+        return threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, ranksHere))
+    }
 }

@@ -1,0 +1,31 @@
+import FlashAttention
+import TensorIO
+
+/// One way of spreading an attention problem over the ranks of a communicator. Every rank calls
+/// the same methods in the same order with its own parts of the tensors, as the slices say; the
+/// results are bitwise those of a single process, whatever the rank count.
+public protocol AttentionPartition {
+    /// The part of q, o, dO and dQ `(batch, seqlenQ, heads, headDim)` this rank passes and gets.
+    var queries: AxisSlice { get }
+    /// The part of k and v `(batch, seqlenK, kvHeads, headDim)` this rank passes.
+    var keys: AxisSlice { get }
+    /// The part of dK and dV this rank gets back.
+    var keyGradients: AxisSlice { get }
+    /// The part of lse `(batch, heads, seqlenQ)` this rank gets from the forward and passes to
+    /// `restore`: always a range of heads over the full sequence.
+    var lse: AxisSlice { get }
+
+    /// O (this rank's `queries` part) and lse (its `lse` part), and what the backward needs.
+    func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward)
+    /// What the backward needs, from a forward saved earlier (o and lse from files, say).
+    func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) throws(MPIError) -> SavedForward
+    /// dQ (this rank's `queries` part) and dK, dV (its `keyGradients` part), recomputed from the
+    /// saved lse.
+    func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float])
+}
+
+/// A forward's inputs and outputs over this rank's heads and the full sequence: what the backward
+/// recomputes from.
+public struct SavedForward: Sendable {
+    let q, k, v, o, lse: [Float]
+}

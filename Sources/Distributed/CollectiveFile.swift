@@ -1,0 +1,61 @@
+import CMPI
+import Foundation
+import TensorIO
+
+/// One file that all ranks write at once with MPI-IO: each rank's part goes straight to its own
+/// offsets through a file view, so no rank ever handles another's data.
+final class CollectiveFile {
+    private let communicator: Communicator
+    private var handle: MPI_File?
+
+    /// Opens (creating if needed) `path` on every rank; collective.
+    init(path: String, communicator: Communicator) throws(MPIError) {
+        self.communicator = communicator
+        var handle = cmpi_file_null()
+        try Communicator.check(MPI_File_open(communicator.comm, path, cmpi_mode_create_wronly(), cmpi_info_null(), &handle),
+                               "MPI_File_open(\(path))")
+        self.handle = handle
+    }
+
+    /// Writes `bytes` at `offset` from this rank alone (rank 0's .npy header).
+    func write(_ bytes: Data, at offset: Int) throws(MPIError) {
+        let code = bytes.withUnsafeBytes {
+            MPI_File_write_at(handle, MPI_Offset(offset), $0.baseAddress, Int32($0.count), cmpi_byte(), cmpi_status_ignore())
+        }
+        try Communicator.check(code, "MPI_File_write_at")
+    }
+
+    /// Writes `values`, this rank's `slice` of a C-order float32 array that starts `offset` bytes
+    /// into the file; collective, every rank passing its own slice of the same array.
+    func write(_ values: [Float], as slice: AxisSlice, at offset: Int) throws(MPIError) {
+        precondition(values.count == slice.elementCount, "values do not fill the slice")
+        var view = cmpi_float()
+        if slice.elementCount > 0 {
+            // MPI's subarray type needs at least one element in every dimension; an empty part
+            // keeps the plain float view and writes nothing.
+            var subarray = cmpi_datatype_null()
+            let code = MPI_Type_create_subarray(Int32(slice.shape.count), try slice.shape.map { v throws(MPIError) in try Int32(count: v) },
+                                                slice.localShape.map { Int32($0) },
+                                                slice.shape.indices.map { $0 == slice.axis ? Int32(slice.range.lowerBound) : 0 },
+                                                MPI_ORDER_C, cmpi_float(), &subarray)
+            try Communicator.check(code, "MPI_Type_create_subarray")
+            try Communicator.check(MPI_Type_commit(&subarray), "MPI_Type_commit")
+            view = subarray
+        }
+        defer { if slice.elementCount > 0 { MPI_Type_free(&view) } }
+        try Communicator.check(MPI_File_set_view(handle, MPI_Offset(offset), cmpi_float(), view, "native", cmpi_info_null()),
+                               "MPI_File_set_view")
+        let count = try Int32(count: values.count)
+        let code = values.withUnsafeBufferPointer {
+            MPI_File_write_all(handle, $0.baseAddress, count, cmpi_float(), cmpi_status_ignore())
+        }
+        try Communicator.check(code, "MPI_File_write_all")
+    }
+
+    /// Closes the file on every rank; collective. Later calls do nothing.
+    func close() throws(MPIError) {
+        guard handle != nil else { return }
+        try Communicator.check(MPI_File_close(&handle), "MPI_File_close")
+        handle = nil
+    }
+}

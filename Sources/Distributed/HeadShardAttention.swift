@@ -1,0 +1,140 @@
+import FlashAttention
+import TensorIO
+
+/// Attention over the query heads one rank owns, for the full sequence: the work that both
+/// partitions end up doing on each rank.
+///
+/// Tensors are the rank's parts: q, o, dO, dQ `(batch, seqlenQ, heads owned, headDim)`, k and v
+/// `(batch, seqlenK, kv heads read, headDim)`, lse `(batch, heads owned, seqlenQ)`, and dK, dV
+/// `(batch, seqlenK, kv heads written, headDim)`. The heads run as segments, each one
+/// AttentionProblem on the threaded scheduler: a run of whole GQA groups, or the part of a group
+/// that this rank shares with others. A head's results do not depend on which segment or rank
+/// computes it, so they are bitwise those of a single process.
+struct HeadShardAttention {
+    let shapes: TensorShapes
+    let options: AttentionOptions
+    let assignment: HeadAssignment
+    let communicator: Communicator
+    let threads: Int
+
+    /// Query heads that share one kv head, all on this rank: whole groups, or part of one.
+    struct Segment {
+        let heads: Range<Int>
+        let kvHeads: Range<Int>
+        let wholeGroups: Bool
+    }
+
+    var heads: Range<Int> { assignment.heads(of: communicator.rank) }
+    var kvHeadsRead: Range<Int> { assignment.kvHeadsRead(by: communicator.rank) }
+    var kvHeadsWritten: Range<Int> { assignment.kvHeadsWritten(by: communicator.rank) }
+
+    var segments: [Segment] {
+        var result: [Segment] = []
+        for kvHead in kvHeadsRead {
+            let group = assignment.group(kvHead)
+            let part = max(heads.lowerBound, group.lowerBound)..<min(heads.upperBound, group.upperBound)
+            let whole = part == group
+            if whole, let last = result.last, last.wholeGroups {
+                result[result.count - 1] = Segment(heads: last.heads.lowerBound..<part.upperBound,
+                                                   kvHeads: last.kvHeads.lowerBound..<kvHead + 1, wholeGroups: true)
+            } else {
+                result.append(Segment(heads: part, kvHeads: kvHead..<kvHead + 1, wholeGroups: whole))
+            }
+        }
+        return result
+    }
+
+    /// O and lse of the owned heads.
+    func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float]) {
+        var o = [Float](repeating: 0, count: q.count)
+        var lse = [Float](repeating: 0, count: shapes.batch * heads.count * shapes.seqlenQ)
+        for segment in segments {
+            let (rows, keys) = (querySlice(segment), keySlice(segment))
+            let result = FlashAttention.forward(problem(segment), q: rows.gather(q), k: keys.gather(k), v: keys.gather(v),
+                                                threads: threads)
+            rows.scatter(result.o, into: &o)
+            lseSlice(segment).scatter(result.lse, into: &lse)
+        }
+        return (o, lse)
+    }
+
+    /// dQ of the owned heads, and dK, dV of the kv heads this rank writes (summed with the other
+    /// ranks' contributions where a group is split).
+    func backward(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float],
+                  dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
+        var dQ = [Float](repeating: 0, count: q.count)
+        let written = AxisSlice(shape: [shapes.batch, shapes.seqlenK, kvHeadsWritten.count, shapes.headDim],
+                                axis: 2, range: 0..<kvHeadsWritten.count)
+        var dK = [Float](repeating: 0, count: written.elementCount), dV = dK
+        var reduction = SplitGroupReduction(shapes: shapes, assignment: assignment, communicator: communicator)
+        for segment in segments {
+            let (rows, keys) = (querySlice(segment), keySlice(segment))
+            let gradients = Self.backward(problem(segment), q: rows.gather(q), k: keys.gather(k), v: keys.gather(v),
+                                          o: rows.gather(o), lse: lseSlice(segment).gather(lse), dO: rows.gather(dO),
+                                          keyGradients: segment.wholeGroups ? .summedOverGroup : .perQueryHead, threads: threads)
+            rows.scatter(gradients.dQ, into: &dQ)
+            if segment.wholeGroups {
+                let mine = AxisSlice(shape: written.shape, axis: 2,
+                                     range: segment.kvHeads.lowerBound - kvHeadsWritten.lowerBound..<segment.kvHeads.upperBound - kvHeadsWritten.lowerBound)
+                mine.scatter(gradients.dK, into: &dK)
+                mine.scatter(gradients.dV, into: &dV)
+            } else {
+                try reduction.contribute(kvHead: segment.kvHeads.lowerBound, heads: segment.heads,
+                                         dK: gradients.dK, dV: gradients.dV)
+            }
+        }
+        try reduction.finish(written: kvHeadsWritten, dK: &dK, dV: &dV)
+        return (dQ, dK, dV)
+    }
+
+    private func problem(_ segment: Segment) -> AttentionProblem {
+        // Valid by construction: whole groups, or part of one group over a single kv head.
+        try! AttentionProblem(batch: shapes.batch, seqlenQ: shapes.seqlenQ, seqlenK: shapes.seqlenK,
+                              heads: segment.heads.count, kvHeads: segment.kvHeads.count, headDim: shapes.headDim,
+                              options: options)
+    }
+
+    private func querySlice(_ segment: Segment) -> AxisSlice {
+        AxisSlice(shape: [shapes.batch, shapes.seqlenQ, heads.count, shapes.headDim], axis: 2,
+                  range: segment.heads.lowerBound - heads.lowerBound..<segment.heads.upperBound - heads.lowerBound)
+    }
+
+    private func keySlice(_ segment: Segment) -> AxisSlice {
+        AxisSlice(shape: [shapes.batch, shapes.seqlenK, kvHeadsRead.count, shapes.headDim], axis: 2,
+                  range: segment.kvHeads.lowerBound - kvHeadsRead.lowerBound..<segment.kvHeads.upperBound - kvHeadsRead.lowerBound)
+    }
+
+    private func lseSlice(_ segment: Segment) -> AxisSlice {
+        AxisSlice(shape: [shapes.batch, heads.count, shapes.seqlenQ], axis: 1,
+                  range: segment.heads.lowerBound - heads.lowerBound..<segment.heads.upperBound - heads.lowerBound)
+    }
+
+    /// The backward on arrays with a choice of dK/dV layout (the core's array form always sums
+    /// over the group).
+    private static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float], o: [Float],
+                                 lse: [Float], dO: [Float], keyGradients: KeyGradientLayout,
+                                 threads: Int) -> (dQ: [Float], dK: [Float], dV: [Float]) {
+        let keyHeads = keyGradients == .perQueryHead ? problem.heads : problem.kvHeads
+        var dQ = [Float](repeating: 0, count: problem.queryElements)
+        var dK = [Float](repeating: 0, count: problem.totalKeys * keyHeads * problem.headDim), dV = dK
+        q.withBase { q in k.withBase { k in v.withBase { v in o.withBase { o in lse.withBase { lse in dO.withBase { dO in
+            dQ.withMutableBase { dQ in dK.withMutableBase { dK in dV.withMutableBase { dV in
+                FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: dQ, dK: dK, dV: dV,
+                                        keyGradients: keyGradients, threads: threads)
+            } } }
+        } } } } } }
+        return (dQ, dK, dV)
+    }
+}
+
+private extension Array<Float> {
+    /// The base address for the core's pointer API; for an empty array, which no tile reads, a
+    /// non-nil placeholder.
+    func withBase(_ body: (UnsafePointer<Float>) -> Void) {
+        withUnsafeBufferPointer { body($0.baseAddress ?? UnsafePointer(bitPattern: 64)!) }
+    }
+
+    mutating func withMutableBase(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+        withUnsafeMutableBufferPointer { body($0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!) }
+    }
+}

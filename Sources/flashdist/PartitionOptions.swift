@@ -1,0 +1,17 @@
+import ArgumentParser
+
+/// How the ranks of an mpirun job share a problem.
+enum Partition: String, ExpressibleByArgument, CaseIterable {
+    /// Each rank a contiguous range of query heads over the full sequence.
+    case heads
+    /// Each rank a shard of the sequence rows of every head, re-sharded by all-to-all (Ulysses).
+    case sequence
+}
+
+struct PartitionOptions: ParsableArguments {
+    @Option(help: "Under mpirun: split the work by query heads, or by sequence rows with all-to-all re-sharding (for sequences one node cannot hold, or more ranks than heads).")
+    var partition: Partition = .heads
+
+    @Flag(help: "After the run, print each rank's phase times and bytes sent to other ranks on stderr (from rank 0).")
+    var stats = false
+}

@@ -1,0 +1,89 @@
+import Distributed
+import FlashAttention
+import TensorIO
+
+/// `attention` and `backward` on the ranks of a job (or a single rank): each rank reads only its
+/// part of every input file, computes, and writes its part of every output file, as the
+/// partition says. Every step that can fail on some ranks only is agreed on before the next
+/// collective one, so bad input stops every rank before any compute.
+struct PartitionedRun {
+    let communicator: Communicator
+    let options: PartitionOptions
+    let threads: Int
+    let layout: AttentionLayout
+    let out: String
+
+    /// The forward, and with dO the backward: `flashdist attention`.
+    func attention(q: String, k: String, v: String, dO: String?) throws {
+        try run(outputs: ["o.npy", "lse.npy"] + (dO == nil ? [] : ["dq.npy", "dk.npy", "dv.npy"])) { partition, output, clock in
+            let inputs = try clock.time(.read) {
+                try communicator.agree {
+                    try (q: read(q, partition.queries), k: read(k, partition.keys), v: read(v, partition.keys),
+                         dO: dO.map { try read($0, partition.queries) })
+                }
+            }
+            let forward = try clock.time(.forward) { try partition.forward(q: inputs.q, k: inputs.k, v: inputs.v) }
+            try clock.time(.write) {
+                try output.write("o.npy", forward.o, slice: partition.queries)
+                try output.write("lse.npy", forward.lse, slice: partition.lse)
+            }
+            guard let dO = inputs.dO else { return }
+            let gradients = try clock.time(.backward) { try partition.backward(forward.saved, dO: dO) }
+            try write(gradients, of: partition, to: output, clock: &clock)
+        }
+    }
+
+    /// The backward from a saved forward: `flashdist backward`.
+    func backward(q: String, k: String, v: String, o: String, lse: String, dO: String) throws {
+        try run(outputs: ["dq.npy", "dk.npy", "dv.npy"]) { partition, output, clock in
+            let inputs = try clock.time(.read) {
+                try communicator.agree {
+                    try (q: read(q, partition.queries), k: read(k, partition.keys), v: read(v, partition.keys),
+                         o: read(o, partition.queries), lse: read(lse, partition.lse), dO: read(dO, partition.queries))
+                }
+            }
+            let gradients = try clock.time(.backward) {
+                let saved = try partition.restore(q: inputs.q, k: inputs.k, v: inputs.v, o: inputs.o, lse: inputs.lse)
+                return try partition.backward(saved, dO: inputs.dO)
+            }
+            try write(gradients, of: partition, to: output, clock: &clock)
+        }
+    }
+
+    /// Sets up the partition and the outputs, runs `body`, and renames the outputs into place only
+    /// if every rank got through it.
+    private func run(outputs names: [String],
+                     _ body: (any AttentionPartition, CollectiveOutput, inout PhaseClock) throws -> Void) throws {
+        let partition = try communicator.agree { () throws -> any AttentionPartition in
+            switch options.partition {
+            case .heads: try HeadParallelAttention(problem: layout.problem, communicator: communicator, threads: threads)
+            case .sequence: try SequenceParallelAttention(problem: layout.problem, communicator: communicator, threads: threads)
+            }
+        }
+        let shapes = ["o.npy": layout.qShape, "lse.npy": layout.lseShape, "dq.npy": layout.qShape,
+                      "dk.npy": layout.kShape, "dv.npy": layout.kShape]
+        let output = try CollectiveOutput(out, outputs: names.map { ($0, shapes[$0]!) }, communicator: communicator)
+        var clock = PhaseClock()
+        do {
+            try body(partition, output, &clock)
+            try clock.time(.write) { try output.commit() }
+        } catch let failure as CollectiveFailure {
+            output.abandon()
+            throw failure
+        }
+        if options.stats { try clock.report(communicator, partition: options.partition) }
+    }
+
+    private func read(_ path: String, _ slice: AxisSlice) throws -> [Float] {
+        try Npy.readFloats(path, slice: slice)
+    }
+
+    private func write(_ gradients: (dQ: [Float], dK: [Float], dV: [Float]), of partition: any AttentionPartition,
+                       to output: CollectiveOutput, clock: inout PhaseClock) throws {
+        try clock.time(.write) {
+            try output.write("dq.npy", gradients.dQ, slice: partition.queries)
+            try output.write("dk.npy", gradients.dK, slice: partition.keyGradients)
+            try output.write("dv.npy", gradients.dV, slice: partition.keyGradients)
+        }
+    }
+}
