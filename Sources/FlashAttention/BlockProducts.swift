@@ -3,8 +3,13 @@
 /// Every product here is `C (m×n) (+)= A (m×k) · B (k×n)` with B and C row-major and n a multiple
 /// of 16 (the packed layouts are zero-padded to that). A is read through two strides, so one kernel
 /// serves both A and Aᵀ: the backward's Pᵀ·dO and dSᵀ·Q read P and dS column by column without a
-/// transposed copy. Four rows of C times sixteen columns live in registers while k runs, so each
-/// loaded B vector feeds four FMAs and each broadcast A element feeds one.
+/// transposed copy; the forward reads K in place as A and Pᵀ down the columns of Sᵀ.
+///
+/// Six rows of C times sixteen columns live in registers while k runs: twelve ymm accumulators
+/// (enough independent FMA chains to cover the latency of two FMA pipes), two for the B vector
+/// and one for the broadcast A element, fifteen of AVX2's sixteen. Each loaded B vector feeds six
+/// FMAs. Leftover rows go four, then one, at a time. The variants are unrolled by hand because
+/// Swift keeps named SIMD values in registers but not an array of them.
 @inline(__always)
 func multiply(m: Int, n: Int, k: Int,
               a: UnsafePointer<Float>, aRowStride: Int, aColumnStride: Int,
