@@ -41,6 +41,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
+        // Run under mpirun by Tests/mpi/run.sh: the all-to-all re-shard round-trips exactly.
+        .executableTarget(name: "reshard-check", dependencies: ["Distributed", "TensorIO"], path: "Tests/mpi/ReshardCheck"),
         .testTarget(name: "FlashAttentionTests", dependencies: ["FlashAttention", "AttentionReference"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
         .testTarget(name: "FlashdistCLITests", dependencies: ["TensorIO"]),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up and build, the Swift tests, the memory check, and the golden
-# reference cases in ../shared/golden (FLASHDIST_GOLDEN overrides the folder).
+# The whole test suite: set-up and build, the Swift tests, the memory check, the MPI tests
+# (Tests/mpi), and the golden reference cases in ../shared/golden (FLASHDIST_GOLDEN overrides the
+# folder), under mpirun and then alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golden="${FLASHDIST_GOLDEN:-../shared/golden}"
@@ -10,4 +11,6 @@ python3 -c "import numpy" 2>/dev/null || python3 -m pip install -q numpy
 
 swift test -c release
 bash Tests/memory-check.sh .build/release/flashdist
+bash Tests/mpi/run.sh .build/release/flashdist
+bash Tests/mpi/golden.sh .build/release/flashdist "$golden"
 python3 "$golden/check.py" .build/release/flashdist "$golden" --features core

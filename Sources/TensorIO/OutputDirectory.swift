@@ -70,9 +70,19 @@ public final class OutputDirectory {
         let prefix = ".flashdist-tmp-"
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where entry.hasPrefix(prefix) {
             let owner = String(entry.dropFirst(prefix.count).prefix { $0 != "-" })
-            let alive = Int32(owner).map { kill($0, 0) == 0 || errno == EPERM } ?? false
+            let alive = Int32(owner).map(OutputDirectory.isRunning) ?? false
             if owner != tag && !alive { unlink("\(path)/\(entry)") }
         }
+    }
+
+    /// Whether process `pid` exists and has not ended. A killed process that its parent has not
+    /// reaped (a zombie: a rank killed under mpirun, in a container whose init never reaps) has
+    /// ended.
+    private static func isRunning(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let name = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(after: name)...].drop { $0 == " " }.first != "Z"
     }
 
     /// The system's reason (e.g. "Not a directory") rather than Foundation's generic wrapper.

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The golden reference cases under mpirun -np 2 and -np 3, with each partition. With 3 ranks the
+# heads partition runs the cases that have at least 3 heads: on fewer it must refuse, which
+# Tests/mpi/run.sh checks.
+#
+# usage: Tests/mpi/golden.sh FLASHDIST_BIN GOLDEN_DIR
+# check.py runs `mpirun --allow-run-as-root --oversubscribe -np N`; give any other mpirun setting
+# as an OMPI_MCA_* variable, e.g. OMPI_MCA_btl=self,vader.
+set -uo pipefail
+bin=$1 golden=$2
+status=0
+for np in 2 3; do
+    for partition in heads sequence; do
+        only=()
+        if [ "$partition" = heads ]; then
+            only=(--only "$(python3 -c '
+import json, os, sys
+golden, ranks = sys.argv[1], int(sys.argv[2])
+metas = {d: os.path.join(golden, d, "meta.json") for d in sorted(os.listdir(golden))}
+print(",".join(d for d, m in metas.items() if os.path.isfile(m) and json.load(open(m))["shape"]["H"] >= ranks))
+' "$golden" $np)")
+        fi
+        echo "golden under mpirun -np $np, --partition $partition"
+        python3 "$golden/check.py" "$bin" "$golden" --features core --mpi $np --extra "--partition $partition" "${only[@]}" || status=1
+    done
+done
+exit $status

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The MPI tests: the all-to-all re-shard round trip on uneven shapes; every output byte-for-byte
+# equal to the single-process threaded run for 1 to 4 ranks, both partitions, forward and
+# `flashdist backward`; a rank killed mid-run; bad input. Ends with "N passed, M failed" and exits
+# non-zero if any failed.
+#
+# usage: Tests/mpi/run.sh [FLASHDIST_BIN] [RESHARD_CHECK_BIN]
+# FLASHDIST_MPIRUN_FLAGS adds mpirun flags, e.g. "--mca btl self,vader".
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=$(realpath "${1:-$here/../../.build/release/flashdist}")
+reshard=$(realpath "${2:-$(dirname "$bin")/reshard-check}")
+mpirun=(mpirun --oversubscribe ${FLASHDIST_MPIRUN_FLAGS:-})
+if [ "$(id -u)" = 0 ]; then mpirun+=(--allow-run-as-root); fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+
+# result STATUS NAME [WHY]: counts and prints one test.
+result() {
+    if [ "$1" = 0 ]; then passed=$((passed + 1)); echo "ok   $2"
+    else failed=$((failed + 1)); echo "FAIL $2${3:+: $3}"; fi
+}
+
+# same REF DIR NAMES...: every named .npy in DIR is byte-for-byte the one in REF.
+same() {
+    local ref=$1 dir=$2; shift 2
+    for name in "$@"; do cmp -s "$ref/$name.npy" "$dir/$name.npy" || { echo "$name.npy differs"; return 1; }; done
+}
+
+for np in 1 2 3 4; do
+    why=$("${mpirun[@]}" -np $np "$reshard" 2>&1)
+    result $? "reshard round trip, $np ranks" "$(grep FAIL <<<"$why" | head -3)"
+done
+
+# Byte for byte: H = 6, Hkv = 2 (so 3 and 4 ranks split GQA groups), causal, Nq != Nk both ways.
+for shape in "2 100 77 6 2 32" "2 77 100 6 2 32"; do
+    case="$work/case-${shape// /x}"
+    python3 "$here/make_inputs.py" "$case/in" $shape
+    inputs=(--q "$case/in/q.npy" --k "$case/in/k.npy" --v "$case/in/v.npy" --causal)
+    saved=(--o "$case/ref/o.npy" --lse "$case/ref/lse.npy" --do "$case/in/do.npy")
+    "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --threads 2 --out "$case/ref"
+    "$bin" backward "${inputs[@]}" "${saved[@]}" --out "$case/backward"
+    result $? "backward without mpirun = threaded attention, shape ${shape// /,}" "$(same "$case/ref" "$case/backward" dq dk dv)"
+    for partition in heads sequence; do
+        for np in 1 2 3 4; do
+            out="$case/$partition-$np"
+            why=$("${mpirun[@]}" -np $np "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --partition $partition --out "$out/fwd" 2>&1 \
+                  && same "$case/ref" "$out/fwd" o lse dq dk dv)
+            result $? "attention, $partition, $np ranks, shape ${shape// /,}" "$why"
+            why=$("${mpirun[@]}" -np $np "$bin" backward "${inputs[@]}" "${saved[@]}" --partition $partition --out "$out/bwd" 2>&1 \
+                  && same "$case/ref" "$out/bwd" dq dk dv)
+            result $? "backward, $partition, $np ranks, shape ${shape// /,}" "$why"
+        done
+    done
+done
+
+# A rank killed mid-run: once the run has created its temporaries (before any compute), kill -9
+# one rank. mpirun must fail, DIR must hold nothing but temporaries, and the next run in DIR must
+# succeed and remove them.
+big="$work/big"
+python3 "$here/make_inputs.py" "$big/in" 1 8192 8192 4 4 64
+"${mpirun[@]}" -np 2 "$bin" attention --q "$big/in/q.npy" --k "$big/in/k.npy" --v "$big/in/v.npy" --do "$big/in/do.npy" \
+    --threads 1 --out "$big/out" >"$big/log" 2>&1 &
+job=$!
+for _ in $(seq 300); do compgen -G "$big/out/.flashdist-tmp-*" >/dev/null && break; sleep 0.1; done
+victim=$(pgrep -P $job | tail -1)
+kill -9 "$victim"
+wait $job
+status=$?
+leftovers=$(ls -A "$big/out" | grep -v '^\.flashdist-tmp-')
+result $(( status == 0 || ${#leftovers} > 0 )) "rank killed mid-run: mpirun fails, no output file" \
+    "exit $status, left: ${leftovers:-nothing but temporaries}"
+small=(--q "$case/in/q.npy" --k "$case/in/k.npy" --v "$case/in/v.npy")
+"${mpirun[@]}" -np 2 "$bin" attention "${small[@]}" --out "$big/out" >/dev/null 2>&1
+status=$?
+left=$(ls -A "$big/out" | tr '\n' ' ')
+result $(( status != 0 || $(ls -A "$big/out" | grep -c '^\.flashdist-tmp-') > 0 )) "run after the kill succeeds and cleans up" \
+    "exit $status, directory holds: $left"
+
+# Bad input under mpirun -np N: exactly one "flashdist: error:" line naming the problem, a
+# non-zero exit within seconds, and nothing written.
+# bad NAME NP FRAGMENT OUT ARGS...: runs flashdist ARGS on NP ranks, writing to OUT.
+bad() {
+    local name=$1 np=$2 fragment=$3 out=$4; shift 4
+    local start=$SECONDS log status lines
+    log=$(timeout 60 "${mpirun[@]}" -np "$np" "$bin" "$@" --out "$out" 2>&1 >/dev/null)
+    status=$?
+    lines=$(grep -c '^flashdist: error:' <<<"$log")
+    local why="exit $status, $lines error lines, $((SECONDS - start)) s: $(grep '^flashdist: error:' <<<"$log" | head -2)"
+    local ok=$(( status != 0 && status != 124 && lines == 1 && SECONDS - start < 30 ))
+    grep '^flashdist: error:' <<<"$log" | grep -qF -- "$fragment" || ok=0
+    if [ -e "$out" ] && [ ! -f "$out" ]; then ok=0; why+="; $out was created"; fi
+    result $(( ! ok )) "bad input, $np ranks: $name" "$why"
+}
+h2="$work/h2"
+python3 "$here/make_inputs.py" "$h2/in" 1 40 40 2 1 16
+bad "missing file" 2 "$h2/in/missing.npy" "$work/bad1" attention --q "$h2/in/missing.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy"
+bad "more ranks than heads" 3 "--partition sequence" "$work/bad2" attention --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy"
+bad "lse of the wrong shape" 2 "$h2/in/q.npy" "$work/bad3" backward --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy" \
+    --o "$h2/in/q.npy" --lse "$h2/in/q.npy" --do "$h2/in/do.npy"
+touch "$work/a-file"
+bad "output path is a file" 2 "$work/a-file" "$work/a-file" attention --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy" \
+    --partition sequence
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
