@@ -1,17 +1,14 @@
-// OpenMPI's handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, …) are macros that take the address of a
+// OpenMPI's handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_MIN, …) are macros that take the address of a
 // global object, which Swift cannot import; these functions hand them over as plain values.
 #ifndef FLASHDIST_CMPI_SHIM_H
 #define FLASHDIST_CMPI_SHIM_H
 #include <mpi.h>
 
 static inline MPI_Comm cmpi_comm_world(void) { return MPI_COMM_WORLD; }
-static inline MPI_Comm cmpi_comm_null(void) { return MPI_COMM_NULL; }
 static inline MPI_Datatype cmpi_float(void) { return MPI_FLOAT; }
 static inline MPI_Datatype cmpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype cmpi_int64(void) { return MPI_INT64_T; }
 static inline MPI_Datatype cmpi_byte(void) { return MPI_BYTE; }
-static inline MPI_Op cmpi_op_sum(void) { return MPI_SUM; }
-static inline MPI_Op cmpi_op_max(void) { return MPI_MAX; }
 static inline MPI_Op cmpi_op_min(void) { return MPI_MIN; }
 static inline MPI_Errhandler cmpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Info cmpi_info_null(void) { return MPI_INFO_NULL; }
@@ -22,7 +19,6 @@ static inline int cmpi_success(void) { return MPI_SUCCESS; }
 static inline int cmpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 static inline int cmpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int cmpi_mode_create_wronly(void) { return MPI_MODE_CREATE | MPI_MODE_WRONLY; }
-static inline int cmpi_mode_rdonly(void) { return MPI_MODE_RDONLY; }
 static inline MPI_File cmpi_file_null(void) { return MPI_FILE_NULL; }
 static inline MPI_Datatype cmpi_datatype_null(void) { return MPI_DATATYPE_NULL; }
 

@@ -32,7 +32,9 @@ struct FlashDist: ParsableCommand {
                 try command.run()
             }
         } catch {
-            exit(after: error, on: communicator, shared: error is CollectiveFailure || !communicator.isDistributed)
+            // Help asked of a command without subcommand comes from `run()`, alike on every rank.
+            let shared = error is CollectiveFailure || error is CleanExit || !communicator.isDistributed
+            exit(after: error, on: communicator, shared: shared)
         }
         communicator.finalize()
     }
