@@ -12,6 +12,12 @@ public struct ReferenceAttention: Sendable {
     public let scale: Double
     public let causal: Bool
     public let windowLeft, windowRight: Int
+    /// Softcap c (0 = off): logits c·tanh(S/c).
+    public var softcap = 0.0
+    /// ALiBi slopes, `heads` values or `batch × heads` (batch-major): bias −slope·|i + Nk − Nq − j|.
+    public var alibiSlopes: [Double]?
+    /// Dropout: the factor (0 or 1/(1 − p)) applied to P[b, h, i, j] before it meets V.
+    public var keep: (@Sendable (_ batch: Int, _ head: Int, _ query: Int, _ key: Int) -> Double)?
     let q, k, v: [Float]
 
     public init(q: [Float], k: [Float], v: [Float], batch: Int, seqlenQ: Int, seqlenK: Int,
@@ -36,20 +42,31 @@ public struct ReferenceAttention: Sendable {
     func qIndex(_ b: Int, _ i: Int, _ h: Int) -> Int { ((b * seqlenQ + i) * heads + h) * headDim }
     func kIndex(_ b: Int, _ j: Int, _ h: Int) -> Int { ((b * seqlenK + j) * kvHeads + h / (heads / kvHeads)) * headDim }
 
-    /// Scores of query row i against every key, scaled; −∞ where masked.
-    func scores(_ b: Int, _ h: Int, _ i: Int) -> [Double] {
-        (0..<seqlenK).map { j in
-            guard isVisible(query: i, key: j) else { return -Double.infinity }
+    /// Logits of query row i against every key (scaled, softcapped, biased; −∞ where masked),
+    /// with d(logit)/d(scaled score): 1 − tanh² under softcap, else 1.
+    func logits(_ b: Int, _ h: Int, _ i: Int) -> (values: [Double], capFactor: [Double]) {
+        var values = [Double](repeating: -.infinity, count: seqlenK), capFactor = [Double](repeating: 1, count: seqlenK)
+        for j in 0..<seqlenK where isVisible(query: i, key: j) {
             var dot = 0.0
             for d in 0..<headDim { dot += Double(q[qIndex(b, i, h) + d]) * Double(k[kIndex(b, j, h) + d]) }
-            return dot * scale
+            var logit = dot * scale
+            if softcap > 0 {
+                let t = Foundation.tanh(logit / softcap)
+                (logit, capFactor[j]) = (softcap * t, 1 - t * t)
+            }
+            if let slopes = alibiSlopes {
+                let slope = slopes.count == heads ? slopes[h] : slopes[b * heads + h]
+                logit -= slope * Double(abs(i + seqlenK - seqlenQ - j))
+            }
+            values[j] = logit
         }
+        return (values, capFactor)
     }
 
     /// Output row and logsumexp of query i of head h; a row that sees no key gives 0 and −∞.
     public func forwardRow(batch b: Int, head h: Int, row i: Int) -> (o: [Double], lse: Double) {
         let (p, lse) = probabilities(b, h, i)
-        return (output(b, h, p), lse)
+        return (output(b, h, dropped(p, b, h, i)), lse)
     }
 
     func output(_ b: Int, _ h: Int, _ p: [Double]) -> [Double] {
@@ -60,27 +77,36 @@ public struct ReferenceAttention: Sendable {
         return o
     }
 
+    /// P with dropout applied: what multiplies V.
+    func dropped(_ p: [Double], _ b: Int, _ h: Int, _ i: Int) -> [Double] {
+        guard let keep else { return p }
+        return p.indices.map { p[$0] * keep(b, h, i, $0) }
+    }
+
     func probabilities(_ b: Int, _ h: Int, _ i: Int) -> (p: [Double], lse: Double) {
-        let s = scores(b, h, i)
+        let s = logits(b, h, i).values
         let m = s.max() ?? -.infinity
         guard m > -.infinity else { return ([Double](repeating: 0, count: seqlenK), -.infinity) }
         let lse = m + Foundation.log(s.reduce(0) { $0 + Foundation.exp($1 - m) })
         return (s.map { Foundation.exp($0 - lse) }, lse)
     }
 
-    /// P and dS = P ∘ (dP − D)·scale of query row i against every key, with the row's dO.
-    func scoreGradients(_ b: Int, _ h: Int, _ i: Int, _ dO: [Float]) -> (p: [Double], dS: [Double], dO: [Double]) {
+    /// P with dropout applied (what met V) and dS, the gradient of the scaled scores, of query row
+    /// i against every key: dS = P ∘ (dP∘keep − D)·(softcap factor)·scale, D = rowsum(dO ∘ O).
+    func scoreGradients(_ b: Int, _ h: Int, _ i: Int, _ dO: [Float]) -> (pDropped: [Double], dS: [Double], dO: [Double]) {
         let (p, _) = probabilities(b, h, i)
-        let o = output(b, h, p)
+        let pDropped = dropped(p, b, h, i), capFactor = logits(b, h, i).capFactor
+        let o = output(b, h, pDropped)
         let g = (0..<headDim).map { Double(dO[qIndex(b, i, h) + $0]) }
         let delta = zip(g, o).reduce(0) { $0 + $1.0 * $1.1 }
         let dS = (0..<seqlenK).map { j -> Double in
             guard p[j] != 0 else { return 0 }
             var dp = 0.0
             for d in 0..<headDim { dp += g[d] * Double(v[kIndex(b, j, h) + d]) }
-            return p[j] * (dp - delta) * scale
+            let keptGradient = keep.map { dp * $0(b, h, i, j) } ?? dp
+            return p[j] * (keptGradient - delta) * capFactor[j] * scale
         }
-        return (p, dS, g)
+        return (pDropped, dS, g)
     }
 
     /// dQ of query row i of head h; `dO` is the whole output gradient, shaped like q.
@@ -101,7 +127,7 @@ public struct ReferenceAttention: Sendable {
         var dV = [Double](repeating: 0, count: seqlenK * headDim)
         for i in 0..<seqlenQ {
             let (p, dS, g) = scoreGradients(b, h, i, dO)
-            for j in 0..<seqlenK where p[j] != 0 {
+            for j in 0..<seqlenK where p[j] != 0 || dS[j] != 0 {
                 let kj = kIndex(b, j, h)
                 for d in 0..<headDim {
                     dQ[i * headDim + d] += dS[j] * Double(k[kj + d])

@@ -1,17 +1,27 @@
-/// How scores are formed and masked: `S = Q·Kᵀ·softmaxScale`, then the causal and sliding-window
-/// masks, aligned bottom-right as in flash-attn.
+/// How scores are formed and masked: `S = Q·Kᵀ·softmaxScale`, optionally softcapped
+/// (`c·tanh(S/c)`) and biased by ALiBi (`−slope·|i + Nk − Nq − j|`), then the causal and
+/// sliding-window masks, aligned bottom-right as in flash-attn; optionally dropout on the
+/// probabilities.
 public struct AttentionOptions: Sendable, Equatable {
     public var softmaxScale: Float
     public var causal: Bool
     /// Keys a query may see to its left and right of the diagonal; -1 is unbounded.
     public var windowLeft: Int
     public var windowRight: Int
+    /// Softcap c: scores become c·tanh(S/c); 0 is off.
+    public var softcap: Float
+    public var alibiSlopes: AlibiSlopes?
+    public var dropout: Dropout?
 
-    public init(softmaxScale: Float, causal: Bool = false, windowLeft: Int = -1, windowRight: Int = -1) {
+    public init(softmaxScale: Float, causal: Bool = false, windowLeft: Int = -1, windowRight: Int = -1,
+                softcap: Float = 0, alibiSlopes: AlibiSlopes? = nil, dropout: Dropout? = nil) {
         self.softmaxScale = softmaxScale
         self.causal = causal
         self.windowLeft = windowLeft
         self.windowRight = windowRight
+        self.softcap = softcap
+        self.alibiSlopes = alibiSlopes
+        self.dropout = dropout
     }
 
     /// flash-attn's default scale, 1/√headDim.
@@ -22,5 +32,38 @@ public struct AttentionOptions: Sendable, Equatable {
         guard windowLeft >= -1, windowRight >= -1 else {
             throw .invalid("window sizes must be -1 (unbounded) or non-negative, got (\(windowLeft), \(windowRight))")
         }
+        guard softcap.isFinite, softcap >= 0 else { throw .invalid("softcap must be 0 (off) or positive, got \(softcap)") }
+        if let dropout, !(0..<1).contains(dropout.probability) {
+            throw .invalid("dropout probability must be in [0, 1), got \(dropout.probability)")
+        }
+        if let alibiSlopes, !alibiSlopes.values.allSatisfy(\.isFinite) { throw .invalid("ALiBi slopes must be finite") }
+    }
+}
+
+/// ALiBi slopes of every query head of the whole problem, shared by all batch entries (`heads`
+/// values) or one row per batch entry (`batch × heads`, batch-major), as flash-attn takes them.
+public struct AlibiSlopes: Sendable, Equatable {
+    public let values: [Float]
+    /// Query heads of the whole problem (a rank may compute only some of them).
+    public let heads: Int
+
+    public init(values: [Float], heads: Int) {
+        self.values = values
+        self.heads = heads
+    }
+
+    func slope(batch b: Int, head h: Int) -> Float { values.count == heads ? values[h] : values[b * heads + h] }
+}
+
+/// Dropout on the attention probabilities: each is kept with probability 1 − p and scaled by
+/// 1/(1 − p). Which are kept depends only on (seed, batch, head, row, column), so the backward
+/// regenerates the mask instead of storing it, and any thread or rank count gives the same one.
+public struct Dropout: Sendable, Equatable {
+    public let probability: Float
+    public let seed: UInt64
+
+    public init(probability: Float, seed: UInt64) {
+        self.probability = probability
+        self.seed = seed
     }
 }

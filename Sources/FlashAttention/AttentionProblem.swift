@@ -15,11 +15,14 @@ public struct AttentionProblem: Sendable {
     public let keyOffsets: [Int]
     /// Whether `lse` is laid out `(heads, total_q)` (varlen) rather than `(batch, heads, seqlen_q)`.
     public let packedLSE: Bool
+    /// Index of this problem's first query head in the whole problem, for a caller (an MPI rank)
+    /// that computes only some heads: ALiBi slopes and dropout are keyed by the whole problem's heads.
+    public let firstHead: Int
     public let options: AttentionOptions
 
     /// A fixed-length batch: every entry has `seqlenQ` queries and `seqlenK` keys.
     public init(batch: Int, seqlenQ: Int, seqlenK: Int, heads: Int, kvHeads: Int, headDim: Int,
-                options: AttentionOptions) throws(AttentionError) {
+                firstHead: Int = 0, options: AttentionOptions) throws(AttentionError) {
         guard batch >= 1 else { throw .invalid("batch must be at least 1, got \(batch)") }
         guard seqlenQ >= 0, seqlenK >= 0 else {
             throw .invalid("sequence lengths must be non-negative, got \(seqlenQ) and \(seqlenK)")
@@ -27,12 +30,12 @@ public struct AttentionProblem: Sendable {
         try self.init(heads: heads, kvHeads: kvHeads, headDim: headDim,
                       queryOffsets: (0...batch).map { $0 * seqlenQ },
                       keyOffsets: (0...batch).map { $0 * seqlenK },
-                      packedLSE: false, options: options)
+                      packedLSE: false, firstHead: firstHead, options: options)
     }
 
     /// A variable-length batch given by cu_seqlens offsets (flash_attn_varlen_func).
     public init(heads: Int, kvHeads: Int, headDim: Int, queryOffsets: [Int], keyOffsets: [Int],
-                packedLSE: Bool = true, options: AttentionOptions) throws(AttentionError) {
+                packedLSE: Bool = true, firstHead: Int = 0, options: AttentionOptions) throws(AttentionError) {
         guard heads >= 1, kvHeads >= 1 else {
             throw .invalid("heads and kv heads must be at least 1, got \(heads) and \(kvHeads)")
         }
@@ -58,12 +61,21 @@ public struct AttentionProblem: Sendable {
             }
         }
         try options.validate()
+        guard firstHead >= 0 else { throw .invalid("first head must be non-negative, got \(firstHead)") }
+        if let alibi = options.alibiSlopes {
+            let batch = queryOffsets.count - 1
+            guard alibi.heads >= firstHead + heads,
+                  alibi.values.count == alibi.heads || alibi.values.count == batch * alibi.heads else {
+                throw .invalid("ALiBi slopes must have \(firstHead + heads) (heads) or \(batch)×\(firstHead + heads) (batch, heads) values, got \(alibi.values.count)")
+            }
+        }
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
         self.queryOffsets = queryOffsets
         self.keyOffsets = keyOffsets
         self.packedLSE = packedLSE
+        self.firstHead = firstHead
         self.options = options
     }
 

@@ -33,6 +33,8 @@ struct BackwardTiles {
     /// key block, P and dS of the tile, and the gradient block being accumulated.
     struct Buffers {
         let qBlock, dOBlock, rowLSE, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
+        /// Only with softcap or dropout: 1 − tanh²(S/c), the keep factors, and P∘keep.
+        let capDerivative, keep, pDropped: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int) {
             let br = Tiling.queryRows, bc = Tiling.keyColumns
             qBlock = carver.take(br * dp); dOBlock = carver.take(br * dp)
@@ -41,6 +43,7 @@ struct BackwardTiles {
             p = carver.take(br * bc); dS = carver.take(br * bc)
             gradA = carver.take(max(br, bc) * dp); gradB = carver.take(bc * dp)
             headK = carver.take(bc * dp); headV = carver.take(bc * dp)
+            capDerivative = carver.take(br * bc); keep = carver.take(br * bc); pDropped = carver.take(br * bc)
         }
     }
 
@@ -103,9 +106,9 @@ struct BackwardTiles {
             while i0 < seen.upperBound {
                 let rows = i0..<min(i0 + br, mask.seqlenQ)
                 packRowBlock(batch: b, head: h, rows: rows, into: buf)
-                recompute(mask: mask, rows: rows, keys: keys, buffers: buf)
+                let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
                 // dV += Pᵀ·dO and dK += dSᵀ·Q: P and dS are read column by column.
-                multiply(m: keys.count, n: dp, k: rows.count, a: buf.p, aRowStride: 1, aColumnStride: Tiling.keyColumns,
+                multiply(m: keys.count, n: dp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: Tiling.keyColumns,
                          b: buf.dOBlock, bRowStride: dp, c: dVHead, cRowStride: dp, accumulate: true)
                 multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: Tiling.keyColumns,
                          b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
@@ -157,7 +160,7 @@ struct BackwardTiles {
         while j0 < seen.upperBound {
             let keys = j0..<min(j0 + bc, mask.seqlenK)
             packKeyBlock(batch: b, kvHead: h / problem.groupSize, keys: keys, into: buf, transposedOnly: false)
-            recompute(mask: mask, rows: rows, keys: keys, buffers: buf)
+            _ = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
             accumulateQueryGradient(rows: rows.count, keys: keys.count, buffers: buf, into: dQBlock, rowStride: dp)
             j0 += bc
         }
@@ -205,18 +208,30 @@ struct BackwardTiles {
 
     /// P and dS of a tile into `buf.p` and `buf.dS` (rows × padded keys, row stride keyColumns);
     /// masked entries, padding, and rows that see no key (lse = −∞) get P = dS = 0.
-    private func recompute(mask: AttentionMask, rows: Range<Int>, keys: Range<Int>, buffers buf: Buffers) {
+    private func recompute(batch b: Int, head h: Int, mask: AttentionMask, rows: Range<Int>, keys: Range<Int>,
+                           buffers buf: Buffers) -> UnsafePointer<Float> {
         let dp = roundUpToLanes(problem.headDim), bc = Tiling.keyColumns, wp = roundUpToLanes(keys.count)
         multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
                  b: buf.kT, bRowStride: bc, c: buf.p, cRowStride: bc, accumulate: false)
         multiply(m: rows.count, n: wp, k: dp, a: buf.dOBlock, aRowStride: dp, aColumnStride: 1,
                  b: buf.vT, bRowStride: bc, c: buf.dS, cRowStride: bc, accumulate: false)
+        let modifiers = ScoreModifiers(problem: problem)
+        if modifiers.changesScores {
+            modifiers.modifyQueryMajor(buf.p, rowStride: bc, batch: b, head: h, queries: rows, keys: keys,
+                                       paddedKeys: wp, derivative: buf.capDerivative)
+        }
+        let dropout = modifiers.dropout != nil, softcapped = problem.options.softcap > 0
+        if dropout {
+            modifiers.keepFactorsQueryMajor(into: buf.keep, rowStride: bc, batch: b, head: h, queries: rows,
+                                            keys: keys, paddedKeys: wp)
+        }
         let masked = !mask.isFullyVisible(rows: rows, keys: keys) || keys.count != wp
         for t in 0..<rows.count {
             let p = buf.p + t * bc, dS = buf.dS + t * bc
             let rowLSE = buf.rowLSE[t]
             guard rowLSE != -.infinity else {
                 p.update(repeating: 0, count: wp)
+                (buf.pDropped + t * bc).update(repeating: 0, count: wp)
                 dS.update(repeating: 0, count: wp)
                 continue
             }
@@ -225,15 +240,26 @@ struct BackwardTiles {
                 maskScores(p, count: wp, visibleFrom: mask.firstKey(row: i) - keys.lowerBound,
                            through: min(mask.lastKey(row: i), keys.upperBound - 1) - keys.lowerBound)
             }
-            var c = 0
-            while c < wp { exp(Lanes.load(p + c) - rowLSE).store(p + c); c += lanes }
             let rowDelta = Lanes(repeating: buf.rowDelta[t])
-            c = 0
+            var c = 0
             while c < wp {
-                ((Lanes.load(dS + c) - rowDelta) * Lanes.load(p + c)).store(dS + c)
+                // With dropout, V saw P∘keep, so dP∘keep is the gradient of P; softcap's chain-rule
+                // factor then carries dS back to the raw scores.
+                let probability = exp(Lanes.load(p + c) - rowLSE)
+                probability.store(p + c)
+                var dP = Lanes.load(dS + c)
+                if dropout {
+                    let keep = Lanes.load(buf.keep + t * bc + c)
+                    (probability * keep).store(buf.pDropped + t * bc + c)
+                    dP *= keep
+                }
+                var gradient = (dP - rowDelta) * probability
+                if softcapped { gradient *= Lanes.load(buf.capDerivative + t * bc + c) }
+                gradient.store(dS + c)
                 c += lanes
             }
         }
+        return UnsafePointer(dropout ? buf.pDropped : buf.p)
     }
 }
 

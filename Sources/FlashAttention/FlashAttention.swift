@@ -51,6 +51,27 @@ public enum FlashAttention {
     }
 }
 
+extension FlashAttention {
+    /// The dropout factors the kernels apply to head `head` of batch entry `batch`: 0 where a
+    /// probability is dropped, 1/(1 − p) where kept, `(seqlen_q, seqlen_k)` row-major. Empty when
+    /// the problem has no dropout. For inspecting the mask of small problems; the kernels
+    /// regenerate it block by block and never hold it.
+    public static func dropoutKeepFactors(_ problem: AttentionProblem, batch: Int, head: Int) -> [Float] {
+        guard problem.options.dropout != nil else { return [] }
+        let (nq, nk) = (problem.seqlenQ(batch), problem.seqlenK(batch))
+        let stride = roundUpToLanes(nk)
+        var padded = [Float](repeating: 0, count: nq * stride)
+        if nq > 0 && nk > 0 {
+            padded.withUnsafeMutableBufferPointer {
+                ScoreModifiers(problem: problem).keepFactorsQueryMajor(
+                    into: $0.baseAddress!, rowStride: stride, batch: batch, head: head,
+                    queries: 0..<nq, keys: 0..<nk, paddedKeys: stride)
+            }
+        }
+        return (0..<nq).flatMap { padded[$0 * stride..<$0 * stride + nk] }
+    }
+}
+
 /// How the backward lays out dK and dV.
 public enum KeyGradientLayout: Sendable {
     /// `(…, kvHeads, headDim)`: the gradients of k and v.

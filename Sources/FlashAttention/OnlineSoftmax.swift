@@ -36,7 +36,7 @@ struct ForwardTile {
         let d = problem.headDim, dp = roundUpToLanes(d)
         let br = Tiling.queryRows, bc = Tiling.keyColumns
         let b = tile.batch, h = tile.head, kvHead = h / problem.groupSize
-        let mask = problem.mask(b)
+        let mask = problem.mask(b), modifiers = ScoreModifiers(problem: problem)
         let rows = Tile.rowBlock(tile.block, of: mask), rp = roundUpToLanes(rows.count)
         var carver = ScratchCarver(scratch)
         let buf = Buffers(&carver, paddedDim: dp)
@@ -59,6 +59,9 @@ struct ForwardTile {
             let vSource = v + problem.keyIndex(row: problem.keyOffsets[b] + j0, kvHead: kvHead)
             multiply(m: width, n: rp, k: d, a: kBlock, aRowStride: kvStride, aColumnStride: 1,
                      b: buf.qT, bRowStride: br, c: buf.sT, cRowStride: br, accumulate: false)
+            if modifiers.changesScores {
+                modifiers.modifyKeyMajor(buf.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows, paddedQueries: rp)
+            }
             if !mask.isFullyVisible(rows: rows, keys: block) {
                 for t in 0..<width {
                     let seers = mask.rows(seeing: j0 + t..<j0 + t + 1)
@@ -67,6 +70,8 @@ struct ForwardTile {
                 }
             }
             mergeBlock(width: width, queries: rp, buffers: buf)
+            // The sums above are of the undropped probabilities: lse is the softmax's own.
+            modifiers.applyDropoutKeyMajor(buf.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows)
             for t in 0..<rows.count where buf.rescale[t] != 1 {
                 scaleScores(buf.acc + t * dp, count: dp, by: buf.rescale[t])
             }

@@ -21,10 +21,14 @@ struct Case: Sendable, CustomTestStringConvertible {
     /// Multiplies q, k and v (large-logit tests).
     var inputScale: Float = 1
     var seed: UInt64 = 1
+    var softcap: Float = 0
+    var alibiSlopes: AlibiSlopes? = nil
+    var dropout: Dropout? = nil
 
     var softmaxScale: Float { scale ?? AttentionOptions.defaultScale(headDim: headDim) }
     var options: AttentionOptions {
-        AttentionOptions(softmaxScale: softmaxScale, causal: causal, windowLeft: windowLeft, windowRight: windowRight)
+        AttentionOptions(softmaxScale: softmaxScale, causal: causal, windowLeft: windowLeft, windowRight: windowRight,
+                         softcap: softcap, alibiSlopes: alibiSlopes, dropout: dropout)
     }
 
     func problem() throws -> AttentionProblem {
@@ -40,10 +44,19 @@ struct Case: Sendable, CustomTestStringConvertible {
                       v: normals.next(kCount, scale: inputScale), dO: normals.next(qCount))
     }
 
+    /// The float64 reference of the same problem; its dropout mask is the one the library reports.
     func reference(_ x: Inputs) -> ReferenceAttention {
-        ReferenceAttention(q: x.q, k: x.k, v: x.v, batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK,
-                           heads: heads, kvHeads: kvHeads, headDim: headDim, scale: Double(softmaxScale),
-                           causal: causal, windowLeft: windowLeft, windowRight: windowRight)
+        var reference = ReferenceAttention(q: x.q, k: x.k, v: x.v, batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK,
+                                           heads: heads, kvHeads: kvHeads, headDim: headDim, scale: Double(softmaxScale),
+                                           causal: causal, windowLeft: windowLeft, windowRight: windowRight)
+        reference.softcap = Double(softcap)
+        reference.alibiSlopes = alibiSlopes?.values.map(Double.init)
+        if dropout != nil, let problem = try? problem() {
+            let masks = (0..<batch).map { b in (0..<heads).map { FlashAttention.dropoutKeepFactors(problem, batch: b, head: $0) } }
+            let nk = seqlenK
+            reference.keep = { b, h, i, j in Double(masks[b][h][i * nk + j]) }
+        }
+        return reference
     }
 
     var testDescription: String {
@@ -52,6 +65,9 @@ struct Case: Sendable, CustomTestStringConvertible {
         if windowLeft >= 0 || windowRight >= 0 { text += " window(\(windowLeft),\(windowRight))" }
         if let scale { text += " scale \(scale)" }
         if inputScale != 1 { text += " inputs×\(inputScale)" }
+        if softcap > 0 { text += " softcap \(softcap)" }
+        if let alibiSlopes { text += " alibi(\(alibiSlopes.values.count))" }
+        if let dropout { text += " dropout \(dropout.probability)" }
         return text
     }
 }
