@@ -60,7 +60,8 @@ public final class Communicator: @unchecked Sendable {
         var text = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
         var length: Int32 = 0
         MPI_Error_string(code, &text, &length)
-        throw MPIError(description: "\(call) failed: \(String(cString: text))")
+        let message = String(decoding: text.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        throw MPIError(description: "\(call) failed: \(message)")
     }
 }
 
