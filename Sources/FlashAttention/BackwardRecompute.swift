@@ -150,7 +150,7 @@ struct BackwardTiles {
         var carver = ScratchCarver(scratch)
         let buf = Buffers(&carver, paddedDim: dp)
         let b = tile.batch, h = tile.head, mask = problem.mask(b)
-        let rows = Tile.rowBlock(tile.block, of: mask)
+        let rows = Tile.rowBlock(tile.block, of: mask, rows: Tiling.queryRows)
         packRowBlock(batch: b, head: h, rows: rows, into: buf)
         let dQBlock = buf.gradA
         dQBlock.update(repeating: 0, count: rows.count * dp)

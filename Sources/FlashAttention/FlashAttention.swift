@@ -10,8 +10,10 @@ public enum FlashAttention {
                                q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
                                threads: Int) {
-        let tiles = ForwardTile(problem: problem, q: q, k: k, v: v, o: o, lse: lse)
-        TileScheduler(threads: threads).run(Tile.rowTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
+        let tiles = ForwardTile(problem: problem, q: q, k: k, v: v, o: o, lse: lse,
+                                rowsPerTile: Tiling.forwardRows(problem))
+        TileScheduler(threads: threads).run(Tile.rowTiles(problem, rows: tiles.rowsPerTile),
+                                            scratchFloats: tiles.scratchFloats) { tile, scratch in
             tiles.run(tile, scratch: scratch)
         }
     }
@@ -44,7 +46,7 @@ public enum FlashAttention {
             scheduler.run(Tile.keyTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
                 tiles.runKeyTile(tile, scratch: scratch, dK: dK, dV: dV)
             }
-            scheduler.run(Tile.rowTiles(problem), scratchFloats: tiles.scratchFloats) { tile, scratch in
+            scheduler.run(Tile.rowTiles(problem, rows: Tiling.queryRows), scratchFloats: tiles.scratchFloats) { tile, scratch in
                 tiles.runQueryTile(tile, scratch: scratch, dQ: dQ)
             }
         }

@@ -17,29 +17,32 @@ struct ForwardTile {
     let problem: AttentionProblem
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>
+    let rowsPerTile: Int
 
     /// Per-worker scratch: Qᵀ of the tile, the transposed scores, V padded to whole vectors when
     /// the head dim needs it, the unnormalised output, and per query the running max and sum and
     /// the rescale factor of the current block.
     struct Buffers {
         let qT, sT, vBlock, acc, rowMax, rowSum, rescale: UnsafeMutablePointer<Float>
-        init(_ carver: inout ScratchCarver, paddedDim dp: Int) {
-            let br = Tiling.queryRows, bc = Tiling.keyColumns
+        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int) {
+            let bc = Tiling.keyColumns
             qT = carver.take(dp * br); sT = carver.take(bc * br); vBlock = carver.take(bc * dp)
             acc = carver.take(br * dp); rowMax = carver.take(br); rowSum = carver.take(br); rescale = carver.take(br)
         }
     }
 
-    var scratchFloats: Int { ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim)) } }
+    var scratchFloats: Int {
+        ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile) }
+    }
 
     func run(_ tile: Tile, scratch: UnsafeMutablePointer<Float>) {
         let d = problem.headDim, dp = roundUpToLanes(d)
-        let br = Tiling.queryRows, bc = Tiling.keyColumns
+        let br = rowsPerTile, bc = Tiling.keyColumns
         let b = tile.batch, h = tile.head, kvHead = h / problem.groupSize
         let mask = problem.mask(b), modifiers = ScoreModifiers(problem: problem)
-        let rows = Tile.rowBlock(tile.block, of: mask), rp = roundUpToLanes(rows.count)
+        let rows = Tile.rowBlock(tile.block, of: mask, rows: br), rp = roundUpToLanes(rows.count)
         var carver = ScratchCarver(scratch)
-        let buf = Buffers(&carver, paddedDim: dp)
+        let buf = Buffers(&carver, paddedDim: dp, rows: br)
 
         let qRow0 = problem.queryOffsets[b] + rows.lowerBound
         // The softmax scale rides in Qᵀ, so the scores come out of the product scaled.
@@ -69,7 +72,7 @@ struct ForwardTile {
                                through: seers.upperBound - 1 - rows.lowerBound)
                 }
             }
-            mergeBlock(width: width, queries: rp, buffers: buf)
+            mergeBlock(width: width, queries: rp, rowStride: br, buffers: buf)
             // The sums above are of the undropped probabilities: lse is the softmax's own.
             modifiers.applyDropoutKeyMajor(buf.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows)
             for t in 0..<rows.count where buf.rescale[t] != 1 {
@@ -97,8 +100,7 @@ struct ForwardTile {
 
     /// The online-softmax update for sixteen queries at a time: new running max, P = e^(S − m')
     /// in place of the scores, the rescale factor e^(m − m') of the old sum and output, new sum.
-    private func mergeBlock(width: Int, queries: Int, buffers buf: Buffers) {
-        let br = Tiling.queryRows
+    private func mergeBlock(width: Int, queries: Int, rowStride br: Int, buffers buf: Buffers) {
         var c = 0
         while c < queries {
             let previous = Lanes.load(buf.rowMax + c)

@@ -1,9 +1,19 @@
-/// Tile sizes. A tile is `queryRows` rows of one head against `keyColumns` keys at a time: with
-/// D = 128 the packed Q, Kᵀ, V and the accumulator are 32 KiB each and stay in L2 while the
-/// current score block (16 KiB) stays in L1.
+/// Tile sizes. A tile is a block of rows of one head against `keyColumns` keys at a time. The
+/// backward's row blocks are `queryRows`: with D = 128 its packed blocks are 32 KiB each and stay
+/// in L2 while a 64 × 64 block of P or dS (16 KiB) stays in L1.
+///
+/// The forward streams every key and value of its head once per row block, so its row blocks grow
+/// with the keys: once K and V of all heads outgrow L3 (around 8192 keys here) 64 rows would wait
+/// on memory, while on short causal problems big blocks waste work on the diagonal. A row's result
+/// does not depend on the block it is computed in, so this choice never changes a bit.
 enum Tiling {
     static let queryRows = 64
     static let keyColumns = 64
+
+    static func forwardRows(_ problem: AttentionProblem) -> Int {
+        let keys = (0..<problem.batch).map(problem.seqlenK).max() ?? 0
+        return keys < 2048 ? 64 : keys < 8192 ? 128 : 256
+    }
 }
 
 /// One unit of scheduled work: a block of rows (or keys) of one head of one batch entry.
@@ -14,13 +24,13 @@ struct Tile {
     /// Relative cost (blocks visited): under a causal mask tiles differ by up to 2×.
     let cost: Int
 
-    /// One tile per row block of each query head; its cost is the key blocks its rows see.
-    static func rowTiles(_ problem: AttentionProblem) -> [Tile] {
+    /// One tile per block of `rows` rows of each query head; its cost is the key blocks its rows see.
+    static func rowTiles(_ problem: AttentionProblem, rows: Int) -> [Tile] {
         var tiles: [Tile] = []
         for b in 0..<problem.batch {
             let mask = problem.mask(b)
-            for block in 0..<blockCount(mask.seqlenQ, Tiling.queryRows) {
-                let keys = mask.keys(seenBy: rowBlock(block, of: mask))
+            for block in 0..<blockCount(mask.seqlenQ, rows) {
+                let keys = mask.keys(seenBy: rowBlock(block, of: mask, rows: rows))
                 let cost = 1 + blockCount(keys.count, Tiling.keyColumns)
                 for h in 0..<problem.heads { tiles.append(Tile(batch: b, head: h, block: block, cost: cost)) }
             }
@@ -58,8 +68,8 @@ struct Tile {
 
     static func keyBlockCount(_ mask: AttentionMask) -> Int { blockCount(mask.seqlenK, Tiling.keyColumns) }
 
-    static func rowBlock(_ block: Int, of mask: AttentionMask) -> Range<Int> {
-        block * Tiling.queryRows..<min((block + 1) * Tiling.queryRows, mask.seqlenQ)
+    static func rowBlock(_ block: Int, of mask: AttentionMask, rows: Int) -> Range<Int> {
+        block * rows..<min((block + 1) * rows, mask.seqlenQ)
     }
 
     static func keyBlock(_ block: Int, of mask: AttentionMask) -> Range<Int> {
