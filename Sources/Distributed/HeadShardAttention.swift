@@ -69,7 +69,7 @@ struct HeadShardAttention {
         var reduction = SplitGroupReduction(shapes: shapes, assignment: assignment, communicator: communicator)
         for segment in segments {
             let (rows, keys) = (querySlice(segment), keySlice(segment))
-            let gradients = Self.backward(problem(segment), q: rows.gather(q), k: keys.gather(k), v: keys.gather(v),
+            let gradients = FlashAttention.backward(problem(segment), q: rows.gather(q), k: keys.gather(k), v: keys.gather(v),
                                           o: rows.gather(o), lse: lseSlice(segment).gather(lse), dO: rows.gather(dO),
                                           keyGradients: segment.wholeGroups ? .summedOverGroup : .perQueryHead, threads: threads)
             rows.scatter(gradients.dQ, into: &dQ)
@@ -107,34 +107,5 @@ struct HeadShardAttention {
     private func lseSlice(_ segment: Segment) -> AxisSlice {
         AxisSlice(shape: [shapes.batch, heads.count, shapes.seqlenQ], axis: 1,
                   range: segment.heads.lowerBound - heads.lowerBound..<segment.heads.upperBound - heads.lowerBound)
-    }
-
-    /// The backward on arrays with a choice of dK/dV layout (the core's array form always sums
-    /// over the group).
-    private static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float], o: [Float],
-                                 lse: [Float], dO: [Float], keyGradients: KeyGradientLayout,
-                                 threads: Int) -> (dQ: [Float], dK: [Float], dV: [Float]) {
-        let keyHeads = keyGradients == .perQueryHead ? problem.heads : problem.kvHeads
-        var dQ = [Float](repeating: 0, count: problem.queryElements)
-        var dK = [Float](repeating: 0, count: problem.totalKeys * keyHeads * problem.headDim), dV = dK
-        q.withBase { q in k.withBase { k in v.withBase { v in o.withBase { o in lse.withBase { lse in dO.withBase { dO in
-            dQ.withMutableBase { dQ in dK.withMutableBase { dK in dV.withMutableBase { dV in
-                FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: dQ, dK: dK, dV: dV,
-                                        keyGradients: keyGradients, threads: threads)
-            } } }
-        } } } } } }
-        return (dQ, dK, dV)
-    }
-}
-
-private extension Array<Float> {
-    /// The base address for the core's pointer API; for an empty array, which no tile reads, a
-    /// non-nil placeholder.
-    func withBase(_ body: (UnsafePointer<Float>) -> Void) {
-        withUnsafeBufferPointer { body($0.baseAddress ?? UnsafePointer(bitPattern: 64)!) }
-    }
-
-    mutating func withMutableBase(_ body: (UnsafeMutablePointer<Float>) -> Void) {
-        withUnsafeMutableBufferPointer { body($0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!) }
     }
 }

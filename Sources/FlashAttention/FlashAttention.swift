@@ -80,6 +80,10 @@ public enum KeyGradientLayout: Sendable {
     case summedOverGroup
     /// `(…, heads, headDim)`: each query head's contribution, for callers that sum a split group.
     case perQueryHead
+
+    func elements(_ problem: AttentionProblem) -> Int {
+        problem.totalKeys * (self == .perQueryHead ? problem.heads : problem.kvHeads) * problem.headDim
+    }
 }
 
 extension FlashAttention {
@@ -105,33 +109,36 @@ extension FlashAttention {
         return (o, lse)
     }
 
-    /// The backward on arrays, writing dQ, dK, dV (shaped like q, k, v) into existing arrays.
+    /// The backward on arrays, writing dQ (shaped like q) and dK, dV (like k, or with
+    /// `.perQueryHead` one slot per query head) into existing arrays.
     public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                 o: [Float], lse: [Float], dO: [Float],
-                                dQ: inout [Float], dK: inout [Float], dV: inout [Float], threads: Int) {
+                                dQ: inout [Float], dK: inout [Float], dV: inout [Float],
+                                keyGradients: KeyGradientLayout = .summedOverGroup, threads: Int) {
+        let keyGradientElements = keyGradients.elements(problem)
         precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
                      && o.count == problem.queryElements && dO.count == problem.queryElements
                      && lse.count == problem.lseElements && dQ.count == problem.queryElements
-                     && dK.count == problem.keyElements && dV.count == problem.keyElements,
+                     && dK.count == keyGradientElements && dV.count == keyGradientElements,
                      "tensor sizes do not match the problem")
         dQ.withUnsafeMutableBufferPointer { dQ in
             dK.withUnsafeMutableBufferPointer { dK in
                 dV.withUnsafeMutableBufferPointer { dV in
                     backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO,
-                             dQ: dQ.start, dK: dK.start, dV: dV.start, threads: threads)
+                             dQ: dQ.start, dK: dK.start, dV: dV.start, keyGradients: keyGradients, threads: threads)
                 }
             }
         }
     }
 
-    /// The backward on arrays: returns dQ, dK, dV shaped like q, k, v.
+    /// The backward on arrays: returns dQ shaped like q and dK, dV as `keyGradients` says.
     public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
-                                o: [Float], lse: [Float], dO: [Float],
+                                o: [Float], lse: [Float], dO: [Float], keyGradients: KeyGradientLayout = .summedOverGroup,
                                 threads: Int) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         var dQ = [Float](repeating: 0, count: problem.queryElements)
-        var dK = [Float](repeating: 0, count: problem.keyElements)
-        var dV = [Float](repeating: 0, count: problem.keyElements)
-        backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
+        var dK = [Float](repeating: 0, count: keyGradients.elements(problem)), dV = dK
+        backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: &dQ, dK: &dK, dV: &dV,
+                 keyGradients: keyGradients, threads: threads)
         return (dQ, dK, dV)
     }
 }
