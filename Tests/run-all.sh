@@ -13,4 +13,4 @@ swift test -c release
 bash Tests/memory-check.sh .build/release/flashdist
 bash Tests/mpi/run.sh .build/release/flashdist
 bash Tests/mpi/golden.sh .build/release/flashdist "$golden"
-python3 "$golden/check.py" .build/release/flashdist "$golden" --features core
+python3 "$golden/check.py" .build/release/flashdist "$golden" --features all

@@ -9,7 +9,7 @@ public struct HeadParallelAttention: AttentionPartition {
     let shard: HeadShardAttention
 
     public init(problem: AttentionProblem, communicator: Communicator, threads: Int) throws(PartitionError) {
-        let shapes = try TensorShapes(problem)
+        let shapes = TensorShapes(problem)
         guard communicator.size <= shapes.heads else {
             throw PartitionError(description: "--partition heads: \(communicator.size) ranks but only \(shapes.heads) query heads;"
                                  + " use --partition sequence, or at most \(shapes.heads) ranks")

@@ -88,10 +88,9 @@ struct HeadShardAttention {
     }
 
     private func problem(_ segment: Segment) -> AttentionProblem {
-        // Valid by construction: whole groups, or part of one group over a single kv head.
-        try! AttentionProblem(batch: shapes.batch, seqlenQ: shapes.seqlenQ, seqlenK: shapes.seqlenK,
-                              heads: segment.heads.count, kvHeads: segment.kvHeads.count, headDim: shapes.headDim,
-                              options: options)
+        // Valid by construction: whole groups, or part of one group over a single kv head, of a
+        // problem already checked.
+        try! shapes.problem(heads: segment.heads, kvHeads: segment.kvHeads.count, options: options)
     }
 
     private func querySlice(_ segment: Segment) -> AxisSlice {

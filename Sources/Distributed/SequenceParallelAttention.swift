@@ -16,7 +16,7 @@ public struct SequenceParallelAttention: AttentionPartition {
     let keyReshard: Reshard
 
     public init(problem: AttentionProblem, communicator: Communicator, threads: Int) throws(PartitionError) {
-        let shapes = try TensorShapes(problem)
+        let shapes = TensorShapes(problem)
         let assignment = HeadAssignment(heads: shapes.heads, kvHeads: shapes.kvHeads, ranks: communicator.size)
         shard = HeadShardAttention(shapes: shapes, options: problem.options, assignment: assignment,
                                    communicator: communicator, threads: threads)

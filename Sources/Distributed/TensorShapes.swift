@@ -1,16 +1,20 @@
 import FlashAttention
 
-/// The tensor shapes of a fixed-length problem, in flash-attn's layout: what the partitions cut.
+/// The tensor shapes of a problem in flash-attn's layout: what the partitions cut. A
+/// variable-length batch is seen as one entry of all its packed rows, `(1, total_q, heads,
+/// headDim)` with lse `(1, heads, total_q)`, which is its packed layout with a leading axis of 1:
+/// slicing heads or rows of that needs no knowledge of where the sequences start.
 public struct TensorShapes: Sendable {
     public let batch, seqlenQ, seqlenK, heads, kvHeads, headDim: Int
+    /// The problem's own offsets and lse layout, for the problem each rank computes.
+    let queryOffsets, keyOffsets: [Int]
+    let packedLSE: Bool
 
-    public init(_ problem: AttentionProblem) throws(PartitionError) {
-        let (b, nq, nk) = (problem.batch, problem.totalQueries / problem.batch, problem.totalKeys / problem.batch)
-        guard !problem.packedLSE, problem.queryOffsets == (0...b).map({ $0 * nq }),
-              problem.keyOffsets == (0...b).map({ $0 * nk }) else {
-            throw PartitionError(description: "variable-length batches cannot be partitioned across ranks yet")
-        }
-        (batch, seqlenQ, seqlenK, heads, kvHeads, headDim) = (b, nq, nk, problem.heads, problem.kvHeads, problem.headDim)
+    public init(_ problem: AttentionProblem) {
+        batch = problem.packedLSE ? 1 : problem.batch
+        (seqlenQ, seqlenK) = (problem.totalQueries / batch, problem.totalKeys / batch)
+        (heads, kvHeads, headDim) = (problem.heads, problem.kvHeads, problem.headDim)
+        (queryOffsets, keyOffsets, packedLSE) = (problem.queryOffsets, problem.keyOffsets, problem.packedLSE)
     }
 
     /// q, o, dO, dQ.
@@ -18,6 +22,13 @@ public struct TensorShapes: Sendable {
     /// k, v, dK, dV.
     public var key: [Int] { [batch, seqlenK, kvHeads, headDim] }
     public var lse: [Int] { [batch, heads, seqlenQ] }
+
+    /// The problem of query heads `heads` (global indices, so ALiBi slopes and dropout masks are
+    /// those of the whole problem) over `kvHeads` kv heads, all rows.
+    func problem(heads: Range<Int>, kvHeads: Int, options: AttentionOptions) throws(AttentionError) -> AttentionProblem {
+        try AttentionProblem(heads: heads.count, kvHeads: kvHeads, headDim: headDim, queryOffsets: queryOffsets,
+                             keyOffsets: keyOffsets, packedLSE: packedLSE, firstHead: heads.lowerBound, options: options)
+    }
 }
 
 /// A problem or rank count that a partition cannot handle, in one line.

@@ -15,6 +15,7 @@ struct BackwardCommand: DistributedCommand {
     @Option(name: .customLong("do"), help: "Gradient of the output, shaped like q.")
     var dO: String
     @OptionGroup var mask: MaskOptions
+    @OptionGroup var scores: ScoreOptions
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var partition: PartitionOptions
     @Option(help: "Output directory (created if missing); files appear only when all are written.")
@@ -22,17 +23,19 @@ struct BackwardCommand: DistributedCommand {
 
     func run(on communicator: Communicator) throws {
         let layout = try communicator.agree {
-            let layout = try AttentionLayout.read(q: files.q, k: files.k, v: files.v, dO: dO, mask: mask)
+            let layout = try AttentionLayout.read(q: files.q, k: files.k, v: files.v, dO: dO, mask: mask, scores: scores)
             let oShape = try Npy.readFloatHeader(o).shape, lseShape = try Npy.readFloatHeader(lse).shape
             guard oShape == layout.qShape else {
                 throw TensorIOError(o, "shape \(shapeText(oShape)) differs from q's \(shapeText(layout.qShape))")
             }
             guard lseShape == layout.lseShape else {
-                throw TensorIOError(lse, "shape \(shapeText(lseShape)) is not (batch, heads, seqlen_q) = \(shapeText(layout.lseShape))")
+                throw TensorIOError(lse, "shape \(shapeText(lseShape)) is not \(layout.isVarlen ? "(heads, total_q)" : "(batch, heads, seqlen_q)") = \(shapeText(layout.lseShape))")
             }
+            if scores.saveDropoutMask { try DropoutMaskOutput.check(layout) }
             return layout
         }
-        try PartitionedRun(communicator: communicator, options: partition, threads: threads.count, layout: layout, out: out)
+        try PartitionedRun(communicator: communicator, options: partition, threads: threads.count, layout: layout,
+                           saveDropoutMask: scores.saveDropoutMask, out: out)
             .backward(q: files.q, k: files.k, v: files.v, o: o, lse: lse, dO: dO)
     }
 }

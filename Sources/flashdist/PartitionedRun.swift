@@ -11,6 +11,7 @@ struct PartitionedRun {
     let options: PartitionOptions
     let threads: Int
     let layout: AttentionLayout
+    let saveDropoutMask: Bool
     let out: String
 
     /// The forward, and with dO the backward: `flashdist attention`.
@@ -24,8 +25,8 @@ struct PartitionedRun {
             }
             let forward = try clock.time(.forward) { try partition.forward(q: inputs.q, k: inputs.k, v: inputs.v) }
             try clock.time(.write) {
-                try output.write("o.npy", forward.o, slice: partition.queries)
-                try output.write("lse.npy", forward.lse, slice: partition.lse)
+                try output.write("o.npy", forward.o, slice: layout.fileSlice(partition.queries))
+                try output.write("lse.npy", forward.lse, slice: layout.fileSlice(partition.lse))
             }
             guard let dO = inputs.dO else { return }
             let gradients = try clock.time(.backward) { try partition.backward(forward.saved, dO: dO) }
@@ -62,10 +63,13 @@ struct PartitionedRun {
         }
         let shapes = ["o.npy": layout.qShape, "lse.npy": layout.lseShape, "dq.npy": layout.qShape,
                       "dk.npy": layout.kShape, "dv.npy": layout.kShape]
-        let output = try CollectiveOutput(out, outputs: names.map { ($0, shapes[$0]!) }, communicator: communicator)
+        var outputs = names.map { ($0, shapes[$0]!) }
+        if saveDropoutMask { outputs.append((DropoutMaskOutput.name, DropoutMaskOutput.shape(layout))) }
+        let output = try CollectiveOutput(out, outputs: outputs, communicator: communicator)
         var clock = PhaseClock()
         do {
             try body(partition, output, &clock)
+            if saveDropoutMask { try writeDropoutMask(of: partition, to: output, clock: &clock) }
             try clock.time(.write) { try output.commit() }
         } catch let failure as CollectiveFailure {
             output.abandon()
@@ -75,15 +79,26 @@ struct PartitionedRun {
     }
 
     private func read(_ path: String, _ slice: AxisSlice) throws -> [Float] {
-        try Npy.readFloats(path, slice: slice)
+        try Npy.readFloats(path, slice: layout.fileSlice(slice))
+    }
+
+    /// The mask of the heads whose lse this rank writes (the whole mask on a single rank).
+    private func writeDropoutMask(of partition: any AttentionPartition, to output: CollectiveOutput,
+                                  clock: inout PhaseClock) throws {
+        let heads = partition.lse.range
+        let mask = DropoutMaskOutput.values(layout.problem, heads: heads)
+        try clock.time(.write) {
+            try output.write(DropoutMaskOutput.name, mask,
+                             slice: AxisSlice(shape: DropoutMaskOutput.shape(layout), axis: 1, range: heads))
+        }
     }
 
     private func write(_ gradients: (dQ: [Float], dK: [Float], dV: [Float]), of partition: any AttentionPartition,
                        to output: CollectiveOutput, clock: inout PhaseClock) throws {
         try clock.time(.write) {
-            try output.write("dq.npy", gradients.dQ, slice: partition.queries)
-            try output.write("dk.npy", gradients.dK, slice: partition.keyGradients)
-            try output.write("dv.npy", gradients.dV, slice: partition.keyGradients)
+            try output.write("dq.npy", gradients.dQ, slice: layout.fileSlice(partition.queries))
+            try output.write("dk.npy", gradients.dK, slice: layout.fileSlice(partition.keyGradients))
+            try output.write("dv.npy", gradients.dV, slice: layout.fileSlice(partition.keyGradients))
         }
     }
 }

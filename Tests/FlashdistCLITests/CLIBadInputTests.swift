@@ -83,11 +83,58 @@ private let badInputs: [BadInput] = [
         arguments(files, ["--softmax-scale", "nan"])
     },
     BadInput(testDescription: "--threads 0", fragment: "--threads") { _, files in arguments(files, ["--threads", "0"]) },
+    BadInput(testDescription: "--softcap -1", fragment: "--softcap") { _, files in arguments(files, ["--softcap", "-1"]) },
+    BadInput(testDescription: "--dropout 1", fragment: "--dropout") { _, files in arguments(files, ["--dropout", "1"]) },
+    BadInput(testDescription: "--save-dropout-mask without dropout", fragment: "--save-dropout-mask") { _, files in
+        arguments(files, ["--save-dropout-mask"])
+    },
+    BadInput(testDescription: "dropout mask above the size limit", fragment: "--save-dropout-mask") { dir, files in
+        try dir.writeFloats("q.npy", pattern(8200, seed: 9), shape: [1, 8200, 1, 1])
+        try dir.writeFloats("do.npy", pattern(8200, seed: 9), shape: [1, 8200, 1, 1])
+        try dir.writeFloats("k.npy", pattern(8200, seed: 9), shape: [1, 8200, 1, 1])
+        try dir.writeFloats("v.npy", pattern(8200, seed: 9), shape: [1, 8200, 1, 1])
+        return arguments(files, ["--dropout", "0.5", "--save-dropout-mask"])
+    },
+    BadInput(testDescription: "ALiBi slopes of the wrong shape", fragment: "$slopes") { dir, files in
+        arguments(files, ["--alibi-slopes", try dir.writeFloats("slopes.npy", [1, 2, 3], shape: [3])])
+    },
+    BadInput(testDescription: "--cu-seqlens-q alone", fragment: "--cu-seqlens-k") { dir, files in
+        arguments(files, ["--cu-seqlens-q", try writeOffsets(dir, "cuq.npy", [0, 4])])
+    },
+    BadInput(testDescription: "varlen with 4-D q", fragment: "$q") { dir, files in
+        arguments(files, ["--cu-seqlens-q", try writeOffsets(dir, "cuq.npy", [0, 4]), "--cu-seqlens-k", try writeOffsets(dir, "cuk.npy", [0, 5])])
+    },
+    BadInput(testDescription: "cu_seqlens not starting at 0", fragment: "$cuq") { dir, files in
+        try packed(dir, files, cuQ: [1, 4], cuK: [0, 5])
+    },
+    BadInput(testDescription: "cu_seqlens decreasing", fragment: "$cuk") { dir, files in
+        try packed(dir, files, cuQ: [0, 2, 4], cuK: [0, 3, 2, 5])
+    },
+    BadInput(testDescription: "cu_seqlens ending before the rows", fragment: "$cuq") { dir, files in
+        try packed(dir, files, cuQ: [0, 3], cuK: [0, 5])
+    },
+    BadInput(testDescription: "cu_seqlens of different batch sizes", fragment: "$cuk") { dir, files in
+        try packed(dir, files, cuQ: [0, 4], cuK: [0, 2, 5])
+    },
+    BadInput(testDescription: "float cu_seqlens", fragment: "$cuq") { dir, files in
+        var args = try packed(dir, files, cuQ: [0, 4], cuK: [0, 5])
+        args[args.firstIndex(of: dir.file("cuq.npy"))!] = try dir.writeFloats("cuq.npy", [0, 4], shape: [2])
+        return args
+    },
     BadInput(testDescription: "output under a regular file", fragment: "$plain/out") { dir, files in
         try dir.write("plain", Data([1]))
         return arguments(files) + ["--out", dir.file("plain/out")]
     },
 ]
+
+/// The valid problem packed as one sequence, (4, 2, 8) and (5, 1, 8), with the given offsets.
+private func packed(_ dir: ScratchDirectory, _ files: [String: String], cuQ: [Int32], cuK: [Int32]) throws -> [String] {
+    for (name, rows, heads) in [("q", 4, 2), ("do", 4, 2), ("k", 5, 1), ("v", 5, 1)] {
+        try dir.writeFloats("\(name).npy", pattern(rows * heads * 8, seed: 9), shape: [rows, heads, 8])
+    }
+    return arguments(files, ["--cu-seqlens-q", try writeOffsets(dir, "cuq.npy", cuQ),
+                             "--cu-seqlens-k", try writeOffsets(dir, "cuk.npy", cuK)])
+}
 
 @Test("bad input: one error line, no outputs", arguments: badInputs)
 func badInputFails(_ bad: BadInput) throws {

@@ -21,7 +21,7 @@ print(",".join(d for d, m in metas.items() if os.path.isfile(m) and json.load(op
 ' "$golden" $np)")
         fi
         echo "golden under mpirun -np $np, --partition $partition"
-        python3 "$golden/check.py" "$bin" "$golden" --features core --mpi $np --extra "--partition $partition" "${only[@]}" || status=1
+        python3 "$golden/check.py" "$bin" "$golden" --features all --mpi $np --extra "--partition $partition" "${only[@]}" || status=1
     done
 done
 exit $status

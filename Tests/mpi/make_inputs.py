@@ -1,13 +1,26 @@
 #!/usr/bin/env python3
-"""Writes seeded random float32 q, k, v, do (flash-attn layout) into DIR.
+"""Writes seeded random float32 q, k, v, do (flash-attn layout) and ALiBi slopes (heads,) into DIR.
 
 usage: make_inputs.py DIR BATCH SEQLEN_Q SEQLEN_K HEADS KV_HEADS HEAD_DIM
+       make_inputs.py DIR varlen CU_SEQLENS_Q CU_SEQLENS_K HEADS KV_HEADS HEAD_DIM
+The second form packs a variable-length batch: offsets as comma lists (e.g. 0,17,17,90), written
+as int32 cu_seqlens_q.npy / cu_seqlens_k.npy, with q, do (total_q, H, D) and k, v (total_k, Hkv, D).
 """
 import os, sys
 import numpy as np
 
-out, (b, nq, nk, h, hkv, d) = sys.argv[1], map(int, sys.argv[2:8])
+out = sys.argv[1]
+h, hkv, d = map(int, sys.argv[5:8])
 os.makedirs(out, exist_ok=True)
 rng = np.random.default_rng(2026)
-for name, shape in (("q", (b, nq, h, d)), ("k", (b, nk, hkv, d)), ("v", (b, nk, hkv, d)), ("do", (b, nq, h, d))):
+if sys.argv[2] == "varlen":
+    cu_q, cu_k = (np.array([int(x) for x in a.split(",")], dtype=np.int32) for a in sys.argv[3:5])
+    np.save(os.path.join(out, "cu_seqlens_q.npy"), cu_q)
+    np.save(os.path.join(out, "cu_seqlens_k.npy"), cu_k)
+    q_shape, k_shape = (int(cu_q[-1]), h, d), (int(cu_k[-1]), hkv, d)
+else:
+    b, nq, nk = map(int, sys.argv[2:5])
+    q_shape, k_shape = (b, nq, h, d), (b, nk, hkv, d)
+for name, shape in (("q", q_shape), ("k", k_shape), ("v", k_shape), ("do", q_shape)):
     np.save(os.path.join(out, name + ".npy"), rng.standard_normal(shape, dtype=np.float32))
+np.save(os.path.join(out, "alibi_slopes.npy"), 2.0 ** (-8.0 * np.arange(1, h + 1, dtype=np.float32) / h))

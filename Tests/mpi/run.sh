@@ -33,27 +33,41 @@ for np in 1 2 3 4; do
     result $? "reshard round trip, $np ranks" "$(grep FAIL <<<"$why" | head -3)"
 done
 
-# Byte for byte: H = 6, Hkv = 2 (so 3 and 4 ranks split GQA groups), causal, Nq != Nk both ways.
-for shape in "2 100 77 6 2 32" "2 77 100 6 2 32"; do
-    case="$work/case-${shape// /x}"
+# Byte for byte: H = 6, Hkv = 2 (so 3 and 4 ranks split GQA groups), causal, Nq != Nk both ways;
+# then softcap + ALiBi + dropout (mask included) on a fixed-length batch, and a variable-length
+# batch with an empty sequence, each with their flags on every run.
+cases=("2 100 77 6 2 32|" "2 77 100 6 2 32|"
+       "2 60 45 6 2 16|--softcap 4 --alibi-slopes @/alibi_slopes.npy --dropout 0.25 --seed 7 --save-dropout-mask"
+       "varlen 0,17,17,90 0,40,41,71 6 2 16|--cu-seqlens-q @/cu_seqlens_q.npy --cu-seqlens-k @/cu_seqlens_k.npy --softcap 3 --alibi-slopes @/alibi_slopes.npy --dropout 0.1 --seed 3")
+for entry in "${cases[@]}"; do
+    shape=${entry%%|*}
+    case="$work/case-$(tr ' ,' 'x-' <<<"$shape")"
     python3 "$here/make_inputs.py" "$case/in" $shape
-    inputs=(--q "$case/in/q.npy" --k "$case/in/k.npy" --v "$case/in/v.npy" --causal)
+    read -ra flags <<<"${entry#*|}"
+    flags=("${flags[@]//@/$case/in}")
+    outputs=(o lse dq dk dv)
+    [[ " ${flags[*]} " == *" --save-dropout-mask "* ]] && outputs+=(dropout_mask)
+    inputs=(--q "$case/in/q.npy" --k "$case/in/k.npy" --v "$case/in/v.npy" --causal "${flags[@]}")
     saved=(--o "$case/ref/o.npy" --lse "$case/ref/lse.npy" --do "$case/in/do.npy")
     "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --threads 2 --out "$case/ref"
     "$bin" backward "${inputs[@]}" "${saved[@]}" --out "$case/backward"
-    result $? "backward without mpirun = threaded attention, shape ${shape// /,}" "$(same "$case/ref" "$case/backward" dq dk dv)"
+    result $? "backward without mpirun = threaded attention, ${shape// /,} ${flags[*]:+(options)}" "$(same "$case/ref" "$case/backward" dq dk dv)"
     for partition in heads sequence; do
         for np in 1 2 3 4; do
             out="$case/$partition-$np"
             why=$("${mpirun[@]}" -np $np "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --partition $partition --out "$out/fwd" 2>&1 \
-                  && same "$case/ref" "$out/fwd" o lse dq dk dv)
-            result $? "attention, $partition, $np ranks, shape ${shape// /,}" "$why"
+                  && same "$case/ref" "$out/fwd" "${outputs[@]}")
+            result $? "attention, $partition, $np ranks, ${shape// /,} ${flags[*]:+(options)}" "$why"
             why=$("${mpirun[@]}" -np $np "$bin" backward "${inputs[@]}" "${saved[@]}" --partition $partition --out "$out/bwd" 2>&1 \
                   && same "$case/ref" "$out/bwd" dq dk dv)
-            result $? "backward, $partition, $np ranks, shape ${shape// /,}" "$why"
+            result $? "backward, $partition, $np ranks, ${shape// /,} ${flags[*]:+(options)}" "$why"
         done
     done
 done
+
+# A small two-head problem for the run after the kill and the bad inputs.
+h2="$work/h2"
+python3 "$here/make_inputs.py" "$h2/in" 1 40 40 2 1 16
 
 # A rank killed mid-run: once the run has created its temporaries (before any compute), kill -9
 # one rank. mpirun must fail, DIR must hold nothing but temporaries, and the next run in DIR must
@@ -71,7 +85,7 @@ status=$?
 leftovers=$(ls -A "$big/out" | grep -v '^\.flashdist-tmp-')
 result $(( status == 0 || ${#leftovers} > 0 )) "rank killed mid-run: mpirun fails, no output file" \
     "exit $status, left: ${leftovers:-nothing but temporaries}"
-small=(--q "$case/in/q.npy" --k "$case/in/k.npy" --v "$case/in/v.npy")
+small=(--q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy")
 "${mpirun[@]}" -np 2 "$bin" attention "${small[@]}" --out "$big/out" >/dev/null 2>&1
 status=$?
 left=$(ls -A "$big/out" | tr '\n' ' ')
@@ -93,8 +107,6 @@ bad() {
     if [ -e "$out" ] && [ ! -f "$out" ]; then ok=0; why+="; $out was created"; fi
     result $(( ! ok )) "bad input, $np ranks: $name" "$why"
 }
-h2="$work/h2"
-python3 "$here/make_inputs.py" "$h2/in" 1 40 40 2 1 16
 bad "missing file" 2 "$h2/in/missing.npy" "$work/bad1" attention --q "$h2/in/missing.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy"
 bad "more ranks than heads" 3 "--partition sequence" "$work/bad2" attention --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy"
 bad "lse of the wrong shape" 2 "$h2/in/q.npy" "$work/bad3" backward --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy" \

@@ -1,0 +1,89 @@
+import FlashAttention
+import TensorIO
+
+/// The shapes of q, k, v (and dO) checked against each other and against the score options'
+/// files (cu_seqlens, ALiBi slopes), and the problem they make.
+struct AttentionLayout {
+    let problem: AttentionProblem
+    /// As in the files: 4-D for a fixed-length batch, packed 3-D for a variable-length one.
+    let qShape: [Int], kShape: [Int]
+    var isVarlen: Bool { problem.packedLSE }
+    var lseShape: [Int] {
+        isVarlen ? [problem.heads, problem.totalQueries] : [problem.batch, problem.heads, qShape[1]]
+    }
+
+    /// From the files' headers alone, reading no tensor data (only the small offsets and slopes):
+    /// what every rank of a distributed run checks before any compute.
+    static func read(q: String, k: String, v: String, dO: String?, mask: MaskOptions,
+                     scores: ScoreOptions) throws -> AttentionLayout {
+        let qShape = try Npy.readFloatHeader(q).shape, kShape = try Npy.readFloatHeader(k).shape
+        let vShape = try Npy.readFloatHeader(v).shape
+        let dOShape = try dO.map { path throws(TensorIOError) in try Npy.readFloatHeader(path).shape }
+        return try AttentionLayout(q: (q, qShape), k: (k, kShape), v: (v, vShape),
+                                   dO: dO.flatMap { path in dOShape.map { (path, $0) } }, mask: mask, scores: scores)
+    }
+
+    /// Checks the shapes of the files at the given paths; errors name the offending file.
+    init(q: (path: String, shape: [Int]), k: (path: String, shape: [Int]), v: (path: String, shape: [Int]),
+         dO: (path: String, shape: [Int])?, mask: MaskOptions, scores: ScoreOptions) throws {
+        let offsets = try scores.readOffsets()
+        // A packed tensor is a fixed-length one without its batch axis.
+        let rank = offsets == nil ? 4 : 3
+        let layoutName = offsets == nil ? "(batch, seqlen, heads, head_dim)" : "packed (total, heads, head_dim)"
+        for tensor in [q, k] where tensor.shape.count != rank {
+            throw TensorIOError(tensor.path, "shape \(shapeText(tensor.shape)) is not \(layoutName)")
+        }
+        let (heads, headDim) = (q.shape[rank - 2], q.shape[rank - 1])
+        if offsets == nil, k.shape[0] != q.shape[0] {
+            throw TensorIOError(k.path, "shape \(shapeText(k.shape)) does not match q's batch \(q.shape[0])")
+        }
+        guard k.shape[rank - 1] == headDim else {
+            throw TensorIOError(k.path, "shape \(shapeText(k.shape)) does not match q's head dim \(headDim)")
+        }
+        guard v.shape == k.shape else { throw TensorIOError(v.path, "shape \(shapeText(v.shape)) differs from k's \(shapeText(k.shape))") }
+        let kvHeads = k.shape[rank - 2]
+        guard kvHeads >= 1, heads % kvHeads == 0 else {
+            throw TensorIOError(k.path, "\(kvHeads) kv heads do not divide q's \(heads) heads")
+        }
+        if let dO, dO.shape != q.shape {
+            throw TensorIOError(dO.path, "shape \(shapeText(dO.shape)) differs from q's \(shapeText(q.shape))")
+        }
+        guard (1...256).contains(headDim) else { throw TensorIOError(q.path, "head dim \(headDim) is outside 1...256") }
+        if let offsets {
+            try Self.check(offsets.q, rows: q.shape[0], path: scores.cuSeqlensQ!, tensor: "q")
+            try Self.check(offsets.k, rows: k.shape[0], path: scores.cuSeqlensK!, tensor: "k")
+            guard offsets.q.count == offsets.k.count else {
+                throw TensorIOError(scores.cuSeqlensK!, "\(offsets.k.count - 1) sequences, but --cu-seqlens-q has \(offsets.q.count - 1)")
+            }
+        }
+        let batch = offsets.map { $0.q.count - 1 } ?? q.shape[0]
+        let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads))
+        if let offsets {
+            problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, queryOffsets: offsets.q,
+                                           keyOffsets: offsets.k, options: options)
+        } else {
+            problem = try AttentionProblem(batch: batch, seqlenQ: q.shape[1], seqlenK: k.shape[1], heads: heads,
+                                           kvHeads: kvHeads, headDim: headDim, options: options)
+        }
+        (qShape, kShape) = (q.shape, k.shape)
+    }
+
+    /// cu_seqlens: start at 0, never decrease, end at the packed tensor's row count.
+    private static func check(_ offsets: [Int], rows: Int, path: String, tensor: String) throws {
+        guard offsets[0] == 0 else { throw TensorIOError(path, "offsets must start at 0, got \(offsets[0])") }
+        if let drop = offsets.indices.dropFirst().first(where: { offsets[$0] < offsets[$0 - 1] }) {
+            throw TensorIOError(path, "offsets decrease at index \(drop) (\(offsets[drop - 1]) then \(offsets[drop]))")
+        }
+        guard offsets.last == rows else {
+            throw TensorIOError(path, "offsets end at \(offsets.last!), but \(tensor) has \(rows) rows")
+        }
+    }
+
+    /// A partition's slice of a tensor, as the file holds it: the partitions see a
+    /// variable-length batch as one entry of all its packed rows, `(1, total, heads, head_dim)`
+    /// and lse `(1, heads, total_q)`; the file has no such leading axis.
+    func fileSlice(_ slice: AxisSlice) -> AxisSlice {
+        guard isVarlen else { return slice }
+        return AxisSlice(shape: Array(slice.shape.dropFirst()), axis: slice.axis - 1, range: slice.range)
+    }
+}

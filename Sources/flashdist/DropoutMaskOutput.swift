@@ -1,0 +1,32 @@
+import ArgumentParser
+import FlashAttention
+import TensorIO
+
+/// `--save-dropout-mask`: the keep factors the kernels applied, `(batch, heads, seqlen_q,
+/// seqlen_k)`, regenerated from the seed as the kernels do. Only for problems small enough that
+/// the whole mask is reasonable to write.
+enum DropoutMaskOutput {
+    static let name = "dropout_mask.npy"
+    /// 2^26 factors: 256 MiB of float32.
+    static let limit = 1 << 26
+
+    static func shape(_ layout: AttentionLayout) -> [Int] {
+        [layout.problem.batch, layout.problem.heads, layout.qShape[1], layout.kShape[1]]
+    }
+
+    /// Refuses masks above `limit` before any compute.
+    static func check(_ layout: AttentionLayout) throws {
+        let count = shape(layout).reduce(1.0) { $0 * Double($1) }
+        guard count <= Double(limit) else {
+            throw ValidationError("--save-dropout-mask: the mask \(shapeText(shape(layout))) has \(Int(count)) values, above the limit of \(limit)")
+        }
+    }
+
+    /// The factors of `heads` (global query heads) of every batch entry, in C order of the
+    /// mask's slice along its heads axis.
+    static func values(_ problem: AttentionProblem, heads: Range<Int>) -> [Float] {
+        (0..<problem.batch).flatMap { b in
+            heads.flatMap { h in FlashAttention.dropoutKeepFactors(problem, batch: b, head: h) }
+        }
+    }
+}

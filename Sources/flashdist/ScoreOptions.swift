@@ -1,0 +1,69 @@
+import ArgumentParser
+import FlashAttention
+import TensorIO
+
+/// flash-attn's score options beyond the masks, and the variable-length layout: the options of
+/// the commands that read files (bench has none of them, since it has no files).
+struct ScoreOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Softcap C: scores become C·tanh(S/C); 0 = off.")
+    var softcap: Float = 0
+    @Option(help: "ALiBi slopes, float32 .npy shaped (heads) or (batch, heads): bias −slope·|i + Nk − Nq − j|.")
+    var alibiSlopes: String?
+    @Option(parsing: .unconditional, help: "Dropout probability p in [0, 1) on the attention probabilities; kept ones scale by 1/(1−p).")
+    var dropout: Float = 0
+    @Option(help: "Seed of the dropout mask (Philox4x32-10 keyed by seed, batch, head, row, column).")
+    var seed: UInt64 = 0
+    @Flag(help: "Also write DIR/dropout_mask.npy, (batch, heads, seqlen_q, seqlen_k) keep factors (0 or 1/(1−p)); small problems only.")
+    var saveDropoutMask = false
+    @Option(help: "Query offsets of a variable-length batch, int32 .npy (batch + 1): q, o, do are then (total_q, heads, head_dim), lse (heads, total_q).")
+    var cuSeqlensQ: String?
+    @Option(help: "Key offsets of a variable-length batch, int32 .npy (batch + 1): k, v are then (total_k, kv_heads, head_dim).")
+    var cuSeqlensK: String?
+
+    func validate() throws {
+        guard softcap.isFinite, softcap >= 0 else { throw ValidationError("--softcap: must be 0 (off) or positive, got \(softcap)") }
+        guard (0..<1).contains(dropout) else { throw ValidationError("--dropout: probability must be in [0, 1), got \(dropout)") }
+        guard (cuSeqlensQ == nil) == (cuSeqlensK == nil) else {
+            throw ValidationError("--cu-seqlens-q and --cu-seqlens-k go together: give both or neither")
+        }
+        if saveDropoutMask && dropout == 0 { throw ValidationError("--save-dropout-mask: needs --dropout P above 0") }
+        if saveDropoutMask && cuSeqlensQ != nil {
+            throw ValidationError("--save-dropout-mask: only for fixed-length batches (the mask is (batch, heads, seqlen_q, seqlen_k))")
+        }
+    }
+
+    /// The offsets of a variable-length batch, read and checked against nothing yet (the layout
+    /// checks them against q and k); nil for a fixed-length batch.
+    func readOffsets() throws -> (q: [Int], k: [Int])? {
+        guard let cuSeqlensQ, let cuSeqlensK else { return nil }
+        return (try Self.readOffsets(cuSeqlensQ), try Self.readOffsets(cuSeqlensK))
+    }
+
+    private static func readOffsets(_ path: String) throws -> [Int] {
+        let (shape, offsets) = try Npy.readIntegers(path)
+        guard shape.count == 1, offsets.count >= 2 else {
+            throw TensorIOError(path, "shape \(shapeText(shape)) is not (batch + 1,) offsets")
+        }
+        return offsets
+    }
+
+    /// The slopes file read and checked against the problem's batch and heads.
+    func readSlopes(batch: Int, heads: Int) throws -> AlibiSlopes? {
+        guard let alibiSlopes else { return nil }
+        let (shape, values) = try Npy.readFloats(alibiSlopes)
+        guard shape == [heads] || shape == [batch, heads] else {
+            throw TensorIOError(alibiSlopes, "shape \(shapeText(shape)) is neither (heads,) = \(shapeText([heads])) nor (batch, heads) = \(shapeText([batch, heads]))")
+        }
+        guard values.allSatisfy(\.isFinite) else { throw TensorIOError(alibiSlopes, "slopes must be finite") }
+        return AlibiSlopes(values: values, heads: heads)
+    }
+
+    /// The mask options with these added.
+    func attentionOptions(_ mask: MaskOptions, headDim: Int, slopes: AlibiSlopes?) -> AttentionOptions {
+        var options = mask.attentionOptions(headDim: headDim)
+        options.softcap = softcap
+        options.alibiSlopes = slopes
+        options.dropout = dropout > 0 ? Dropout(probability: dropout, seed: seed) : nil
+        return options
+    }
+}
