@@ -44,7 +44,7 @@ let package = Package(
         // Run under mpirun by Tests/mpi/run.sh: the all-to-all re-shard round-trips exactly.
         .executableTarget(name: "reshard-check", dependencies: ["Distributed", "TensorIO"], path: "Tests/mpi/ReshardCheck"),
         .testTarget(name: "FlashAttentionTests", dependencies: ["FlashAttention", "AttentionReference"]),
-        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
+        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "AttentionReference"]),
         .testTarget(name: "FlashdistCLITests", dependencies: ["TensorIO"]),
     ]
 )

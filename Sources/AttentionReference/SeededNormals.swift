@@ -1,8 +1,9 @@
 import Foundation
 
 /// Reproducible standard-normal floats (like torch.randn) for tests and benchmarks: SplitMix64
-/// for the bits, Box–Muller for the shape.
-public struct SeededNormals {
+/// for the bits, Box–Muller for the shape. Its bits also serve as a seeded generator for
+/// `random(in:using:)` (the readers' fuzzing).
+public struct SeededNormals: RandomNumberGenerator {
     private var state: UInt64
 
     public init(seed: UInt64) { state = seed }
@@ -15,6 +16,8 @@ public struct SeededNormals {
         let u1 = Double(nextBits() >> 11 + 1) * 0x1p-53, u2 = Double(nextBits() >> 11) * 0x1p-53
         return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2))
     }
+
+    public mutating func next() -> UInt64 { nextBits() }
 
     mutating func nextBits() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15

@@ -3,17 +3,22 @@ import Foundation
 /// NumPy's .npy format, versions 1 to 3: a magic string, a version, a little-endian header length,
 /// a Python-literal dict header (descr, fortran_order, shape), then the raw C-order data.
 public enum Npy {
-    /// The element types read here; floats are converted to float32 on load.
+    /// The element types read here; floats are converted to float32 on load. bfloat16 has no
+    /// NumPy type code: ml_dtypes' bfloat16 arrays are saved by `np.save` with descr `'<V2'` (a
+    /// 2-byte void), which is what is written here and read as bfloat16 (as is `'|V2'`, and the
+    /// descr `'bfloat16'` that a header written from `str(array.dtype)` holds).
     public enum DType: String, Sendable, CaseIterable {
-        case float32 = "f4", float16 = "f2", float64 = "f8", int32 = "i4", int64 = "i8"
+        case float32 = "f4", float16 = "f2", bfloat16 = "V2", float64 = "f8", int32 = "i4", int64 = "i8"
 
         public var byteCount: Int {
             switch self {
-            case .float16: 2
+            case .float16, .bfloat16: 2
             case .float32, .int32: 4
             case .float64, .int64: 8
             }
         }
+
+        public var isFloat: Bool { self != .int32 && self != .int64 }
     }
 
     public struct Header: Equatable, Sendable {
@@ -43,8 +48,8 @@ public enum Npy {
     }
 
     private static func requireFloats(_ header: Header, path: String) throws(TensorIOError) -> Header {
-        guard header.dtype != .int32, header.dtype != .int64 else {
-            throw TensorIOError(path, "dtype is \(header.dtype.rawValue), expected a float array (f4, f2 or f8)")
+        guard header.dtype.isFloat else {
+            throw TensorIOError(path, "dtype is \(header.dtype.rawValue), expected a float array (f4, f2, f8 or bfloat16 <V2)")
         }
         return header
     }
@@ -56,6 +61,10 @@ public enum Npy {
             UnsafeMutableRawBufferPointer(target).copyMemory(from: UnsafeRawBufferPointer(rebasing: data[..<(target.count * 4)]))
         case .float16:
             for i in target.indices { target[i] = Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+        case .bfloat16:
+            for i in target.indices {
+                target[i] = Float(bitPattern: UInt32(data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16)
+            }
         case .float64:
             for i in target.indices { target[i] = Float(data.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
         case .int32, .int64:
@@ -85,12 +94,28 @@ public enum Npy {
         try parseHeader(try contents(of: path), path: path)
     }
 
-    /// The bytes of a float32 .npy file holding `values` in C order.
-    public static func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int]) -> Data {
+    /// The bytes of a .npy file holding `values` in C order, as float32 or rounded to `dtype`.
+    public static func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], dtype: DType = .float32) -> Data {
         precondition(shape.reduce(1, *) == values.count, "shape does not match the element count")
-        var data = headerBytes(dtype: .float32, shape: shape)
-        data.append(UnsafeBufferPointer(start: values.baseAddress, count: values.count))
-        return data
+        return headerBytes(dtype: dtype, shape: shape) + elements(values, as: dtype)
+    }
+
+    /// `values` as little-endian elements of float `dtype`, rounded to nearest even.
+    public static func elements(_ values: UnsafeBufferPointer<Float>, as dtype: DType) -> Data {
+        switch dtype {
+        case .float32: Data(buffer: values)
+        case .float16: values.map { Float16($0).bitPattern }.withUnsafeBufferPointer { Data(buffer: $0) }
+        case .bfloat16: values.map(bfloat16Bits).withUnsafeBufferPointer { Data(buffer: $0) }
+        case .float64: values.map(Double.init).withUnsafeBufferPointer { Data(buffer: $0) }
+        case .int32, .int64: preconditionFailure("float values encoded as integers")
+        }
+    }
+
+    /// The upper half of a float32, rounded to nearest even; NaN stays a (quiet) NaN.
+    static func bfloat16Bits(_ value: Float) -> UInt16 {
+        guard !value.isNaN else { return UInt16(value.bitPattern >> 16) | 0x40 }
+        let bits = value.bitPattern
+        return UInt16((bits &+ 0x7fff &+ ((bits >> 16) & 1)) >> 16)
     }
 
     /// A version 1.0 header padded with spaces so the data starts on a 64-byte boundary.
@@ -140,7 +165,11 @@ public enum Npy {
             throw TensorIOError(path, "truncated header")
         }
         let header = try parseDictionary(text, path: path, dataOffset: dataOffset)
-        let (expected, overflow) = header.elementCount.multipliedReportingOverflow(by: header.dtype.byteCount)
+        // A shape whose size overflows would otherwise wrap to a small count that matches the file.
+        let (expected, overflow) = header.shape.reduce((header.dtype.byteCount, false)) { size, dim in
+            let product = size.0.multipliedReportingOverflow(by: dim)
+            return (product.partialValue, size.1 || product.overflow)
+        }
         let found = bytes.count - dataOffset
         guard !overflow, found == expected else {
             throw TensorIOError(path, found < expected || overflow
@@ -164,8 +193,8 @@ public enum Npy {
         let order = descr.first.map { "<=|>".contains($0) } == true ? descr.first! : "="
         let code = descr.first.map { "<=|>".contains($0) } == true ? String(descr.dropFirst()) : descr
         guard order != ">" else { throw TensorIOError(path, "dtype \(descr) is big-endian; only little-endian data is read") }
-        guard let dtype = DType(rawValue: code) else {
-            throw TensorIOError(path, "unsupported dtype \(descr) (expected float32, float16, float64, int32 or int64)")
+        guard let dtype = code == "bfloat16" ? .bfloat16 : DType(rawValue: code) else {
+            throw TensorIOError(path, "unsupported dtype \(descr) (expected float32, float16, bfloat16 (<V2), float64, int32 or int64)")
         }
         guard let fortran = value(of: "fortran_order") else { throw TensorIOError(path, "header has no 'fortran_order'") }
         if fortran.hasPrefix("True") { throw TensorIOError(path, "array is in Fortran order; save it in C order (np.ascontiguousarray)") }

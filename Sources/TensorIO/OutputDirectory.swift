@@ -49,6 +49,21 @@ public final class OutputDirectory {
         }
     }
 
+    /// Writes `data` at byte `offset` of the staged temporary of `name` (a tensor's place in a file
+    /// whose header `stage` wrote).
+    public func write(_ name: String, _ data: Data, at offset: Int) throws(TensorIOError) {
+        let descriptor = open(temporaryPath(for: name), O_WRONLY)
+        guard descriptor >= 0 else { throw TensorIOError(finalPath(for: name), "cannot be written (\(String(cString: strerror(errno))))") }
+        defer { close(descriptor) }
+        var done = 0
+        while done < data.count {
+            let count = data.withUnsafeBytes { pwrite(descriptor, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { throw TensorIOError(finalPath(for: name), "cannot be written (\(String(cString: strerror(errno))))") }
+            done += count
+        }
+    }
+
     /// Records a file that another writer (another rank, say) filled under its temporary name.
     public func adopt(_ name: String) { staged.append(name) }
 
