@@ -25,29 +25,34 @@ final class CollectiveFile {
         try Communicator.check(code, "MPI_File_write_at")
     }
 
-    /// Writes `values`, this rank's `slice` of a C-order float32 array that starts `offset` bytes
-    /// into the file; collective, every rank passing its own slice of the same array.
-    func write(_ values: [Float], as slice: AxisSlice, at offset: Int) throws(MPIError) {
-        precondition(values.count == slice.elementCount, "values do not fill the slice")
-        var view = cmpi_float()
+    /// Writes `bytes`, this rank's `slice` of a C-order array of `elementBytes`-byte elements
+    /// that starts `offset` bytes into the file; collective, every rank passing its own slice of
+    /// the same array.
+    func write(_ bytes: Data, elementBytes: Int, as slice: AxisSlice, at offset: Int) throws(MPIError) {
+        precondition(bytes.count == slice.elementCount * elementBytes, "bytes do not fill the slice")
+        var element = cmpi_datatype_null()
+        try Communicator.check(MPI_Type_contiguous(Int32(elementBytes), cmpi_byte(), &element), "MPI_Type_contiguous")
+        try Communicator.check(MPI_Type_commit(&element), "MPI_Type_commit")
+        defer { MPI_Type_free(&element) }
+        var view = element
         if slice.elementCount > 0 {
             // MPI's subarray type needs at least one element in every dimension; an empty part
-            // keeps the plain float view and writes nothing.
+            // keeps the plain element view and writes nothing.
             var subarray = cmpi_datatype_null()
             let code = MPI_Type_create_subarray(Int32(slice.shape.count), try slice.shape.map { v throws(MPIError) in try Int32(count: v) },
                                                 slice.localShape.map { Int32($0) },
                                                 slice.shape.indices.map { $0 == slice.axis ? Int32(slice.range.lowerBound) : 0 },
-                                                MPI_ORDER_C, cmpi_float(), &subarray)
+                                                MPI_ORDER_C, element, &subarray)
             try Communicator.check(code, "MPI_Type_create_subarray")
             try Communicator.check(MPI_Type_commit(&subarray), "MPI_Type_commit")
             view = subarray
         }
         defer { if slice.elementCount > 0 { MPI_Type_free(&view) } }
-        try Communicator.check(MPI_File_set_view(handle, MPI_Offset(offset), cmpi_float(), view, "native", cmpi_info_null()),
+        try Communicator.check(MPI_File_set_view(handle, MPI_Offset(offset), element, view, "native", cmpi_info_null()),
                                "MPI_File_set_view")
-        let count = try Int32(count: values.count)
-        let code = values.withUnsafeBufferPointer {
-            MPI_File_write_all(handle, $0.baseAddress, count, cmpi_float(), cmpi_status_ignore())
+        let count = try Int32(count: slice.elementCount)
+        let code = bytes.withUnsafeBytes {
+            MPI_File_write_all(handle, $0.baseAddress, count, element, cmpi_status_ignore())
         }
         try Communicator.check(code, "MPI_File_write_all")
     }

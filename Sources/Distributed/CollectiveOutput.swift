@@ -1,29 +1,38 @@
 import Foundation
 import TensorIO
 
-/// The .npy outputs of a run, written by all ranks together and renamed into place only once
+/// The output files of a run, written by all ranks together and renamed into place only once
 /// every rank has written all of its parts.
 ///
 /// Rank 0 prepares the directory (`OutputDirectory`: created if missing, temporaries of dead runs
-/// removed) and writes each header; every rank writes its own part at its own offsets
-/// (`CollectiveFile`). The temporaries are named after rank 0's process id, as `OutputDirectory`
-/// names its own, so a run that dies leaves only files the next run recognises and removes. A
-/// single rank without MPI stages whole arrays through `OutputDirectory` directly.
+/// removed) and writes each file's header; every rank writes its own part of each tensor at its
+/// own offsets (`CollectiveFile`), as the `OutputLayout` places it. The temporaries are named
+/// after rank 0's process id, as `OutputDirectory` names its own, so a run that dies leaves only
+/// files the next run recognises and removes. A single rank without MPI writes whole tensors
+/// into the temporaries through `OutputDirectory` directly.
 public final class CollectiveOutput {
     private let communicator: Communicator
-    private let shapes: [String: [Int]]
+    private let layout: OutputLayout
     /// Only on rank 0 (or a rank without MPI): the directory that stages and renames.
     private var directory: OutputDirectory?
-    /// In the order of `outputs`: closing is collective, so every rank must go through them alike.
+    /// In the order of the layout's files: closing is collective, so every rank must go through
+    /// them alike. Empty without MPI.
     private var files: [(name: String, file: CollectiveFile)] = []
 
-    /// Prepares `path` and creates the temporaries of `outputs` (name and shape of each float32
-    /// array); collective. A directory that cannot be written fails on every rank.
-    public init(_ path: String, outputs: [(name: String, shape: [Int])], communicator: Communicator) throws {
+    /// Prepares `path` and creates the temporaries of the layout's files with their headers;
+    /// collective. A directory that cannot be written fails on every rank.
+    public init(_ path: String, layout: OutputLayout, communicator: Communicator) throws {
         self.communicator = communicator
-        shapes = Dictionary(outputs.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
+        self.layout = layout
         guard communicator.isDistributed else {
-            directory = try OutputDirectory(path)
+            let directory = try OutputDirectory(path)
+            self.directory = directory
+            do {
+                for (name, header) in layout.files { try directory.stage(name, header) }
+            } catch {
+                directory.discard()
+                throw error
+            }
             return
         }
         var tag = [Int64(getpid())]
@@ -31,12 +40,12 @@ public final class CollectiveOutput {
         let rank = communicator.rank
         directory = try communicator.agree { rank == 0 ? try OutputDirectory(path, tag: String(tag[0])) : nil }
         do {
-            for (name, shape) in outputs {
+            for (name, header) in layout.files {
                 directory?.adopt(name)
                 let temporary = OutputDirectory.temporaryPath(in: path, tag: String(tag[0]), name: name)
                 let file = try communicator.agree { try CollectiveFile(path: temporary, communicator: communicator) }
                 files.append((name, file))
-                try communicator.agree { if rank == 0 { try file.write(Npy.headerBytes(dtype: .float32, shape: shape), at: 0) } }
+                try communicator.agree { if rank == 0 { try file.write(header, at: 0) } }
             }
         } catch {
             abandon()
@@ -44,15 +53,18 @@ public final class CollectiveOutput {
         }
     }
 
-    /// Writes this rank's `slice` of output `name`; collective.
+    /// Writes this rank's `slice` of output tensor `name`, converted to its element type;
+    /// collective.
     public func write(_ name: String, _ values: [Float], slice: AxisSlice) throws {
-        precondition(slice.shape == shapes[name], "\(name) is \(shapeText(shapes[name] ?? [])), not \(shapeText(slice.shape))")
+        let placement = layout.placements[name]!
+        precondition(slice.shape == placement.shape, "\(name) is \(shapeText(placement.shape)), not \(shapeText(slice.shape))")
+        let bytes = values.withUnsafeBufferPointer { Npy.elements($0, as: placement.dtype) }
         try communicator.agree {
-            if let file = files.first(where: { $0.name == name })?.file {
-                try file.write(values, as: slice, at: Npy.headerBytes(dtype: .float32, shape: slice.shape).count)
+            if let file = files.first(where: { $0.name == placement.file })?.file {
+                try file.write(bytes, elementBytes: placement.dtype.byteCount, as: slice, at: placement.offset)
             } else {
-                precondition(slice.range.count == slice.shape[slice.axis], "a single rank writes whole arrays")
-                try values.withUnsafeBufferPointer { try directory!.stage(name, Npy.encode($0, shape: slice.shape)) }
+                precondition(slice.range.count == slice.shape[slice.axis], "a single rank writes whole tensors")
+                try directory!.write(placement.file, bytes, at: placement.offset)
             }
         }
     }

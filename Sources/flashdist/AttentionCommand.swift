@@ -6,7 +6,7 @@ import TensorIO
 struct AttentionCommand: DistributedCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
-        abstract: "Attention on .npy files: writes o.npy and lse.npy, and with --do also dq.npy, dk.npy, dv.npy.")
+        abstract: "Attention on .npy or safetensors files: writes o and lse, and with dO also dq, dk, dv.")
 
     @OptionGroup var files: InputFiles
     @Option(name: .customLong("do"), help: "Gradient of the output, shaped like q: also run the backward.")
@@ -15,46 +15,47 @@ struct AttentionCommand: DistributedCommand {
     @OptionGroup var scores: ScoreOptions
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var partition: PartitionOptions
-    @Option(help: "Output directory (created if missing); files appear only when all are written.")
-    var out: String
+    @OptionGroup var output: OutputOptions
 
     /// Under mpirun (or with --stats) the partitioned run; otherwise the threaded one below.
     func run(on communicator: Communicator) throws {
-        guard communicator.isDistributed || partition.stats else { return try run() }
-        let layout = try communicator.agree {
-            let layout = try AttentionLayout.read(q: files.q, k: files.k, v: files.v, dO: dO, mask: mask, scores: scores)
+        let (tensors, layout) = try communicator.agree {
+            let tensors = try AttentionTensors(files, dO: dO, requireDO: false)
+            let layout = try AttentionLayout(tensors, mask: mask, scores: scores)
             if scores.saveDropoutMask { try DropoutMaskOutput.check(layout) }
-            return layout
+            return (tensors, layout)
         }
+        guard communicator.isDistributed || partition.stats else { return try runThreaded(tensors, layout, on: communicator) }
         try PartitionedRun(communicator: communicator, options: partition, threads: threads.count, layout: layout,
-                           saveDropoutMask: scores.saveDropoutMask, out: out)
-            .attention(q: files.q, k: files.k, v: files.v, dO: dO)
+                           saveDropoutMask: scores.saveDropoutMask, output: output)
+            .attention(tensors)
     }
 
-    func run() throws {
-        let inputs = try AttentionInputs.load(q: files.q, k: files.k, v: files.v, dO: dO, mask: mask, scores: scores)
-        let layout = inputs.layout, problem = layout.problem
-        if scores.saveDropoutMask { try DropoutMaskOutput.check(layout) }
-        let directory = try OutputDirectory(out)
+    /// The whole problem on this process's threads, without the partitions' copies.
+    private func runThreaded(_ tensors: AttentionTensors, _ layout: AttentionLayout, on communicator: Communicator) throws {
+        let (q, k, v) = (try tensors.q.readFloats(), try tensors.k.readFloats(), try tensors.v.readFloats())
+        let dO = try tensors.dO?.readFloats()
+        let problem = layout.problem
+        let names = ["o", "lse"] + (dO == nil ? [] : ["dq", "dk", "dv"])
+        let out = try CollectiveOutput(output.out, layout: output.layout(layout.outputs(names, dropoutMask: scores.saveDropoutMask)),
+                                       communicator: communicator)
         do {
-            let (o, lse) = FlashAttention.forward(problem, q: inputs.q, k: inputs.k, v: inputs.v, threads: threads.count)
-            try directory.stage("o.npy", o.withUnsafeBufferPointer { Npy.encode($0, shape: layout.qShape) })
-            try directory.stage("lse.npy", lse.withUnsafeBufferPointer { Npy.encode($0, shape: layout.lseShape) })
-            if let dO = inputs.dO {
-                let grads = FlashAttention.backward(problem, q: inputs.q, k: inputs.k, v: inputs.v,
-                                                   o: o, lse: lse, dO: dO, threads: threads.count)
-                try directory.stage("dq.npy", grads.dQ.withUnsafeBufferPointer { Npy.encode($0, shape: layout.qShape) })
-                try directory.stage("dk.npy", grads.dK.withUnsafeBufferPointer { Npy.encode($0, shape: layout.kShape) })
-                try directory.stage("dv.npy", grads.dV.withUnsafeBufferPointer { Npy.encode($0, shape: layout.kShape) })
+            let (o, lse) = FlashAttention.forward(problem, q: q, k: k, v: v, threads: threads.count)
+            try out.write("o", o, slice: .whole(layout.qShape))
+            try out.write("lse", lse, slice: .whole(layout.lseShape))
+            if let dO {
+                let grads = FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, threads: threads.count)
+                try out.write("dq", grads.dQ, slice: .whole(layout.qShape))
+                try out.write("dk", grads.dK, slice: .whole(layout.kShape))
+                try out.write("dv", grads.dV, slice: .whole(layout.kShape))
             }
             if scores.saveDropoutMask {
-                let mask = DropoutMaskOutput.values(problem, heads: 0..<problem.heads)
-                try directory.stage(DropoutMaskOutput.name,
-                                    mask.withUnsafeBufferPointer { Npy.encode($0, shape: DropoutMaskOutput.shape(layout)) })
+                try out.write(DropoutMaskOutput.name, DropoutMaskOutput.values(problem, heads: 0..<problem.heads),
+                              slice: .whole(DropoutMaskOutput.shape(layout)))
             }
-            try directory.commit()
+            try out.commit()
         } catch {
-            directory.discard()
+            out.abandon()
             throw error
         }
     }

@@ -12,15 +12,12 @@ struct AttentionLayout {
         isVarlen ? [problem.heads, problem.totalQueries] : [problem.batch, problem.heads, qShape[1]]
     }
 
-    /// From the files' headers alone, reading no tensor data (only the small offsets and slopes):
-    /// what every rank of a distributed run checks before any compute.
-    static func read(q: String, k: String, v: String, dO: String?, mask: MaskOptions,
-                     scores: ScoreOptions) throws -> AttentionLayout {
-        let qShape = try Npy.readFloatHeader(q).shape, kShape = try Npy.readFloatHeader(k).shape
-        let vShape = try Npy.readFloatHeader(v).shape
-        let dOShape = try dO.map { path throws(TensorIOError) in try Npy.readFloatHeader(path).shape }
-        return try AttentionLayout(q: (q, qShape), k: (k, kShape), v: (v, vShape),
-                                   dO: dO.flatMap { path in dOShape.map { (path, $0) } }, mask: mask, scores: scores)
+    /// From the tensors' headers alone, reading no tensor data (only the small offsets and
+    /// slopes): what every rank of a distributed run checks before any compute.
+    init(_ tensors: AttentionTensors, mask: MaskOptions, scores: ScoreOptions) throws {
+        try self.init(q: (tensors.q.label, tensors.q.shape), k: (tensors.k.label, tensors.k.shape),
+                      v: (tensors.v.label, tensors.v.shape), dO: tensors.dO.map { ($0.label, $0.shape) },
+                      mask: mask, scores: scores)
     }
 
     /// Checks the shapes of the files at the given paths; errors name the offending file.
@@ -77,6 +74,12 @@ struct AttentionLayout {
         guard offsets.last == rows else {
             throw TensorIOError(path, "offsets end at \(offsets.last!), but \(tensor) has \(rows) rows")
         }
+    }
+
+    /// The named outputs (o, lse, dq, dk, dv) with their shapes, and the dropout mask if asked for.
+    func outputs(_ names: [String], dropoutMask: Bool) -> [(name: String, shape: [Int])] {
+        let shapes = ["o": qShape, "lse": lseShape, "dq": qShape, "dk": kShape, "dv": kShape]
+        return names.map { ($0, shapes[$0]!) } + (dropoutMask ? [(DropoutMaskOutput.name, DropoutMaskOutput.shape(self))] : [])
     }
 
     /// A partition's slice of a tensor, as the file holds it: the partitions see a

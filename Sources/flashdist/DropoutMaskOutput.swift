@@ -2,11 +2,11 @@ import ArgumentParser
 import FlashAttention
 import TensorIO
 
-/// `--save-dropout-mask`: the keep factors the kernels applied, `(batch, heads, seqlen_q,
+/// `--save-dropout-mask`: the output `dropout_mask`, the keep factors the kernels applied, `(batch, heads, seqlen_q,
 /// seqlen_k)`, regenerated from the seed as the kernels do. Only for problems small enough that
 /// the whole mask is reasonable to write.
 enum DropoutMaskOutput {
-    static let name = "dropout_mask.npy"
+    static let name = "dropout_mask"
     /// 2^26 factors: 256 MiB of float32.
     static let limit = 1 << 26
 

@@ -80,16 +80,6 @@ struct Window: ExpressibleByArgument {
     }
 }
 
-/// The input tensors every attention command reads.
-struct InputFiles: ParsableArguments {
-    @Option(help: "Queries, (batch, seqlen_q, heads, head_dim) float32/float16/float64 .npy.")
-    var q: String
-    @Option(help: "Keys, (batch, seqlen_k, kv_heads, head_dim).")
-    var k: String
-    @Option(help: "Values, shaped like k.")
-    var v: String
-}
-
 /// Options that shape the scores, shared by every command that computes attention.
 struct MaskOptions: ParsableArguments {
     @Flag(help: "Causal mask, aligned bottom-right when seqlen_q != seqlen_k.")

@@ -12,21 +12,21 @@ struct PartitionedRun {
     let threads: Int
     let layout: AttentionLayout
     let saveDropoutMask: Bool
-    let out: String
+    let output: OutputOptions
 
     /// The forward, and with dO the backward: `flashdist attention`.
-    func attention(q: String, k: String, v: String, dO: String?) throws {
-        try run(outputs: ["o.npy", "lse.npy"] + (dO == nil ? [] : ["dq.npy", "dk.npy", "dv.npy"])) { partition, output, clock in
+    func attention(_ tensors: AttentionTensors) throws {
+        try run(outputs: ["o", "lse"] + (tensors.dO == nil ? [] : ["dq", "dk", "dv"])) { partition, output, clock in
             let inputs = try clock.time(.read) {
                 try communicator.agree {
-                    try (q: read(q, partition.queries), k: read(k, partition.keys), v: read(v, partition.keys),
-                         dO: dO.map { try read($0, partition.queries) })
+                    try (q: read(tensors.q, partition.queries), k: read(tensors.k, partition.keys),
+                         v: read(tensors.v, partition.keys), dO: tensors.dO.map { try read($0, partition.queries) })
                 }
             }
             let forward = try clock.time(.forward) { try partition.forward(q: inputs.q, k: inputs.k, v: inputs.v) }
             try clock.time(.write) {
-                try output.write("o.npy", forward.o, slice: layout.fileSlice(partition.queries))
-                try output.write("lse.npy", forward.lse, slice: layout.fileSlice(partition.lse))
+                try output.write("o", forward.o, slice: layout.fileSlice(partition.queries))
+                try output.write("lse", forward.lse, slice: layout.fileSlice(partition.lse))
             }
             guard let dO = inputs.dO else { return }
             let gradients = try clock.time(.backward) { try partition.backward(forward.saved, dO: dO) }
@@ -35,12 +35,12 @@ struct PartitionedRun {
     }
 
     /// The backward from a saved forward: `flashdist backward`.
-    func backward(q: String, k: String, v: String, o: String, lse: String, dO: String) throws {
-        try run(outputs: ["dq.npy", "dk.npy", "dv.npy"]) { partition, output, clock in
+    func backward(_ tensors: AttentionTensors, o: StoredTensor, lse: StoredTensor) throws {
+        try run(outputs: ["dq", "dk", "dv"]) { partition, output, clock in
             let inputs = try clock.time(.read) {
                 try communicator.agree {
-                    try (q: read(q, partition.queries), k: read(k, partition.keys), v: read(v, partition.keys),
-                         o: read(o, partition.queries), lse: read(lse, partition.lse), dO: read(dO, partition.queries))
+                    try (q: read(tensors.q, partition.queries), k: read(tensors.k, partition.keys), v: read(tensors.v, partition.keys),
+                         o: read(o, partition.queries), lse: read(lse, partition.lse), dO: read(tensors.dO!, partition.queries))
                 }
             }
             let gradients = try clock.time(.backward) {
@@ -61,11 +61,8 @@ struct PartitionedRun {
             case .sequence: try SequenceParallelAttention(problem: layout.problem, communicator: communicator, threads: threads)
             }
         }
-        let shapes = ["o.npy": layout.qShape, "lse.npy": layout.lseShape, "dq.npy": layout.qShape,
-                      "dk.npy": layout.kShape, "dv.npy": layout.kShape]
-        var outputs = names.map { ($0, shapes[$0]!) }
-        if saveDropoutMask { outputs.append((DropoutMaskOutput.name, DropoutMaskOutput.shape(layout))) }
-        let output = try CollectiveOutput(out, outputs: outputs, communicator: communicator)
+        let output = try CollectiveOutput(self.output.out, layout: self.output.layout(layout.outputs(names, dropoutMask: saveDropoutMask)),
+                                          communicator: communicator)
         var clock = PhaseClock()
         do {
             try body(partition, output, &clock)
@@ -78,8 +75,8 @@ struct PartitionedRun {
         if options.stats { try clock.report(communicator, partition: options.partition) }
     }
 
-    private func read(_ path: String, _ slice: AxisSlice) throws -> [Float] {
-        try Npy.readFloats(path, slice: layout.fileSlice(slice))
+    private func read(_ tensor: StoredTensor, _ slice: AxisSlice) throws -> [Float] {
+        try tensor.readFloats(slice: layout.fileSlice(slice))
     }
 
     /// The mask of the heads whose lse this rank writes (the whole mask on a single rank).
@@ -96,9 +93,9 @@ struct PartitionedRun {
     private func write(_ gradients: (dQ: [Float], dK: [Float], dV: [Float]), of partition: any AttentionPartition,
                        to output: CollectiveOutput, clock: inout PhaseClock) throws {
         try clock.time(.write) {
-            try output.write("dq.npy", gradients.dQ, slice: layout.fileSlice(partition.queries))
-            try output.write("dk.npy", gradients.dK, slice: layout.fileSlice(partition.keyGradients))
-            try output.write("dv.npy", gradients.dV, slice: layout.fileSlice(partition.keyGradients))
+            try output.write("dq", gradients.dQ, slice: layout.fileSlice(partition.queries))
+            try output.write("dk", gradients.dK, slice: layout.fileSlice(partition.keyGradients))
+            try output.write("dv", gradients.dV, slice: layout.fileSlice(partition.keyGradients))
         }
     }
 }

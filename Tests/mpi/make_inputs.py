@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Writes seeded random float32 q, k, v, do (flash-attn layout) and ALiBi slopes (heads,) into DIR.
+"""Writes seeded random float32 q, k, v, do (flash-attn layout) into DIR as .npy files and as one
+inputs.safetensors, and ALiBi slopes (heads,).
 
 usage: make_inputs.py DIR BATCH SEQLEN_Q SEQLEN_K HEADS KV_HEADS HEAD_DIM
        make_inputs.py DIR varlen CU_SEQLENS_Q CU_SEQLENS_K HEADS KV_HEADS HEAD_DIM
 The second form packs a variable-length batch: offsets as comma lists (e.g. 0,17,17,90), written
 as int32 cu_seqlens_q.npy / cu_seqlens_k.npy, with q, do (total_q, H, D) and k, v (total_k, Hkv, D).
 """
-import os, sys
+import json, os, sys
 import numpy as np
 
 out = sys.argv[1]
@@ -21,6 +22,16 @@ if sys.argv[2] == "varlen":
 else:
     b, nq, nk = map(int, sys.argv[2:5])
     q_shape, k_shape = (b, nq, h, d), (b, nk, hkv, d)
-for name, shape in (("q", q_shape), ("k", k_shape), ("v", k_shape), ("do", q_shape)):
-    np.save(os.path.join(out, name + ".npy"), rng.standard_normal(shape, dtype=np.float32))
+tensors = {name: rng.standard_normal(shape, dtype=np.float32)
+           for name, shape in (("q", q_shape), ("k", k_shape), ("v", k_shape), ("do", q_shape))}
+header, blobs, offset = {}, [], 0
+for name, array in tensors.items():
+    np.save(os.path.join(out, name + ".npy"), array)
+    blobs.append(array.tobytes())
+    header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(blobs[-1])]}
+    offset += len(blobs[-1])
+text = json.dumps(header).encode()
+text += b" " * (-len(text) % 8)
+with open(os.path.join(out, "inputs.safetensors"), "wb") as f:
+    f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
 np.save(os.path.join(out, "alibi_slopes.npy"), 2.0 ** (-8.0 * np.arange(1, h + 1, dtype=np.float32) / h))

@@ -65,6 +65,26 @@ for entry in "${cases[@]}"; do
     done
 done
 
+# safetensors in and out with half-precision outputs: out.safetensors byte-for-byte the threaded
+# run's, forward (bfloat16) and `flashdist backward` (float16), both partitions.
+st="$work/safetensors"
+python3 "$here/make_inputs.py" "$st/in" 2 50 40 6 2 16
+stflags=(--input "$st/in/inputs.safetensors" --causal --softcap 5 --out-format safetensors)
+"$bin" attention "${stflags[@]}" --out-dtype bfloat16 --threads 2 --out "$st/ref"
+"$bin" attention --q "$st/in/q.npy" --k "$st/in/k.npy" --v "$st/in/v.npy" --causal --softcap 5 --out "$st/saved"
+stsaved=(--o "$st/saved/o.npy" --lse "$st/saved/lse.npy")
+"$bin" backward "${stflags[@]}" "${stsaved[@]}" --out-dtype float16 --out "$st/ref-bwd"
+for partition in heads sequence; do
+    for np in 2 3; do
+        why=$("${mpirun[@]}" -np $np "$bin" attention "${stflags[@]}" --out-dtype bfloat16 --partition $partition --out "$st/$partition-$np" 2>&1 \
+              && cmp "$st/ref/out.safetensors" "$st/$partition-$np/out.safetensors")
+        result $? "safetensors in and out, bfloat16, $partition, $np ranks" "$why"
+        why=$("${mpirun[@]}" -np $np "$bin" backward "${stflags[@]}" "${stsaved[@]}" --out-dtype float16 --partition $partition \
+              --out "$st/bwd-$partition-$np" 2>&1 && cmp "$st/ref-bwd/out.safetensors" "$st/bwd-$partition-$np/out.safetensors")
+        result $? "backward, safetensors, float16, $partition, $np ranks" "$why"
+    done
+done
+
 # A small two-head problem for the run after the kill and the bad inputs.
 h2="$work/h2"
 python3 "$here/make_inputs.py" "$h2/in" 1 40 40 2 1 16
