@@ -9,6 +9,8 @@ import Testing
 // The reference takes float32 inputs, so the inputs are rounded to multiples of 2⁻⁸ (|x| < 8) and
 // the step is 2⁻¹⁴: x ± eps is then exact in float32 and the loss is a float64 function of exactly
 // the perturbed values. Truncation error is ~eps²·L‴ ≈ 1e-8, rounding ~1e-16·|L|/eps ≈ 1e-12.
+// Under dropout the mask is fixed by the seed, so the same check covers the backward's
+// regenerated mask.
 
 private let eps = 0x1p-14
 
@@ -21,6 +23,13 @@ private let tinyCases: [Case] = [
     // Negative scale, right-only window.
     Case(seqlenQ: 4, seqlenK: 4, heads: 3, kvHeads: 1, headDim: 4, windowLeft: -1, windowRight: 1,
          scale: -0.6, seed: 9),
+    // Dropout at a fixed seed: the reference applies the library's keep mask, so the loss is a
+    // smooth function of q, k, v and its gradient is the backward under that same mask.
+    Case(batch: 2, seqlenQ: 5, seqlenK: 6, heads: 2, kvHeads: 1, headDim: 3, causal: true, seed: 10,
+         dropout: Dropout(probability: 0.3, seed: 99)),
+    // Dropout with softcap and per-(batch, head) ALiBi slopes.
+    Case(batch: 2, seqlenQ: 4, seqlenK: 4, heads: 2, kvHeads: 2, headDim: 2, seed: 11, softcap: 1.5,
+         alibiSlopes: AlibiSlopes(values: [0.5, 0.25, 0.125, 1], heads: 2), dropout: Dropout(probability: 0.5, seed: 3)),
 ]
 
 /// Inputs on the 2⁻⁸ grid, clamped inside (−8, 8), so that ±eps stays exact in float32.
