@@ -8,6 +8,11 @@ public struct SeededNormals: RandomNumberGenerator {
 
     public init(seed: UInt64) { state = seed }
 
+    /// The stream of `seed` after `count` normals, reached without drawing them (each normal takes
+    /// two draws, and a draw only adds a constant to the state): a rank draws its part of a
+    /// tensor from the element's global index.
+    public init(seed: UInt64, skipping count: Int) { state = seed &+ 2 &* UInt64(count) &* SeededNormals.gamma }
+
     public mutating func next(_ count: Int, scale: Float = 1) -> [Float] {
         (0..<count).map { _ in nextNormal() * scale }
     }
@@ -19,8 +24,10 @@ public struct SeededNormals: RandomNumberGenerator {
 
     public mutating func next() -> UInt64 { nextBits() }
 
+    private static let gamma: UInt64 = 0x9E37_79B9_7F4A_7C15
+
     mutating func nextBits() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
+        state &+= SeededNormals.gamma
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB

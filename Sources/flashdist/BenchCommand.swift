@@ -1,12 +1,17 @@
 import ArgumentParser
 import AttentionReference
+import Distributed
 import FlashAttention
 import Foundation
 
-struct BenchCommand: ParsableCommand {
+struct BenchCommand: DistributedCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Time forward (and backward) on random data: median time, GFLOP/s, share of the FMA peak, peak RSS.")
+        abstract: "Time forward (and backward) on random data: median time, GFLOP/s, share of the FMA peak, peak RSS.",
+        discussion: """
+            Under mpirun every rank draws its part of the same seeded inputs, runs the chosen partition, \
+            and rank 0 reports the slowest rank's times with every rank's detail.
+            """)
 
     @Option var batch = 1
     @Option var heads = 8
@@ -16,83 +21,46 @@ struct BenchCommand: ParsableCommand {
     @Option var headDim = 64
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
+    @Option(help: "Under mpirun: split the work by query heads, or by sequence rows (all-to-all re-sharding).")
+    var partition: Partition = .heads
     @Option(help: "Untimed runs before the timed ones.") var warmup = 1
     @Option(help: "Timed runs; the median is reported.") var repeats = 5
     @Flag(help: "Also time the backward.") var backward = false
-    @Flag(help: "Check sampled rows against a float64 reference and print the max abs errors.") var verify = false
-    @Flag(help: "Print one JSON line (keys as ../shared/peers/torch_sdpa.py) instead of text.") var json = false
+    @Flag(help: "Check sampled rows against a float64 reference and print the max abs errors (without mpirun).")
+    var verify = false
+    @Flag(help: "Print one JSON line (keys as ../shared/peers/torch_sdpa.py, and the --record columns) instead of text.")
+    var json = false
+    @Option(help: "Append the result with its configuration and machine facts to FILE: a .csv or .jsonl file.")
+    var record: String?
+    @Option(help: "A label for the record's experiment column, to tell sweeps apart in one file.")
+    var experiment = ""
 
-    func run() throws {
-        let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
-                                           kvHeads: kvHeads ?? heads, headDim: headDim,
-                                           options: mask.attentionOptions(headDim: headDim))
-        let workers = threads.count
-        var normals = SeededNormals(seed: 2026)
-        let q = normals.next(problem.queryElements), k = normals.next(problem.keyElements)
-        let v = normals.next(problem.keyElements), dO = normals.next(problem.queryElements)
-
-        // Outputs are allocated once and rewritten by every run, so peak RSS counts the tensors once.
-        var o = [Float](repeating: 0, count: problem.queryElements)
-        var lse = [Float](repeating: 0, count: problem.lseElements)
-        let forwardSeconds = MachineProbe.medianSeconds(warmup: warmup, repeats: repeats) {
-            FlashAttention.forward(problem, q: q, k: k, v: v, o: &o, lse: &lse, threads: workers)
-        }
-        var dQ = [Float](repeating: 0, count: backward ? problem.queryElements : 0)
-        var dK = [Float](repeating: 0, count: backward ? problem.keyElements : 0), dV = dK
-        let backwardSeconds = backward ? MachineProbe.medianSeconds(warmup: warmup, repeats: repeats) {
-            FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO,
-                                    dQ: &dQ, dK: &dK, dV: &dV, threads: workers)
-        } : nil
-        let grads = backward ? (dQ: dQ, dK: dK, dV: dV) : nil
-        let peak = MachineProbe.fmaPeakGFLOPS(threads: workers)
-        let rss = MachineProbe.peakResidentBytes()
-
-        let flops = problem.forwardFlops
-        var record: [(String, Any)] = [
-            ("impl", "flashdist"), ("threads", workers), ("batch", batch), ("heads", heads),
-            ("kv_heads", problem.kvHeads), ("seqlen_q", seqlenQ), ("seqlen_k", seqlenK ?? seqlenQ),
-            ("head_dim", headDim), ("causal", mask.causal),
-            ("window", [mask.window?.left ?? -1, mask.window?.right ?? -1]),
-            ("fwd_s", forwardSeconds), ("fwd_gflops", flops / forwardSeconds / 1e9),
-        ]
-        if let backwardSeconds {
-            record += [("bwd_s", backwardSeconds), ("bwd_gflops", 2.5 * flops / backwardSeconds / 1e9)]
-        }
-        record += [("peak_gflops", peak), ("peak_rss_bytes", rss)]
-        if verify {
-            let errors = SampledCheck(problem: problem, q: q, k: k, v: v, dO: dO).maxErrors(o: o, lse: lse, grads: grads)
-            record += errors.map { ("max_abs_err_\($0.name)", $0.error) }
-        }
-        print(json ? jsonLine(record) : report(record, peak: peak))
+    func validate() throws {
+        if warmup < 0 { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
     }
 
-    private func jsonLine(_ record: [(String, Any)]) -> String {
-        let body = record.map { key, value -> String in
-            let text: String
-            switch value {
-            case let s as String: text = "\"\(s)\""
-            case let list as [Int]: text = "[" + list.map(String.init).joined(separator: ", ") + "]"
-            default: text = "\(value)"
-            }
-            return "\"\(key)\": \(text)"
+    func run(on communicator: Communicator) throws {
+        // Checked on every rank and agreed on, so a bad option or record file is one error line.
+        let (problem, recordFile) = try communicator.agree { () throws -> (AttentionProblem, RecordFile?) in
+            if verify && communicator.isDistributed { throw ValidationError("--verify runs without mpirun only") }
+            let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
+                                               kvHeads: kvHeads ?? heads, headDim: headDim,
+                                               options: mask.attentionOptions(headDim: headDim))
+            return (problem, communicator.rank == 0 ? try record.map { try RecordFile($0, columns: BenchReport.columns) } : nil)
         }
-        return "{" + body.joined(separator: ", ") + "}"
-    }
-
-    private func report(_ record: [(String, Any)], peak: Double) -> String {
-        let values = Dictionary(record, uniquingKeysWith: { a, _ in a })
-        var lines = ["flashdist bench: batch \(batch), heads \(heads)/\(values["kv_heads"]!) kv, seqlen \(seqlenQ)x\(seqlenK ?? seqlenQ), head dim \(headDim)"
-                     + (mask.causal ? ", causal" : "") + (mask.window.map { ", window (\($0.left), \($0.right))" } ?? "")
-                     + ", \(values["threads"]!) threads"]
-        for phase in ["fwd", "bwd"] {
-            guard let seconds = values["\(phase)_s"] as? Double, let gflops = values["\(phase)_gflops"] as? Double else { continue }
-            lines.append(String(format: "  %@  %9.4f s  %8.1f GFLOP/s  %5.1f%% of FMA peak", phase, seconds, gflops, 100 * gflops / peak))
-        }
-        lines.append(String(format: "  FMA peak %.1f GFLOP/s, peak RSS %.1f MiB", peak, Double(values["peak_rss_bytes"] as! Int) / 1_048_576))
-        for (key, value) in record where key.hasPrefix("max_abs_err_") {
-            lines.append(String(format: "  max |error| vs float64 reference, %@: %.3e", String(key.dropFirst(12)), value as! Double))
-        }
-        return lines.joined(separator: "\n")
+        let runs = warmup + repeats
+        let progress = BenchProgress(communicator: communicator, phases: backward ? ["forward", "backward"] : ["forward"],
+                                     runsPerPhase: runs)
+        let runner = BenchRunner(problem: problem, communicator: communicator, threads: threads.count, warmup: warmup,
+                                 repeats: repeats, backward: backward, progress: progress)
+        let measurement = communicator.isDistributed ? try runner.distributed(partition) : try runner.threaded(verify: verify)
+        guard communicator.rank == 0 else { return }
+        let report = BenchReport(problem: problem, measurement: measurement, threads: threads.count,
+                                 partition: communicator.isDistributed ? partition : nil, experiment: experiment,
+                                 warmup: warmup, repeats: repeats)
+        try recordFile?.append(report.record)
+        print(json ? report.jsonLine : report.text)
     }
 }
 

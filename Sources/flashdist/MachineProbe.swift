@@ -35,14 +35,34 @@ enum MachineProbe {
         return usage.ru_maxrss * 1024
     }
 
-    /// Median wall time of `body` over `repeats` runs after `warmup` untimed ones.
-    static func medianSeconds(warmup: Int, repeats: Int, _ body: () -> Void) -> Double {
-        for _ in 0..<warmup { body() }
-        let times = (0..<max(1, repeats)).map { _ -> Double in
-            let start = DispatchTime.now().uptimeNanoseconds
-            body()
-            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        }.sorted()
-        return times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+    /// The processor's name as /proc/cpuinfo gives it ("unknown" where there is none).
+    static func cpuModel() -> String {
+        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let line = info.split(separator: "\n").first { $0.hasPrefix("model name") }
+        return line.flatMap { $0.split(separator: ":", maxSplits: 1).last }
+            .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+    }
+
+    static func hostName() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count - 1)
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The compiler's target CPU as far as a running binary can tell: `Package.swift` reads
+    /// FLASHDIST_TARGET_CPU at build time and cannot hand it to the code, so this is the variable
+    /// at run time (set it alike for both), or the build's default.
+    static func targetCPU() -> String {
+        #if DEBUG
+        return "debug build"
+        #else
+        return ProcessInfo.processInfo.environment["FLASHDIST_TARGET_CPU"] ?? "haswell"
+        #endif
+    }
+
+    /// The middle value, or the mean of the two middle ones.
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 }

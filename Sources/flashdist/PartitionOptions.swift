@@ -1,4 +1,6 @@
 import ArgumentParser
+import Distributed
+import FlashAttention
 
 /// How the ranks of an mpirun job share a problem.
 enum Partition: String, ExpressibleByArgument, CaseIterable {
@@ -6,6 +8,14 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
     case heads
     /// Each rank a shard of the sequence rows of every head, re-sharded by all-to-all (Ulysses).
     case sequence
+
+    /// This rank's side of `problem` spread over `communicator`'s ranks this way.
+    func attention(_ problem: AttentionProblem, on communicator: Communicator, threads: Int) throws -> any AttentionPartition {
+        switch self {
+        case .heads: try HeadParallelAttention(problem: problem, communicator: communicator, threads: threads)
+        case .sequence: try SequenceParallelAttention(problem: problem, communicator: communicator, threads: threads)
+        }
+    }
 }
 
 struct PartitionOptions: ParsableArguments {

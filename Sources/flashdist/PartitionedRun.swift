@@ -55,12 +55,7 @@ struct PartitionedRun {
     /// if every rank got through it.
     private func run(outputs names: [String],
                      _ body: (any AttentionPartition, CollectiveOutput, inout PhaseClock) throws -> Void) throws {
-        let partition = try communicator.agree { () throws -> any AttentionPartition in
-            switch options.partition {
-            case .heads: try HeadParallelAttention(problem: layout.problem, communicator: communicator, threads: threads)
-            case .sequence: try SequenceParallelAttention(problem: layout.problem, communicator: communicator, threads: threads)
-            }
-        }
+        let partition = try communicator.agree { try options.partition.attention(layout.problem, on: communicator, threads: threads) }
         let output = try CollectiveOutput(self.output.out, layout: self.output.layout(layout.outputs(names, dropoutMask: saveDropoutMask)),
                                           communicator: communicator)
         var clock = PhaseClock()

@@ -1,0 +1,33 @@
+import AttentionReference
+import FlashAttention
+import TensorIO
+
+/// The benchmark's q, k, v and dO: standard normals drawn in that order from one seeded stream.
+/// A rank draws only its part of each tensor by jumping to each element's global index, so every
+/// rank count and partition benchmarks exactly the problem the threaded run does.
+struct BenchInputs {
+    let q, k, v, dO: [Float]
+
+    /// The parts `queries` of q and dO and `keys` of k and v.
+    init(_ problem: AttentionProblem, queries: AxisSlice, keys: AxisSlice) {
+        let (queryCount, keyCount) = (problem.queryElements, problem.keyElements)
+        q = Self.draw(queries, from: 0)
+        k = Self.draw(keys, from: queryCount)
+        v = Self.draw(keys, from: queryCount + keyCount)
+        dO = Self.draw(queries, from: queryCount + 2 * keyCount)
+    }
+
+    private static let seed: UInt64 = 2026
+
+    /// The elements of `slice` of a tensor whose first element is normal number `start` of the stream.
+    private static func draw(_ slice: AxisSlice, from start: Int) -> [Float] {
+        let run = slice.range.count * slice.inner, stride = slice.shape[slice.axis] * slice.inner
+        var values = [Float]()
+        values.reserveCapacity(slice.elementCount)
+        for outer in 0..<slice.outer {
+            var normals = SeededNormals(seed: seed, skipping: start + outer * stride + slice.range.lowerBound * slice.inner)
+            values += normals.next(run)
+        }
+        return values
+    }
+}
