@@ -79,13 +79,16 @@ struct RecordFile {
     }
 
     func append(_ record: Record) throws {
+        let existing = FileManager.default.contents(atPath: path) ?? Data()
         var text = ""
+        // A line cut short by a run that was killed while writing stays a (bad) line of its own.
+        if let last = existing.last, last != UInt8(ascii: "\n") { text = "\n" }
         switch format {
         case .csv:
-            if try Self.firstLine(path) == nil { text = record.map(\.name).joined(separator: ",") + "\n" }
+            if existing.isEmpty { text = record.map(\.name).joined(separator: ",") + "\n" }
             text += record.map(\.value.csv).joined(separator: ",") + "\n"
         case .jsonLines:
-            text = Self.jsonObject(record) + "\n"
+            text += Self.jsonObject(record) + "\n"
         }
         guard let file = FileHandle(forUpdatingAtPath: path) ?? create() else {
             throw TensorIOError(path, "cannot be opened for appending")
