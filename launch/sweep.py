@@ -43,7 +43,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="timed runs; above N = 8192 one run, no warm-up")
     ap.add_argument("--threads", default=None, help="thread counts for threads (default 1…cores); threads for seqlen/torch (default cores)")
     ap.add_argument("--ranks", default=None, help="rank counts (default 1, 2, 4 … up to cores)")
-    ap.add_argument("--threads-per-rank", default="1", help="a number, or 'fill' for cores / ranks")
+    ap.add_argument("--threads-per-rank", type=threads_per_rank, default=1, help="a number, or 'fill' for cores / ranks")
     ap.add_argument("--heads-per-rank", type=int, default=4, help="weak scaling: heads = this × ranks")
     ap.add_argument("--partitions", default="heads,sequence")
     ap.add_argument("--scaling", default="strong,weak")
@@ -77,7 +77,7 @@ def ranks_configs(a):
     for scaling in a.scaling.split(","):
         for partition in a.partitions.split(","):
             for p in counts:
-                threads = max(1, CORES // p) if a.threads_per_rank == "fill" else int(a.threads_per_rank)
+                threads = max(1, CORES // p) if a.threads_per_rank == "fill" else a.threads_per_rank
                 heads = a.heads_per_rank * p if scaling == "weak" else a.heads
                 # Filling the cores compares splits of the same cores, not scaling: rows of their own.
                 experiment = f"ranks-{scaling}" + ("-fill" if a.threads_per_rank == "fill" else "")
@@ -170,6 +170,12 @@ def describe(config):
         f"{config['ranks']} ranks × {config['threads']} threads, {config['partition']} partition"
     return (f"{config['experiment']}: {config['impl']}, B={config['batch']} H={config['heads']} "
             f"N={config['seqlen_q']} D={config['head_dim']}{' causal' if config['causal'] else ''}, {where}")
+
+
+def threads_per_rank(text):
+    if text == "fill" or text.isdigit() and int(text) > 0:
+        return text if text == "fill" else int(text)
+    raise argparse.ArgumentTypeError(f"'{text}' is neither a positive number nor 'fill'")
 
 
 def ints(text):
