@@ -13,7 +13,7 @@ struct ScoreOptions: ParsableArguments {
     var dropout: Float = 0
     @Option(help: "Seed of the dropout mask (Philox4x32-10 keyed by seed, batch, head, row, column).")
     var seed: UInt64 = 0
-    @Flag(help: "Also write DIR/dropout_mask.npy, (batch, heads, seqlen_q, seqlen_k) keep factors (0 or 1/(1−p)); small problems only.")
+    @Flag(help: "Also write the dropout mask (DIR/dropout_mask.npy, or entry dropout_mask), (batch, heads, seqlen_q, seqlen_k) keep factors (0 or 1/(1−p)); fixed-length batches of at most 2^26 factors.")
     var saveDropoutMask = false
     @Option(help: "Query offsets of a variable-length batch, int32 .npy (batch + 1): q, o, do are then (total_q, heads, head_dim), lse (heads, total_q).")
     var cuSeqlensQ: String?
