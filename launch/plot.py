@@ -112,26 +112,29 @@ def scaling(rows):
         return None
     used = [s[4] for s in series]
     top = max(c for s in series for c, _ in s[2])
-    figure = Figure(980, 470, "Parallel scaling of forward + backward",
+    figure = Figure(1010, 590, "Parallel scaling of forward + backward",
                     note=f"{machine_text(used)}; strong scaling at {shape_text(next((s[4] for s in series if not s[1]), used[0]))}; "
                          "weak: work per rank fixed")
     ticks = [(c, str(c)) for c in range(1, top + 1)] if top <= 16 else None
-    left = figure.panel(80, 60, 370, 330, "Speed-up (strong scaling)")
+    left = figure.panel(80, 60, 370, 300, "Speed-up (strong scaling)")
     strong_series = [s for s in series if not s[1]]
     ymax = max([top] + [y for s in strong_series for _, y in s[2]])
     left.axes((0.8, top + 0.2), (0, ymax * 1.1), "cores used (ranks × threads per rank)", "speed-up over the fewest cores",
               xticks=ticks, ytick_label=lambda v: f"{v:g}")
     left.line([(1, 1), (top, top)], "ideal", "#888", dash="6,4", markers=False)
+    # The values go into the legend: at a handful of core counts the lines lie on top of each other.
     for i, (label, _, speedup, _, _) in enumerate(strong_series):
-        left.line(speedup, label, PALETTE[i], labels=[f"{y:.2f}×" if c > speedup[0][0] else "" for c, y in sorted(speedup)])
-    left.draw_legend()
-    right = figure.panel(570, 60, 370, 330, "Parallel efficiency")
+        left.line(speedup, "{}: {:.2f}× on {} cores".format(label, max(speedup)[1], max(speedup)[0]), PALETTE[i])
+    # Legends below the panels: at a handful of core counts the lines fill the plot area.
+    left.draw_legend(at=(40, 420))
+    right = figure.panel(570, 60, 370, 300, "Parallel efficiency")
     right.axes((0.8, top + 0.2), (0, 120), "cores used (ranks × threads per rank)", "efficiency (%)",
                xticks=ticks, ytick_label=lambda v: f"{v:g}%")
     right.line([(1, 100), (top, 100)], "ideal (100%)", "#888", dash="6,4", markers=False)
     for i, (label, weak, _, efficiency, _) in enumerate(series):
-        right.line(efficiency, label, PALETTE[i], dash="3,3" if weak else None)
-    right.draw_legend("bottom-left")
+        right.line(efficiency, "{}: {:.0f}% on {} cores".format(label, max(efficiency)[1], max(efficiency)[0]), PALETTE[i],
+                   dash="3,3" if weak else None)
+    right.draw_legend(at=(530, 420))
     return figure
 
 

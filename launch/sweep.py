@@ -36,7 +36,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--seqlen", type=int, default=8192, help="N for threads and ranks")
-    ap.add_argument("--seqlens", help="N for seqlen (default 512,1024,…,65536) and torch (default 1024,…,16384)")
+    ap.add_argument("--seqlens", help="N for seqlen (default 512,1024,…,65536) and torch (default 512,…,16384)")
     ap.add_argument("--head-dim", type=int, default=64)
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--warmup", type=int, default=1)
