@@ -21,8 +21,8 @@ struct BenchCommand: DistributedCommand {
     @Option var headDim = 64
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
-    @Option(help: "Under mpirun: split the work by query heads, or by sequence rows (all-to-all re-sharding).")
-    var partition: Partition = .heads
+    @Option(help: "Under mpirun: split the work by query heads, or by sequence rows (all-to-all re-sharding). Default: heads, or sequence with more ranks than heads.")
+    var partition: Partition?
     @Option(help: "Untimed runs before the timed ones.") var warmup = 1
     @Option(help: "Timed runs; the median is reported.") var repeats = 5
     @Flag(help: "Also time the backward.") var backward = false
@@ -54,10 +54,11 @@ struct BenchCommand: DistributedCommand {
                                      runsPerPhase: runs)
         let runner = BenchRunner(problem: problem, communicator: communicator, threads: threads.count, warmup: warmup,
                                  repeats: repeats, backward: backward, progress: progress)
-        let measurement = communicator.isDistributed ? try runner.distributed(partition) : try runner.threaded(verify: verify)
+        let kind = Partition.resolved(partition, heads: problem.heads, ranks: communicator.size)
+        let measurement = communicator.isDistributed ? try runner.distributed(kind) : try runner.threaded(verify: verify)
         guard communicator.rank == 0 else { return }
         let report = BenchReport(problem: problem, measurement: measurement, threads: threads.count,
-                                 partition: communicator.isDistributed ? partition : nil, experiment: experiment,
+                                 partition: communicator.isDistributed ? kind : nil, experiment: experiment,
                                  warmup: warmup, repeats: repeats)
         try recordFile?.append(report.record)
         print(json ? report.jsonLine : report.text)

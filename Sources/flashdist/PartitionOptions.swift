@@ -9,6 +9,12 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
     /// Each rank a shard of the sequence rows of every head, re-sharded by all-to-all (Ulysses).
     case sequence
 
+    /// The partition asked for; unasked, heads, unless there are more ranks than heads, which
+    /// only the sequence partition can keep busy (asking for heads then is an error).
+    static func resolved(_ requested: Partition?, heads: Int, ranks: Int) -> Partition {
+        requested ?? (ranks > heads ? .sequence : .heads)
+    }
+
     /// This rank's side of `problem` spread over `communicator`'s ranks this way.
     func attention(_ problem: AttentionProblem, on communicator: Communicator, threads: Int) throws -> any AttentionPartition {
         switch self {
@@ -19,8 +25,8 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
 }
 
 struct PartitionOptions: ParsableArguments {
-    @Option(help: "Under mpirun: split the work by query heads, or by sequence rows with all-to-all re-sharding (for sequences one node cannot hold, or more ranks than heads).")
-    var partition: Partition = .heads
+    @Option(help: "Under mpirun: split the work by query heads, or by sequence rows with all-to-all re-sharding (for sequences one node cannot hold, or more ranks than heads). Default: heads, or sequence with more ranks than heads.")
+    var partition: Partition?
 
     @Flag(help: "After the run, print each rank's phase times and bytes sent to other ranks on stderr (from rank 0).")
     var stats = false

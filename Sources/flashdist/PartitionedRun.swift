@@ -55,7 +55,8 @@ struct PartitionedRun {
     /// if every rank got through it.
     private func run(outputs names: [String],
                      _ body: (any AttentionPartition, CollectiveOutput, inout PhaseClock) throws -> Void) throws {
-        let partition = try communicator.agree { try options.partition.attention(layout.problem, on: communicator, threads: threads) }
+        let kind = Partition.resolved(options.partition, heads: layout.problem.heads, ranks: communicator.size)
+        let partition = try communicator.agree { try kind.attention(layout.problem, on: communicator, threads: threads) }
         let output = try CollectiveOutput(self.output.out, layout: self.output.layout(layout.outputs(names, dropoutMask: saveDropoutMask)),
                                           communicator: communicator)
         var clock = PhaseClock()
@@ -67,7 +68,7 @@ struct PartitionedRun {
             output.abandon()
             throw failure
         }
-        if options.stats { try clock.report(communicator, partition: options.partition) }
+        if options.stats { try clock.report(communicator, partition: kind) }
     }
 
     private func read(_ tensor: StoredTensor, _ slice: AxisSlice) throws -> [Float] {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The golden reference cases under mpirun -np 2 and -np 3, with each partition. With 3 ranks the
-# heads partition runs the cases that have at least 3 heads: on fewer it must refuse, which
-# Tests/mpi/run.sh checks.
+# The golden reference cases under mpirun -np 3 as a user runs them (no --partition: heads, or
+# sequence where the case has fewer heads than ranks), then under -np 2 and -np 3 with each
+# partition named. With 3 ranks an explicit heads partition runs the cases that have at least 3
+# heads: on fewer it must refuse, which Tests/mpi/run.sh checks.
 #
 # usage: Tests/mpi/golden.sh FLASHDIST_BIN GOLDEN_DIR
 # check.py runs `mpirun --allow-run-as-root --oversubscribe -np N`; give any other mpirun setting
@@ -9,6 +10,8 @@
 set -uo pipefail
 bin=$1 golden=$2
 status=0
+echo "golden under mpirun -np 3, default partition"
+python3 "$golden/check.py" "$bin" "$golden" --features all --mpi 3 || status=1
 for np in 2 3; do
     for partition in heads sequence; do
         only=()
