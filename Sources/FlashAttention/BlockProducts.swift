@@ -95,22 +95,12 @@ func multiply(m: Int, n: Int, k: Int,
     }
 }
 
-/// Copies `rows` rows of `width` floats (source rows `sourceStride` apart) into a dense block
-/// `paddedWidth` wide, zero-filling the extra columns so products over them add nothing.
+/// Copies `rows` rows of `width` floats (source rows `sourceStride` apart), times `factor`, into a
+/// dense block `paddedWidth` wide, zero-filling the extra columns so products over them add
+/// nothing. The factor is the softmax scale when packing Q, 1 (exact) otherwise.
 @inline(__always)
 func packRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
-              into block: UnsafeMutablePointer<Float>, paddedWidth: Int) {
-    for r in 0..<rows {
-        let from = source + r * sourceStride, to = block + r * paddedWidth
-        to.update(from: from, count: width)
-        (to + width).update(repeating: 0, count: paddedWidth - width)
-    }
-}
-
-/// packRows, multiplying every value by `factor` (the softmax scale, folded into Q once).
-@inline(__always)
-func packRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
-              into block: UnsafeMutablePointer<Float>, paddedWidth: Int, times factor: Float) {
+              into block: UnsafeMutablePointer<Float>, paddedWidth: Int, times factor: Float = 1) {
     for r in 0..<rows {
         let from = source + r * sourceStride, to = block + r * paddedWidth
         for c in 0..<width { to[c] = from[c] * factor }
