@@ -12,7 +12,7 @@ public protocol AttentionPartition {
     /// The part of dK and dV this rank gets back.
     var keyGradients: AxisSlice { get }
     /// The part of lse `(batch, heads, seqlenQ)` this rank gets from the forward and passes to
-    /// `restore`: always a range of heads over the full sequence.
+    /// `restore`: a range of heads over the full sequence (axis 1), or of rows of every head (axis 2).
     var lse: AxisSlice { get }
 
     /// O (this rank's `queries` part) and lse (its `lse` part), and what the backward needs.
@@ -24,8 +24,7 @@ public protocol AttentionPartition {
     func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float])
 }
 
-/// A forward's inputs and outputs over this rank's heads and the full sequence: what the backward
-/// recomputes from.
+/// A forward's inputs and outputs as this rank holds them: what the backward recomputes from.
 public struct SavedForward: Sendable {
     let q, k, v, o, lse: [Float]
 }

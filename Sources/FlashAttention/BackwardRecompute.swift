@@ -23,6 +23,7 @@
 /// same bits.
 struct BackwardTiles {
     let problem: AttentionProblem
+    let placement: RowPlacement
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let dO: UnsafePointer<Float>, lse: UnsafePointer<Float>
     /// D = rowsum(dO ∘ O), laid out like lse.
@@ -67,7 +68,7 @@ struct BackwardTiles {
         precondition(d == roundUpToLanes(d), "the fused backward needs whole-vector rows")
         for g in 0..<problem.groupSize {
             for i in 0..<mask.seqlenQ {
-                let row = dQ + problem.queryIndex(row: problem.queryOffsets[b] + i, head: tile.head * problem.groupSize + g)
+                let row = dQ + placement.queryIndex(batch: b, row: i, head: tile.head * problem.groupSize + g)
                 row.update(repeating: 0, count: d)
             }
         }
@@ -78,7 +79,7 @@ struct BackwardTiles {
         }
         for g in 0..<problem.groupSize {
             for i in 0..<mask.seqlenQ {
-                let row = dQ + problem.queryIndex(row: problem.queryOffsets[b] + i, head: tile.head * problem.groupSize + g)
+                let row = dQ + placement.queryIndex(batch: b, row: i, head: tile.head * problem.groupSize + g)
                 scaleScores(row, count: d, by: problem.options.softmaxScale)
             }
         }
@@ -89,7 +90,7 @@ struct BackwardTiles {
     private func keyBlockGradients(batch b: Int, kvHead: Int, block: Int, buffers buf: Buffers,
                                    dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
                                    dQ: UnsafeMutablePointer<Float>?) {
-        let d = problem.headDim, dp = roundUpToLanes(d), br = Tiling.queryRows
+        let d = problem.headDim, dp = roundUpToLanes(d)
         let mask = problem.mask(b)
         let keys = Tile.keyBlock(block, of: mask)
         packKeyBlock(batch: b, kvHead: kvHead, keys: keys, into: buf, transposedOnly: dQ == nil)
@@ -97,28 +98,12 @@ struct BackwardTiles {
         dKBlock.update(repeating: 0, count: keys.count * dp)
         dVBlock.update(repeating: 0, count: keys.count * dp)
 
-        let seen = mask.rows(seeing: keys)
         for g in 0..<problem.groupSize {
             let h = kvHead * problem.groupSize + g
             dKHead.update(repeating: 0, count: keys.count * dp)
             dVHead.update(repeating: 0, count: keys.count * dp)
-            var i0 = seen.lowerBound / br * br
-            while i0 < seen.upperBound {
-                let rows = i0..<min(i0 + br, mask.seqlenQ)
-                packRowBlock(batch: b, head: h, rows: rows, into: buf)
-                let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
-                // dV += Pᵀ·dO and dK += dSᵀ·Q: P and dS are read column by column.
-                multiply(m: keys.count, n: dp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: Tiling.keyColumns,
-                         b: buf.dOBlock, bRowStride: dp, c: dVHead, cRowStride: dp, accumulate: true)
-                multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: Tiling.keyColumns,
-                         b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
-                if let dQ {
-                    let firstRow = dQ + problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound, head: h)
-                    accumulateQueryGradient(rows: rows.count, keys: keys.count, buffers: buf,
-                                            into: firstRow, rowStride: problem.heads * d)
-                }
-                i0 += br
-            }
+            accumulateHead(batch: b, head: h, keys: keys, rows: 0..<mask.seqlenQ, buffers: buf, dKHead: dKHead, dVHead: dVHead,
+                           dQ: dQ.map { ($0, d) })
             switch keyGradients {
             case .perQueryHead:
                 storeKeyBlock(dKHead, dVHead, batch: b, keys: keys, head: h, of: problem.heads, dK: dK, dV: dV)
@@ -129,6 +114,37 @@ struct BackwardTiles {
         }
         if keyGradients == .summedOverGroup {
             storeKeyBlock(dKBlock, dVBlock, batch: b, keys: keys, head: kvHead, of: problem.kvHeads, dK: dK, dV: dV)
+        }
+    }
+
+    /// Adds to one head's dK and dV of a key block (packed in `buf`) the contributions of the rows
+    /// that see it, in blocks of `queryRows` from the first such row, in row order, and with `dQ`
+    /// (rows `width` floats per head apart) adds the block's dS·K into their dQ rows. Only the
+    /// rows within `window` are visited: a rank holding part of the rows goes through its own and
+    /// hands the sums on, and the additions stay those of one pass over all rows.
+    func accumulateHead(batch b: Int, head h: Int, keys: Range<Int>, rows window: Range<Int>, buffers buf: Buffers,
+                        dKHead: UnsafeMutablePointer<Float>, dVHead: UnsafeMutablePointer<Float>,
+                        dQ: (base: UnsafeMutablePointer<Float>, width: Int)?) {
+        let dp = roundUpToLanes(problem.headDim), br = Tiling.queryRows
+        let mask = problem.mask(b)
+        let seen = mask.rows(seeing: keys)
+        var i0 = seen.lowerBound / br * br
+        while i0 < seen.upperBound {
+            let rows = (i0..<min(i0 + br, mask.seqlenQ)).clamped(to: window)
+            i0 += br
+            guard !rows.isEmpty else { continue }
+            packRowBlock(batch: b, head: h, rows: rows, into: buf)
+            let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
+            // dV += Pᵀ·dO and dK += dSᵀ·Q: P and dS are read column by column.
+            multiply(m: keys.count, n: dp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: Tiling.keyColumns,
+                     b: buf.dOBlock, bRowStride: dp, c: dVHead, cRowStride: dp, accumulate: true)
+            multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: Tiling.keyColumns,
+                     b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
+            if let dQ {
+                let firstRow = dQ.base + placement.queryIndex(batch: b, row: rows.lowerBound, head: h, width: dQ.width)
+                accumulateQueryGradient(rows: rows.count, keys: keys.count, buffers: buf,
+                                        into: firstRow, rowStride: problem.heads * dQ.width)
+            }
         }
     }
 
@@ -166,7 +182,7 @@ struct BackwardTiles {
         }
         let scale = problem.options.softmaxScale
         for t in 0..<rows.count {
-            let out = dQ + problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound + t, head: h)
+            let out = dQ + placement.queryIndex(batch: b, row: rows.lowerBound + t, head: h)
             for c in 0..<d { out[c] = dQBlock[t * dp + c] * scale }
         }
     }
@@ -180,14 +196,14 @@ struct BackwardTiles {
     }
 
     /// Packs Q and dO rows of one head, with each row's lse and D.
-    private func packRowBlock(batch b: Int, head h: Int, rows: Range<Int>, into buf: Buffers) {
+    func packRowBlock(batch b: Int, head h: Int, rows: Range<Int>, into buf: Buffers) {
         let d = problem.headDim, dp = roundUpToLanes(d)
-        let first = problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound, head: h)
+        let first = placement.queryIndex(batch: b, row: rows.lowerBound, head: h)
         packRows(q + first, sourceStride: problem.heads * d, rows: rows.count, width: d, into: buf.qBlock, paddedWidth: dp,
                  times: problem.options.softmaxScale)
         packRows(dO + first, sourceStride: problem.heads * d, rows: rows.count, width: d, into: buf.dOBlock, paddedWidth: dp)
         for t in 0..<rows.count {
-            let index = problem.lseIndex(batch: b, head: h, row: rows.lowerBound + t)
+            let index = placement.lseIndex(batch: b, head: h, row: rows.lowerBound + t)
             buf.rowLSE[t] = lse[index]
             buf.rowDelta[t] = delta[index]
         }
@@ -195,9 +211,9 @@ struct BackwardTiles {
 
     /// Packs Kᵀ and Vᵀ of one key block (the B operands of S and dP) and, for the dQ pass, K
     /// itself, zero-padded to a whole number of vectors of keys.
-    private func packKeyBlock(batch b: Int, kvHead: Int, keys: Range<Int>, into buf: Buffers, transposedOnly: Bool) {
+    func packKeyBlock(batch b: Int, kvHead: Int, keys: Range<Int>, into buf: Buffers, transposedOnly: Bool) {
         let d = problem.headDim, dp = roundUpToLanes(d), bc = Tiling.keyColumns, stride = problem.kvHeads * d
-        let first = problem.keyIndex(row: problem.keyOffsets[b] + keys.lowerBound, kvHead: kvHead)
+        let first = placement.keyIndex(batch: b, key: keys.lowerBound, kvHead: kvHead)
         packTransposed(k + first, sourceStride: stride, rows: keys.count, width: d, into: buf.kT, paddedRows: dp, paddedColumns: bc)
         packTransposed(v + first, sourceStride: stride, rows: keys.count, width: d, into: buf.vT, paddedRows: dp, paddedColumns: bc)
         if !transposedOnly {
@@ -268,17 +284,17 @@ struct BackwardTiles {
     while c < count { (Lanes.load(target + c) + Lanes.load(source + c)).store(target + c); c += lanes }
 }
 
-/// D = rowsum(dO ∘ O) for every row of every head, laid out like lse.
-func rowDotProducts(_ problem: AttentionProblem, dO: UnsafePointer<Float>, o: UnsafePointer<Float>,
-                    into delta: UnsafeMutablePointer<Float>) {
+/// D = rowsum(dO ∘ O) for every head of `rows` of the sequence axis, laid out like lse.
+func rowDotProducts(_ problem: AttentionProblem, placement: RowPlacement, rows: Range<Int>,
+                    dO: UnsafePointer<Float>, o: UnsafePointer<Float>, into delta: UnsafeMutablePointer<Float>) {
     let d = problem.headDim
     for b in 0..<problem.batch {
-        for i in 0..<problem.seqlenQ(b) {
+        for i in problem.entryRange(b, of: rows, keys: false) {
             for h in 0..<problem.heads {
-                let index = problem.queryIndex(row: problem.queryOffsets[b] + i, head: h)
+                let index = placement.queryIndex(batch: b, row: i, head: h)
                 var sum: Float = 0
                 for c in 0..<d { sum = sum.addingProduct(dO[index + c], o[index + c]) }
-                delta[problem.lseIndex(batch: b, head: h, row: i)] = sum
+                delta[placement.lseIndex(batch: b, head: h, row: i)] = sum
             }
         }
     }

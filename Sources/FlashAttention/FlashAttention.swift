@@ -10,7 +10,7 @@ public enum FlashAttention {
                                q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
                                threads: Int) {
-        let tiles = ForwardTile(problem: problem, q: q, k: k, v: v, o: o, lse: lse,
+        let tiles = ForwardTile(problem: problem, placement: .whole(problem), q: q, k: k, v: v, o: o, lse: lse,
                                 rowsPerTile: Tiling.forwardRows(problem))
         TileScheduler(threads: threads).run(Tile.rowTiles(problem, rows: tiles.rowsPerTile),
                                             scratchFloats: tiles.scratchFloats) { tile, scratch in
@@ -29,8 +29,8 @@ public enum FlashAttention {
                                 threads: Int) {
         let delta = UnsafeMutablePointer<Float>.allocate(capacity: max(1, problem.lseElements))
         defer { delta.deallocate() }
-        rowDotProducts(problem, dO: dO, o: o, into: delta)
-        let tiles = BackwardTiles(problem: problem, q: q, k: k, v: v, dO: dO, lse: lse, delta: delta,
+        rowDotProducts(problem, placement: .whole(problem), rows: 0..<problem.sequenceLength(keys: false), dO: dO, o: o, into: delta)
+        let tiles = BackwardTiles(problem: problem, placement: .whole(problem), q: q, k: k, v: v, dO: dO, lse: lse, delta: delta,
                                   keyGradients: keyGradients)
         let scheduler = TileScheduler(threads: threads)
         // One fused pass per (batch, kv head) when there are enough of them to share out evenly;

@@ -15,110 +15,148 @@ import Foundation
 /// chain of FMAs over the head dimension either way.
 struct ForwardTile {
     let problem: AttentionProblem
+    let placement: RowPlacement
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>
     let rowsPerTile: Int
 
-    /// Per-worker scratch: Qᵀ of the tile, the transposed scores, V padded to whole vectors when
-    /// the head dim needs it, the unnormalised output, and per query the running max and sum and
-    /// the rescale factor of the current block.
-    struct Buffers {
-        let qT, sT, vBlock, acc, rowMax, rowSum, rescale: UnsafeMutablePointer<Float>
+    /// What a tile carries from one key block to the next: Qᵀ of the tile, the unnormalised
+    /// output, and per query the running max and sum.
+    struct State {
+        let qT, acc, rowMax, rowSum: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int) {
-            let bc = Tiling.keyColumns
-            qT = carver.take(dp * br); sT = carver.take(bc * br); vBlock = carver.take(bc * dp)
-            acc = carver.take(br * dp); rowMax = carver.take(br); rowSum = carver.take(br); rescale = carver.take(br)
+            qT = carver.take(dp * br); acc = carver.take(br * dp); rowMax = carver.take(br); rowSum = carver.take(br)
         }
     }
 
-    var scratchFloats: Int {
-        ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile) }
+    /// Per-worker scratch of one key block: the transposed scores, V padded to whole vectors when
+    /// the head dim needs it, and per query the rescale factor of the block.
+    struct Buffers {
+        let sT, vBlock, rescale: UnsafeMutablePointer<Float>
+        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int) {
+            let bc = Tiling.keyColumns
+            sT = carver.take(bc * br); vBlock = carver.take(bc * dp); rescale = carver.take(br)
+        }
     }
 
+    var stateFloats: Int { ScratchCarver.floats { State(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile) } }
+    var bufferFloats: Int { ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile) } }
+    var scratchFloats: Int { stateFloats + bufferFloats }
+
     func run(_ tile: Tile, scratch: UnsafeMutablePointer<Float>) {
+        let mask = problem.mask(tile.batch)
+        let rows = Tile.rowBlock(tile.block, of: mask, rows: rowsPerTile)
+        let state = State(scratch, self), buffers = Buffers(scratch + stateFloats, self)
+        begin(batch: tile.batch, head: tile.head, rows: rows, state: state)
+        visit(batch: tile.batch, head: tile.head, rows: rows, keys: mask.keys(seenBy: rows), state: state, buffers: buffers)
+        finish(batch: tile.batch, head: tile.head, rows: rows, state: state)
+    }
+
+    /// Packs Qᵀ of `rows` of head h and starts their running sums.
+    func begin(batch b: Int, head h: Int, rows: Range<Int>, state: State) {
+        let d = problem.headDim, dp = roundUpToLanes(d), rp = roundUpToLanes(rows.count)
+        // The softmax scale rides in Qᵀ, so the scores come out of the product scaled.
+        packTransposed(q + placement.queryIndex(batch: b, row: rows.lowerBound, head: h), sourceStride: problem.heads * d,
+                       rows: rows.count, width: d, into: state.qT, paddedRows: d, paddedColumns: rowsPerTile,
+                       times: problem.options.softmaxScale)
+        state.acc.update(repeating: 0, count: rows.count * dp)
+        state.rowMax.update(repeating: -.infinity, count: rp)
+        state.rowSum.update(repeating: 0, count: rp)
+    }
+
+    /// Merges the key blocks that overlap `keys` (entry-relative; they start on a block
+    /// boundary of the entry's keys, as single blocks or the whole range) into the running sums of
+    /// `rows`, in key order.
+    func visit(batch b: Int, head h: Int, rows: Range<Int>, keys: Range<Int>, state: State, buffers: Buffers) {
         let d = problem.headDim, dp = roundUpToLanes(d)
         let br = rowsPerTile, bc = Tiling.keyColumns
-        let b = tile.batch, h = tile.head, kvHead = h / problem.groupSize
+        let kvHead = h / problem.groupSize
         let mask = problem.mask(b), modifiers = ScoreModifiers(problem: problem)
-        let rows = Tile.rowBlock(tile.block, of: mask, rows: br), rp = roundUpToLanes(rows.count)
-        var carver = ScratchCarver(scratch)
-        let buf = Buffers(&carver, paddedDim: dp, rows: br)
-
-        let qRow0 = problem.queryOffsets[b] + rows.lowerBound
-        // The softmax scale rides in Qᵀ, so the scores come out of the product scaled.
-        packTransposed(q + problem.queryIndex(row: qRow0, head: h), sourceStride: problem.heads * d,
-                       rows: rows.count, width: d, into: buf.qT, paddedRows: d, paddedColumns: br,
-                       times: problem.options.softmaxScale)
-        buf.acc.update(repeating: 0, count: rows.count * dp)
-        buf.rowMax.update(repeating: -.infinity, count: rp)
-        buf.rowSum.update(repeating: 0, count: rp)
-
-        let keys = mask.keys(seenBy: rows)
+        let rp = roundUpToLanes(rows.count)
         let kvStride = problem.kvHeads * d
         var j0 = keys.lowerBound / bc * bc
         while j0 < keys.upperBound {
             let block = j0..<min(j0 + bc, mask.seqlenK), width = block.count
-            let kBlock = k + problem.keyIndex(row: problem.keyOffsets[b] + j0, kvHead: kvHead)
-            let vSource = v + problem.keyIndex(row: problem.keyOffsets[b] + j0, kvHead: kvHead)
+            let kBlock = k + placement.keyIndex(batch: b, key: j0, kvHead: kvHead)
+            let vSource = v + placement.keyIndex(batch: b, key: j0, kvHead: kvHead)
             multiply(m: width, n: rp, k: d, a: kBlock, aRowStride: kvStride, aColumnStride: 1,
-                     b: buf.qT, bRowStride: br, c: buf.sT, cRowStride: br, accumulate: false)
+                     b: state.qT, bRowStride: br, c: buffers.sT, cRowStride: br, accumulate: false)
             if modifiers.changesScores {
-                modifiers.modifyKeyMajor(buf.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows, paddedQueries: rp)
+                modifiers.modifyKeyMajor(buffers.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows, paddedQueries: rp)
             }
             if !mask.isFullyVisible(rows: rows, keys: block) {
                 for t in 0..<width {
                     let seers = mask.rows(seeing: j0 + t..<j0 + t + 1)
-                    maskScores(buf.sT + t * br, count: rows.count, visibleFrom: seers.lowerBound - rows.lowerBound,
+                    maskScores(buffers.sT + t * br, count: rows.count, visibleFrom: seers.lowerBound - rows.lowerBound,
                                through: seers.upperBound - 1 - rows.lowerBound)
                 }
             }
-            mergeBlock(width: width, queries: rp, rowStride: br, buffers: buf)
+            mergeBlock(width: width, queries: rp, rowStride: br, state: state, buffers: buffers)
             // The sums above are of the undropped probabilities: lse is the softmax's own.
-            modifiers.applyDropoutKeyMajor(buf.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows)
-            for t in 0..<rows.count where buf.rescale[t] != 1 {
-                scaleScores(buf.acc + t * dp, count: dp, by: buf.rescale[t])
+            modifiers.applyDropoutKeyMajor(buffers.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows)
+            for t in 0..<rows.count where buffers.rescale[t] != 1 {
+                scaleScores(state.acc + t * dp, count: dp, by: buffers.rescale[t])
             }
             // O += P·V, P read down the columns of Sᵀ. V is copied to consecutive rows: in place its
             // rows lie heads·D floats apart, often a multiple of 4 KiB, and a column of them would
             // all fall in one L1 set.
-            packRows(vSource, sourceStride: kvStride, rows: width, width: d, into: buf.vBlock, paddedWidth: dp)
-            multiply(m: rows.count, n: dp, k: width, a: buf.sT, aRowStride: 1, aColumnStride: br,
-                     b: buf.vBlock, bRowStride: dp, c: buf.acc, cRowStride: dp, accumulate: true)
+            packRows(vSource, sourceStride: kvStride, rows: width, width: d, into: buffers.vBlock, paddedWidth: dp)
+            multiply(m: rows.count, n: dp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: br,
+                     b: buffers.vBlock, bRowStride: dp, c: state.acc, cRowStride: dp, accumulate: true)
             j0 += bc
         }
+    }
 
+    /// O = acc/ℓ and lse = m + log ℓ of `rows`.
+    func finish(batch b: Int, head h: Int, rows: Range<Int>, state: State) {
+        let d = problem.headDim, dp = roundUpToLanes(d)
         for t in 0..<rows.count {
-            let sum = buf.rowSum[t]
-            let out = o + problem.queryIndex(row: qRow0 + t, head: h)
+            let sum = state.rowSum[t]
+            let out = o + placement.queryIndex(batch: b, row: rows.lowerBound + t, head: h)
             // ℓ = 0 only for a row that saw no key; a NaN score makes ℓ NaN, and NaN flows on.
             let inverse: Float = sum == 0 ? 0 : 1 / sum
-            for c in 0..<d { out[c] = buf.acc[t * dp + c] * inverse }
-            lse[problem.lseIndex(batch: b, head: h, row: rows.lowerBound + t)] =
-                sum == 0 ? -.infinity : buf.rowMax[t] + Foundation.log(sum)
+            for c in 0..<d { out[c] = state.acc[t * dp + c] * inverse }
+            lse[placement.lseIndex(batch: b, head: h, row: rows.lowerBound + t)] =
+                sum == 0 ? -.infinity : state.rowMax[t] + Foundation.log(sum)
         }
     }
 
     /// The online-softmax update for sixteen queries at a time: new running max, P = e^(S − m')
     /// in place of the scores, the rescale factor e^(m − m') of the old sum and output, new sum.
-    private func mergeBlock(width: Int, queries: Int, rowStride br: Int, buffers buf: Buffers) {
+    private func mergeBlock(width: Int, queries: Int, rowStride br: Int, state: State, buffers: Buffers) {
         var c = 0
         while c < queries {
-            let previous = Lanes.load(buf.rowMax + c)
+            let previous = Lanes.load(state.rowMax + c)
             var current = previous
-            for t in 0..<width { current = larger(current, Lanes.load(buf.sT + t * br + c)) }
+            for t in 0..<width { current = larger(current, Lanes.load(buffers.sT + t * br + c)) }
             let pivot = current.replacing(with: 0, where: current .== -.infinity)
             var blockSum = Lanes.zero
             for t in 0..<width {
-                let p = exp(Lanes.load(buf.sT + t * br + c) - pivot)
-                p.store(buf.sT + t * br + c)
+                let p = exp(Lanes.load(buffers.sT + t * br + c) - pivot)
+                p.store(buffers.sT + t * br + c)
                 blockSum += p
             }
             let rescale = exp(previous - pivot)
-            current.store(buf.rowMax + c)
-            rescale.store(buf.rescale + c)
-            (Lanes.load(buf.rowSum + c) * rescale + blockSum).store(buf.rowSum + c)
+            current.store(state.rowMax + c)
+            rescale.store(buffers.rescale + c)
+            (Lanes.load(state.rowSum + c) * rescale + blockSum).store(state.rowSum + c)
             c += lanes
         }
     }
 }
 
+
+extension ForwardTile.State {
+    /// The state carved from the start of `base`.
+    init(_ base: UnsafeMutablePointer<Float>, _ tile: ForwardTile) {
+        var carver = ScratchCarver(base)
+        self.init(&carver, paddedDim: roundUpToLanes(tile.problem.headDim), rows: tile.rowsPerTile)
+    }
+}
+
+extension ForwardTile.Buffers {
+    init(_ base: UnsafeMutablePointer<Float>, _ tile: ForwardTile) {
+        var carver = ScratchCarver(base)
+        self.init(&carver, paddedDim: roundUpToLanes(tile.problem.headDim), rows: tile.rowsPerTile)
+    }
+}

@@ -22,11 +22,16 @@ enum DropoutMaskOutput {
         }
     }
 
-    /// The factors of `heads` (global query heads) of every batch entry, in C order of the
-    /// mask's slice along its heads axis.
-    static func values(_ problem: AttentionProblem, heads: Range<Int>) -> [Float] {
+    /// The factors of `heads` (global query heads) and query `rows` of every batch entry, in C
+    /// order of that slice of the mask.
+    static func values(_ problem: AttentionProblem, heads: Range<Int>, rows: Range<Int>? = nil) -> [Float] {
         (0..<problem.batch).flatMap { b in
-            heads.flatMap { h in FlashAttention.dropoutKeepFactors(problem, batch: b, head: h) }
+            heads.flatMap { h in
+                let factors = FlashAttention.dropoutKeepFactors(problem, batch: b, head: h)
+                guard let rows, !factors.isEmpty else { return factors }
+                let width = factors.count / (problem.totalQueries / problem.batch)
+                return Array(factors[rows.lowerBound * width..<rows.upperBound * width])
+            }
         }
     }
 }

@@ -8,6 +8,9 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
     case heads
     /// Each rank a shard of the sequence rows of every head, re-sharded by all-to-all (Ulysses).
     case sequence
+    /// Each rank a window of the query rows and a run of key blocks; keys, values and dK/dV sums
+    /// travel between ranks (context parallelism), bitwise as one process.
+    case ring
 
     /// The partition asked for; unasked, heads, unless there are more ranks than heads, which
     /// only the sequence partition can keep busy (asking for heads then is an error).
@@ -20,6 +23,7 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
         switch self {
         case .heads: try HeadParallelAttention(problem: problem, communicator: communicator, threads: threads)
         case .sequence: try SequenceParallelAttention(problem: problem, communicator: communicator, threads: threads)
+        case .ring: RingAttention(problem: problem, communicator: communicator, threads: threads)
         }
     }
 }

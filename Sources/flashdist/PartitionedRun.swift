@@ -75,14 +75,15 @@ struct PartitionedRun {
         try tensor.readFloats(slice: layout.fileSlice(slice))
     }
 
-    /// The mask of the heads whose lse this rank writes (the whole mask on a single rank).
+    /// The mask of the heads and rows whose lse this rank writes (the whole mask on a single rank).
     private func writeDropoutMask(of partition: any AttentionPartition, to output: CollectiveOutput,
                                   clock: inout PhaseClock) throws {
-        let heads = partition.lse.range
-        let mask = DropoutMaskOutput.values(layout.problem, heads: heads)
+        let lse = partition.lse
+        let mask = lse.axis == 1 ? DropoutMaskOutput.values(layout.problem, heads: lse.range)
+                                 : DropoutMaskOutput.values(layout.problem, heads: 0..<layout.problem.heads, rows: lse.range)
         try clock.time(.write) {
             try output.write(DropoutMaskOutput.name, mask,
-                             slice: AxisSlice(shape: DropoutMaskOutput.shape(layout), axis: 1, range: heads))
+                             slice: AxisSlice(shape: DropoutMaskOutput.shape(layout), axis: lse.axis, range: lse.range))
         }
     }
 

@@ -27,4 +27,7 @@ print(",".join(d for d, m in metas.items() if os.path.isfile(m) and json.load(op
         python3 "$golden/check.py" "$bin" "$golden" --features all --mpi $np --extra "--partition $partition" "${only[@]}" || status=1
     done
 done
+# Context parallelism with more ranks than heads for most cases.
+echo "golden under mpirun -np 4, --partition ring"
+python3 "$golden/check.py" "$bin" "$golden" --features all --mpi 4 --extra "--partition ring" || status=1
 exit $status

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The MPI tests: the all-to-all re-shard round trip on uneven shapes; every output byte-for-byte
-# equal to the single-process threaded run for 1 to 4 ranks, both partitions, forward and
-# `flashdist backward`; a rank killed mid-run; bad input. Ends with "N passed, M failed" and exits
+# equal to the single-process threaded run for 1 to 4 ranks with the heads and sequence partitions
+# and 1 to 5 with the ring, forward and `flashdist backward`; a rank killed mid-run; bad input. Ends with "N passed, M failed" and exits
 # non-zero if any failed.
 #
 # usage: Tests/mpi/run.sh [FLASHDIST_BIN] [RESHARD_CHECK_BIN]
@@ -52,8 +52,9 @@ for entry in "${cases[@]}"; do
     "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --threads 2 --out "$case/ref"
     "$bin" backward "${inputs[@]}" "${saved[@]}" --out "$case/backward"
     result $? "backward without mpirun = threaded attention, ${shape// /,} ${flags[*]:+(options)}" "$(same "$case/ref" "$case/backward" dq dk dv)"
-    for partition in heads sequence; do
-        for np in 1 2 3 4; do
+    for partition in heads sequence ring; do
+        nps="1 2 3 4"; [ $partition = ring ] && nps="1 2 3 4 5"
+        for np in $nps; do
             out="$case/$partition-$np"
             why=$("${mpirun[@]}" -np $np "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --partition $partition --out "$out/fwd" 2>&1 \
                   && same "$case/ref" "$out/fwd" "${outputs[@]}")
@@ -74,7 +75,7 @@ stflags=(--input "$st/in/inputs.safetensors" --causal --softcap 5 --out-format s
 "$bin" attention --q "$st/in/q.npy" --k "$st/in/k.npy" --v "$st/in/v.npy" --causal --softcap 5 --out "$st/saved"
 stsaved=(--o "$st/saved/o.npy" --lse "$st/saved/lse.npy")
 "$bin" backward "${stflags[@]}" "${stsaved[@]}" --out-dtype float16 --out "$st/ref-bwd"
-for partition in heads sequence; do
+for partition in heads sequence ring; do
     for np in 2 3; do
         why=$("${mpirun[@]}" -np $np "$bin" attention "${stflags[@]}" --out-dtype bfloat16 --partition $partition --out "$st/$partition-$np" 2>&1 \
               && cmp "$st/ref/out.safetensors" "$st/$partition-$np/out.safetensors")

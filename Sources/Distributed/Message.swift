@@ -1,0 +1,40 @@
+import CMPI
+import Foundation
+
+/// One nonblocking send or receive of floats between the caller's own buffers, which must stay
+/// put until `wait` returns: what the ring partition overlaps with its compute.
+final class Message {
+    private let communicator: Communicator
+    private var request: MPI_Request? = cmpi_request_null()
+    private var done = false
+
+    /// Starts sending `count` floats from `values` to `rank`; counted in this rank's traffic.
+    static func send(_ values: UnsafePointer<Float>, count: Int, to rank: Int, tag: Int,
+                     on communicator: Communicator) throws(MPIError) -> Message {
+        let message = Message(communicator)
+        try Communicator.check(MPI_Isend(values, try Int32(count: count), cmpi_float(), Int32(rank), Int32(tag), communicator.comm,
+                                         &message.request), "MPI_Isend")
+        communicator.traffic.bytesSent += Int64(count * MemoryLayout<Float>.size)
+        return message
+    }
+
+    /// Starts receiving `count` floats from `rank` into `values`.
+    static func receive(into values: UnsafeMutablePointer<Float>, count: Int, from rank: Int, tag: Int,
+                        on communicator: Communicator) throws(MPIError) -> Message {
+        let message = Message(communicator)
+        try Communicator.check(MPI_Irecv(values, try Int32(count: count), cmpi_float(), Int32(rank), Int32(tag), communicator.comm,
+                                         &message.request), "MPI_Irecv")
+        return message
+    }
+
+    private init(_ communicator: Communicator) { self.communicator = communicator }
+
+    /// Returns once the transfer is complete; later calls return at once.
+    func wait() throws(MPIError) {
+        guard !done else { return }
+        let start = DispatchTime.now().uptimeNanoseconds
+        try Communicator.check(MPI_Wait(&request, cmpi_status_ignore()), "MPI_Wait")
+        communicator.traffic.seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        done = true
+    }
+}

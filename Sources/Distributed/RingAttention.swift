@@ -1,0 +1,103 @@
+import FlashAttention
+import TensorIO
+
+/// `--partition ring` (context parallelism): rank r holds a window of the query rows and a run of
+/// whole key blocks of every head (`RingLayout`), so no rank ever holds the full sequence, and
+/// keys and values travel between ranks while the rank computes.
+///
+/// The results are bitwise those of one process (`WindowAttention`), for any rank count: each
+/// rank visits the key blocks in key order, so it takes each rank's keys straight from that rank
+/// (ranks of earlier keys first) rather than from its ring neighbour, and the per-head dK/dV sums
+/// of each key block pass from the ranks of earlier rows to those of later ones, a pipeline in
+/// row order, the last rank adding the heads of each group and sending the block's dK and dV to
+/// its owner. Receives are posted ahead (two sets of key/value buffers in flight in the forward,
+/// three key blocks in the backward), and every send starts as soon as its data exists, so
+/// transfers overlap compute; no rank is sent keys that its rows never see.
+public struct RingAttention: AttentionPartition {
+    let problem: AttentionProblem
+    let shapes: TensorShapes
+    let layout: RingLayout
+    let communicator: Communicator
+    let threads: Int
+
+    public init(problem: AttentionProblem, communicator: Communicator, threads: Int) {
+        (self.problem, self.communicator, self.threads) = (problem, communicator, threads)
+        shapes = TensorShapes(problem)
+        layout = RingLayout(problem, ranks: communicator.size)
+    }
+
+    private var rank: Int { communicator.rank }
+    public var queries: AxisSlice { AxisSlice(shape: shapes.query, axis: 1, range: layout.rows(rank)) }
+    public var keys: AxisSlice { AxisSlice(shape: shapes.key, axis: 1, range: layout.keys(rank)) }
+    public var keyGradients: AxisSlice { keys }
+    public var lse: AxisSlice { AxisSlice(shape: shapes.lse, axis: 2, range: layout.rows(rank)) }
+
+    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
+        let window = WindowForward(problem, rows: layout.rows(rank), q: q, threads: threads)
+        let held = layout.keys(rank)
+        let sources = (0..<layout.ranks).filter { layout.forwardNeeds(rank, keysOf: $0) }
+        let remote = sources.filter { $0 != rank }
+        let capacity = remote.map { layout.keyFloats(layout.keys($0)) }.max() ?? 0
+        let buffers = (0..<min(2, remote.count)).map { _ in (k: FloatBuffer(capacity), v: FloatBuffer(capacity)) }
+        try k.withUnsafeBufferPointer { (k) throws(MPIError) in
+            try v.withUnsafeBufferPointer { (v) throws(MPIError) in
+                var sends: [Message] = []
+                for target in 0..<layout.ranks where target != rank && layout.forwardNeeds(target, keysOf: rank) {
+                    sends.append(try .send(k.baseAddress!, count: k.count, to: target, tag: 0, on: communicator))
+                    sends.append(try .send(v.baseAddress!, count: v.count, to: target, tag: 1, on: communicator))
+                }
+                var receives: [(k: Message, v: Message)] = []
+                func receive(_ index: Int) throws(MPIError) {
+                    guard index < remote.count else { return }
+                    let (source, slot) = (remote[index], buffers[index % buffers.count])
+                    let count = layout.keyFloats(layout.keys(source))
+                    receives.append((try .receive(into: slot.k.base, count: count, from: source, tag: 0, on: communicator),
+                                     try .receive(into: slot.v.base, count: count, from: source, tag: 1, on: communicator)))
+                }
+                for index in 0..<buffers.count { try receive(index) }
+                var next = 0
+                for source in sources {
+                    if source == rank {
+                        window.visit(keys: held, k: k.baseAddress!, v: v.baseAddress!)
+                        continue
+                    }
+                    try receives[next].k.wait()
+                    try receives[next].v.wait()
+                    let slot = buffers[next % buffers.count]
+                    window.visit(keys: layout.keys(source), k: slot.k.base, v: slot.v.base)
+                    try receive(next + buffers.count)
+                    next += 1
+                }
+                for send in sends { try send.wait() }
+                withExtendedLifetime(buffers) {}
+            }
+        }
+        let (o, lse) = window.finish()
+        return (o, lse, SavedForward(q: q, k: k, v: v, o: o, lse: lse))
+    }
+
+    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) -> SavedForward {
+        SavedForward(q: q, k: k, v: v, o: o, lse: lse)
+    }
+
+    public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
+        let window = WindowBackward(problem, rows: layout.rows(rank), q: saved.q, o: saved.o, lse: saved.lse, dO: dO,
+                                    threads: threads)
+        var pipeline = RingBackward(layout: layout, communicator: communicator, window: window, k: saved.k, v: saved.v)
+        let (dK, dV) = try pipeline.run()
+        return (window.finish(), dK, dV)
+    }
+}
+
+/// Floats owned by a transfer: a buffer MPI reads or writes while the rank computes.
+final class FloatBuffer {
+    let base: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(_ count: Int) {
+        self.count = count
+        base = .allocate(capacity: max(1, count))
+    }
+
+    deinit { base.deallocate() }
+}
