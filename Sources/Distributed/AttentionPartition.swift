@@ -5,21 +5,24 @@ import TensorIO
 /// the same methods in the same order with its own parts of the tensors, as the slices say; the
 /// results are bitwise those of a single process, whatever the rank count.
 public protocol AttentionPartition {
-    /// The part of q, o, dO and dQ `(batch, seqlenQ, heads, headDim)` this rank passes and gets.
-    var queries: AxisSlice { get }
+    /// The parts of q, o, dO and dQ `(batch, seqlenQ, heads, headDim)` this rank passes and gets,
+    /// their arrays one after the other. Every rank has as many parts (some may be empty), so
+    /// that they can write them collectively part by part.
+    var queries: [AxisSlice] { get }
     /// The part of k and v `(batch, seqlenK, kvHeads, headDim)` this rank passes.
     var keys: AxisSlice { get }
     /// The part of dK and dV this rank gets back.
     var keyGradients: AxisSlice { get }
-    /// The part of lse `(batch, heads, seqlenQ)` this rank gets from the forward and passes to
-    /// `restore`: a range of heads over the full sequence (axis 1), or of rows of every head (axis 2).
-    var lse: AxisSlice { get }
+    /// The parts of lse `(batch, heads, seqlenQ)` this rank gets from the forward and passes to
+    /// `restore`, as `queries`: ranges of heads over the full sequence (axis 1), or of rows of
+    /// every head (axis 2).
+    var lse: [AxisSlice] { get }
 
-    /// O (this rank's `queries` part) and lse (its `lse` part), and what the backward needs.
+    /// O (this rank's `queries` parts) and lse (its `lse` parts), and what the backward needs.
     func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward)
     /// What the backward needs, from a forward saved earlier (o and lse from files, say).
     func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) throws(MPIError) -> SavedForward
-    /// dQ (this rank's `queries` part) and dK, dV (its `keyGradients` part), recomputed from the
+    /// dQ (this rank's `queries` parts) and dK, dV (its `keyGradients` part), recomputed from the
     /// saved lse.
     func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float])
 }

@@ -82,4 +82,27 @@ public struct Traffic: Sendable {
     /// Bytes this rank put into all-to-alls, its own share included: (P − 1)/P of it should leave.
     public var allToAllBytes: Int64 = 0
     public var seconds: Double = 0
+    /// CPU time this process spent in those waits (MPI polls while it waits).
+    public var cpuSeconds: Double = 0
+}
+
+extension Traffic {
+    /// CPU time of the whole process so far, all threads.
+    public static func processCPUSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+}
+
+extension Communicator {
+    /// Runs `body`, a wait for transfers, counting its wall and CPU time as time in transfers.
+    func waiting<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        let start = DispatchTime.now().uptimeNanoseconds, cpu = Traffic.processCPUSeconds()
+        defer {
+            traffic.seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            traffic.cpuSeconds += Traffic.processCPUSeconds() - cpu
+        }
+        return try body()
+    }
 }

@@ -19,10 +19,10 @@ public struct HeadParallelAttention: AttentionPartition {
                                    communicator: communicator, threads: threads)
     }
 
-    public var queries: AxisSlice { AxisSlice(shape: shard.shapes.query, axis: 2, range: shard.heads) }
+    public var queries: [AxisSlice] { [AxisSlice(shape: shard.shapes.query, axis: 2, range: shard.heads)] }
     public var keys: AxisSlice { AxisSlice(shape: shard.shapes.key, axis: 2, range: shard.kvHeadsRead) }
     public var keyGradients: AxisSlice { AxisSlice(shape: shard.shapes.key, axis: 2, range: shard.kvHeadsWritten) }
-    public var lse: AxisSlice { AxisSlice(shape: shard.shapes.lse, axis: 1, range: shard.heads) }
+    public var lse: [AxisSlice] { [AxisSlice(shape: shard.shapes.lse, axis: 1, range: shard.heads)] }
 
     public func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float], saved: SavedForward) {
         let (o, lse) = shard.forward(q: q, k: k, v: v)

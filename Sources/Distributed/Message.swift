@@ -32,9 +32,7 @@ final class Message {
     /// Returns once the transfer is complete; later calls return at once.
     func wait() throws(MPIError) {
         guard !done else { return }
-        let start = DispatchTime.now().uptimeNanoseconds
-        try Communicator.check(MPI_Wait(&request, cmpi_status_ignore()), "MPI_Wait")
-        communicator.traffic.seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        try communicator.waiting { () throws(MPIError) in try Communicator.check(MPI_Wait(&request, cmpi_status_ignore()), "MPI_Wait") }
         done = true
     }
 }

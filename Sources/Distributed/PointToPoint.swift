@@ -41,10 +41,9 @@ final class Transfers {
 
     func waitAll() throws(MPIError) {
         guard !requests.isEmpty else { return }
-        let start = DispatchTime.now().uptimeNanoseconds
-        let code = MPI_Waitall(Int32(requests.count), &requests, cmpi_statuses_ignore())
-        try Communicator.check(code, "MPI_Waitall")
-        communicator.traffic.seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        try communicator.waiting { () throws(MPIError) in
+            try Communicator.check(MPI_Waitall(Int32(requests.count), &requests, cmpi_statuses_ignore()), "MPI_Waitall")
+        }
     }
 
     func received(_ index: Int) -> UnsafeBufferPointer<Float> { UnsafeBufferPointer(buffers[index]) }

@@ -85,7 +85,6 @@ extension Communicator {
     func allToAll(_ values: [Float], sendCounts: [Int], receiveCounts: [Int], unit: Int) throws(MPIError) -> [Float] {
         traffic.allToAllBytes += Int64(values.count * MemoryLayout<Float>.size)
         guard let comm else { return values }
-        let start = DispatchTime.now().uptimeNanoseconds
         var vector = cmpi_datatype_null()
         try Communicator.check(MPI_Type_contiguous(Int32(unit), cmpi_float(), &vector), "MPI_Type_contiguous")
         defer { MPI_Type_free(&vector) }
@@ -103,15 +102,16 @@ extension Communicator {
         }
         let outgoing = try units(sendCounts), incoming = try units(receiveCounts)
         var received = [Float](repeating: 0, count: receiveCounts.reduce(0, +))
-        let code = values.withUnsafeBufferPointer { send in
-            received.withUnsafeMutableBufferPointer { receive in
-                MPI_Alltoallv(send.baseAddress, outgoing.counts, outgoing.offsets, vector,
-                              receive.baseAddress, incoming.counts, incoming.offsets, vector, comm)
+        let code = waiting {
+            values.withUnsafeBufferPointer { send in
+                received.withUnsafeMutableBufferPointer { receive in
+                    MPI_Alltoallv(send.baseAddress, outgoing.counts, outgoing.offsets, vector,
+                                  receive.baseAddress, incoming.counts, incoming.offsets, vector, comm)
+                }
             }
         }
         try Communicator.check(code, "MPI_Alltoallv")
         traffic.bytesSent += Int64((sendCounts.reduce(0, +) - sendCounts[rank]) * MemoryLayout<Float>.size)
-        traffic.seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return received
     }
 }

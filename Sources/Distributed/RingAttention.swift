@@ -27,13 +27,24 @@ public struct RingAttention: AttentionPartition {
     }
 
     private var rank: Int { communicator.rank }
-    public var queries: AxisSlice { AxisSlice(shape: shapes.query, axis: 1, range: layout.rows(rank)) }
+    public var queries: [AxisSlice] { layout.windows(rank).map { AxisSlice(shape: shapes.query, axis: 1, range: $0) } }
     public var keys: AxisSlice { AxisSlice(shape: shapes.key, axis: 1, range: layout.keys(rank)) }
     public var keyGradients: AxisSlice { keys }
-    public var lse: AxisSlice { AxisSlice(shape: shapes.lse, axis: 2, range: layout.rows(rank)) }
+    public var lse: [AxisSlice] { layout.windows(rank).map { AxisSlice(shape: shapes.lse, axis: 2, range: $0) } }
+
+    /// `values` (the parts of a query-shaped or lse-shaped tensor one after the other) window by window.
+    private func split(_ values: [Float], _ parts: [AxisSlice]) -> [[Float]] {
+        var start = 0
+        return parts.map { part in
+            defer { start += part.elementCount }
+            return Array(values[start..<start + part.elementCount])
+        }
+    }
 
     public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
-        let window = WindowForward(problem, rows: layout.rows(rank), q: q, threads: threads)
+        let windows = zip(layout.windows(rank), split(q, queries)).map {
+            WindowForward(problem, rows: $0, q: $1, threads: threads)
+        }
         let held = layout.keys(rank)
         let sources = (0..<layout.ranks).filter { layout.forwardNeeds(rank, keysOf: $0) }
         let remote = sources.filter { $0 != rank }
@@ -58,13 +69,13 @@ public struct RingAttention: AttentionPartition {
                 var next = 0
                 for source in sources {
                     if source == rank {
-                        window.visit(keys: held, k: k.baseAddress!, v: v.baseAddress!)
+                        for window in windows { window.visit(keys: held, k: k.baseAddress!, v: v.baseAddress!) }
                         continue
                     }
                     try receives[next].k.wait()
                     try receives[next].v.wait()
                     let slot = buffers[next % buffers.count]
-                    window.visit(keys: layout.keys(source), k: slot.k.base, v: slot.v.base)
+                    for window in windows { window.visit(keys: layout.keys(source), k: slot.k.base, v: slot.v.base) }
                     try receive(next + buffers.count)
                     next += 1
                 }
@@ -72,7 +83,8 @@ public struct RingAttention: AttentionPartition {
                 withExtendedLifetime(buffers) {}
             }
         }
-        let (o, lse) = window.finish()
+        let results = windows.map { $0.finish() }
+        let (o, lse) = (results.flatMap(\.o), results.flatMap(\.lse))
         return (o, lse, SavedForward(q: q, k: k, v: v, o: o, lse: lse))
     }
 
@@ -81,11 +93,13 @@ public struct RingAttention: AttentionPartition {
     }
 
     public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
-        let window = WindowBackward(problem, rows: layout.rows(rank), q: saved.q, o: saved.o, lse: saved.lse, dO: dO,
-                                    threads: threads)
-        var pipeline = RingBackward(layout: layout, communicator: communicator, window: window, k: saved.k, v: saved.v)
+        let (q, o, lse, dO) = (split(saved.q, queries), split(saved.o, queries), split(saved.lse, self.lse), split(dO, queries))
+        let windows = layout.windows(rank).indices.map { w in
+            WindowBackward(problem, rows: layout.windows(rank)[w], q: q[w], o: o[w], lse: lse[w], dO: dO[w], threads: threads)
+        }
+        let pipeline = RingBackward(layout: layout, communicator: communicator, windows: windows, k: saved.k, v: saved.v)
         let (dK, dV) = try pipeline.run()
-        return (window.finish(), dK, dV)
+        return (windows.flatMap { $0.finish() }, dK, dV)
     }
 }
 
@@ -97,6 +111,11 @@ final class FloatBuffer {
     init(_ count: Int) {
         self.count = count
         base = .allocate(capacity: max(1, count))
+    }
+
+    convenience init(_ values: [Float]) {
+        self.init(values.count)
+        base.update(from: values, count: values.count)
     }
 
     deinit { base.deallocate() }

@@ -2,54 +2,56 @@ import FlashAttention
 import TensorIO
 
 /// The ring partition's backward on one rank: key block after key block in key order, the
-/// block's keys and values from their owner and its per-head dK/dV sums from the rank of the
+/// block's keys and values from their owner and its per-head dK/dV sums from the window of the
 /// rows before (`RingLayout.contributors`), this rank's rows added (`WindowBackward`), the sums
-/// handed to the rank of the rows after, or, from the last, the block's dK and dV to its owner.
+/// handed to the window of the rows after, or, from the last, the block's dK and dV to its owner.
 ///
-/// Each key block a rank works on has a slot of buffers (keys, values, sums); receives are posted
-/// one block ahead into the next slot, and a slot is reused only once the send of its sums is
-/// complete. A rank waits only on ranks of earlier rows or on owners, whose sends are posted
-/// before they wait on anything, so the pipeline cannot deadlock.
+/// A rank works through its (key block, window) items in pipeline order: block index plus the
+/// window's stage, which is one more than that of the window it waits for, so every item waits
+/// only on items of earlier steps and the pipeline cannot deadlock. Receives are posted one item
+/// ahead; a rank keeps a block's keys and values from its first item on the block to its last,
+/// and lets at most `sendsInFlight` sends of sums run at once, so it holds O(P) blocks at a time.
 struct RingBackward {
     let layout: RingLayout
     let communicator: Communicator
-    let window: WindowBackward
+    let windows: [WindowBackward]
     let k, v: [Float]
 
     private var rank: Int { communicator.rank }
     private var problem: AttentionProblem { layout.problem }
-    private static let slots = 3
+    private static let sendsInFlight = 8
 
-    /// Tags: each key block's keys, values, dK and dV sums, and final dK and dV.
-    private func tag(_ block: Int, _ kind: Int) -> Int { 5 * block + kind }
+    /// Tags: each key block's keys and values, its sums for a rank's first or second window, and
+    /// its final dK and dV.
+    private enum Kind: Int { case keys, values, sumsForFirst, sumsForSecond, dK, dV }
+    private func tag(_ block: Int, _ kind: Kind) -> Int { 6 * block + kind.rawValue }
 
     /// dK and dV of the keys this rank holds, `(batch, keys, kvHeads, headDim)`.
-    mutating func run() throws(MPIError) -> (dK: [Float], dV: [Float]) {
-        let held = layout.keys(rank), owned = layout.ownedBlocks(rank)
-        let contributors = layout.blocks.indices.map { layout.contributors(ofBlock: $0) }
+    func run() throws(MPIError) -> (dK: [Float], dV: [Float]) {
+        let held = layout.keys(rank), owned = layout.ownedBlocks(rank), links = layout.links
+        let chains = layout.blocks.indices.map { layout.contributors(ofBlock: $0, links: links) }
         // Keys and values by block, each block's entries one after the other: the local arrays
         // themselves for a single entry.
         let (kBlocks, vBlocks) = (blockMajor(k, held: held), blockMajor(v, held: held))
         var dK = [Float](repeating: 0, count: k.count), dV = dK
-        var finals: [Message] = []
         try kBlocks.withUnsafeBufferPointer { (kBlocks) throws(MPIError) in
             try vBlocks.withUnsafeBufferPointer { (vBlocks) throws(MPIError) in
                 try dK.withUnsafeMutableBufferPointer { (dKOut) throws(MPIError) in
                     try dV.withUnsafeMutableBufferPointer { (dVOut) throws(MPIError) in
-                        var sends: [Message] = []
+                        var messages: [Message] = []
                         for block in owned {
                             let (offset, count) = (self.offset(block, in: held), layout.keyFloats(layout.blocks[block]))
-                            for target in contributors[block] where target != rank {
-                                sends.append(try .send(kBlocks.baseAddress! + offset, count: count, to: target, tag: tag(block, 0), on: communicator))
-                                sends.append(try .send(vBlocks.baseAddress! + offset, count: count, to: target, tag: tag(block, 1), on: communicator))
+                            for target in Set(chains[block].map(\.rank)).sorted() where target != rank {
+                                messages.append(try .send(kBlocks.baseAddress! + offset, count: count, to: target, tag: tag(block, .keys), on: communicator))
+                                messages.append(try .send(vBlocks.baseAddress! + offset, count: count, to: target, tag: tag(block, .values), on: communicator))
                             }
-                            if let last = contributors[block].last, last != rank {
-                                finals.append(try .receive(into: dKOut.baseAddress! + offset, count: count, from: last, tag: tag(block, 3), on: communicator))
-                                finals.append(try .receive(into: dVOut.baseAddress! + offset, count: count, from: last, tag: tag(block, 4), on: communicator))
+                            if let last = chains[block].last, last.rank != rank {
+                                messages.append(try .receive(into: dKOut.baseAddress! + offset, count: count, from: last.rank, tag: tag(block, .dK), on: communicator))
+                                messages.append(try .receive(into: dVOut.baseAddress! + offset, count: count, from: last.rank, tag: tag(block, .dV), on: communicator))
                             }
                         }
-                        try pipeline(contributors: contributors, kBlocks: kBlocks, vBlocks: vBlocks, dK: dKOut, dV: dVOut, held: held)
-                        for message in sends + finals { try message.wait() }
+                        try pipeline(chains: chains, kBlocks: kBlocks, vBlocks: vBlocks, dK: dKOut, dV: dVOut, held: held)
+                        for message in messages { try message.wait() }
                     }
                 }
             }
@@ -57,71 +59,95 @@ struct RingBackward {
         return (localLayout(dK, held: held), localLayout(dV, held: held))
     }
 
-    /// The key blocks this rank adds rows to, in key order.
-    private func pipeline(contributors: [[Int]], kBlocks: UnsafeBufferPointer<Float>, vBlocks: UnsafeBufferPointer<Float>,
+    /// One key block seen by one of this rank's windows.
+    private struct Item {
+        let block, window, position: Int
+        let chain: [RingLayout.Link]
+        var link: RingLayout.Link { chain[position] }
+    }
+
+    /// What an item receives: the block's keys and values (unless held or kept), and the sums.
+    private struct Inbox {
+        var keys: (k: FloatBuffer, v: FloatBuffer)?
+        var sums: FloatBuffer
+        var messages: [Message]
+    }
+
+    private func pipeline(chains: [[RingLayout.Link]], kBlocks: UnsafeBufferPointer<Float>, vBlocks: UnsafeBufferPointer<Float>,
                           dK: UnsafeMutableBufferPointer<Float>, dV: UnsafeMutableBufferPointer<Float>, held: Range<Int>) throws(MPIError) {
-        let mine = layout.blocks.indices.filter { contributors[$0].contains(rank) }
-        let largest = mine.map { layout.keyFloats(layout.blocks[$0]) }.max() ?? 0
-        let largestSums = mine.map { WindowAttention.partialFloats(problem, keys: layout.blocks[$0]) }.max() ?? 0
-        let slots = (0..<min(Self.slots, mine.count)).map { _ in
-            (k: FloatBuffer(largest), v: FloatBuffer(largest), sums: FloatBuffer(largestSums))
-        }
-        var incoming: [Int: [Message]] = [:], outgoing: [Int: [Message]] = [:]
-        /// Posts the receives of the `index`th block into its slot, once the slot's sends are done.
+        let items = chains.indices.flatMap { block in
+            chains[block].indices.compactMap { position in
+                chains[block][position].rank == rank ? Item(block: block, window: chains[block][position].window, position: position, chain: chains[block]) : nil
+            }
+        }.sorted { ($0.block + $0.link.stage, $0.link.stage) < ($1.block + $1.link.stage, $1.link.stage) }
+        var lastItem: [Int: Int] = [:]
+        for (index, item) in items.enumerated() { lastItem[item.block] = index }
+        var kept: [Int: (k: FloatBuffer, v: FloatBuffer)] = [:]
+        var handedToSelf: [Int: FloatBuffer] = [:]
+        var inboxes: [Int: Inbox] = [:]
+        var sends: [(message: Message, buffers: [FloatBuffer])] = []
+
+        /// Posts the receives of item `index`.
         func post(_ index: Int) throws(MPIError) {
-            guard index < mine.count else { return }
-            let block = mine[index], slot = slots[index % slots.count], keys = layout.blocks[block]
-            for message in outgoing.removeValue(forKey: index % slots.count) ?? [] { try message.wait() }
-            var messages: [Message] = []
-            let owner = layout.owner(ofBlock: block)
-            if owner != rank {
-                let count = layout.keyFloats(keys)
-                messages.append(try .receive(into: slot.k.base, count: count, from: owner, tag: tag(block, 0), on: communicator))
-                messages.append(try .receive(into: slot.v.base, count: count, from: owner, tag: tag(block, 1), on: communicator))
+            guard index < items.count else { return }
+            let item = items[index], keys = layout.blocks[item.block], owner = layout.owner(ofBlock: item.block)
+            var inbox = Inbox(keys: nil, sums: FloatBuffer(WindowAttention.partialFloats(problem, keys: keys)), messages: [])
+            if owner != rank && kept[item.block] == nil {
+                let count = layout.keyFloats(keys), buffers = (k: FloatBuffer(count), v: FloatBuffer(count))
+                inbox.messages.append(try .receive(into: buffers.k.base, count: count, from: owner, tag: tag(item.block, .keys), on: communicator))
+                inbox.messages.append(try .receive(into: buffers.v.base, count: count, from: owner, tag: tag(item.block, .values), on: communicator))
+                inbox.keys = buffers
+                kept[item.block] = buffers
             }
-            let order = contributors[block], position = order.firstIndex(of: rank)!
-            let sums = WindowAttention.partialFloats(problem, keys: keys)
-            if position > 0 {
-                messages.append(try .receive(into: slot.sums.base, count: sums, from: order[position - 1], tag: tag(block, 2),
-                                             on: communicator))
-            } else {
-                slot.sums.base.update(repeating: 0, count: sums)
+            if item.position == 0 {
+                inbox.sums.base.update(repeating: 0, count: inbox.sums.count)
+            } else if item.chain[item.position - 1].rank != rank {
+                inbox.messages.append(try .receive(into: inbox.sums.base, count: inbox.sums.count, from: item.chain[item.position - 1].rank,
+                                                   tag: tag(item.block, item.window == 0 ? .sumsForFirst : .sumsForSecond), on: communicator))
             }
-            incoming[index] = messages
+            inboxes[index] = inbox
         }
+        /// Starts a send whose buffers must live until it completes, keeping at most `sendsInFlight`.
+        func send(_ buffer: FloatBuffer, count: Int, to target: Int, tag: Int) throws(MPIError) {
+            if sends.count >= Self.sendsInFlight { try sends.removeFirst().message.wait() }
+            sends.append((try .send(buffer.base, count: count, to: target, tag: tag, on: communicator), [buffer]))
+        }
+
         try post(0)
-        for (index, block) in mine.enumerated() {
+        for (index, item) in items.enumerated() {
             try post(index + 1)
-            for message in incoming.removeValue(forKey: index) ?? [] { try message.wait() }
-            let slot = slots[index % slots.count], keys = layout.blocks[block]
-            let owner = layout.owner(ofBlock: block)
-            let offset = owner == rank ? self.offset(block, in: held) : 0
-            let (kBlock, vBlock) = owner == rank ? (kBlocks.baseAddress! + offset, vBlocks.baseAddress! + offset)
-                                                 : (UnsafePointer(slot.k.base), UnsafePointer(slot.v.base))
-            window.accumulate(keys: keys, k: kBlock, v: vBlock, partials: slot.sums.base)
-            let order = contributors[block], position = order.firstIndex(of: rank)!
-            if position + 1 < order.count {
-                outgoing[index % slots.count] = [try .send(slot.sums.base, count: WindowAttention.partialFloats(problem, keys: keys),
-                                                           to: order[position + 1], tag: tag(block, 2), on: communicator)]
+            let inbox = inboxes.removeValue(forKey: index)!
+            for message in inbox.messages { try message.wait() }
+            let keys = layout.blocks[item.block], owner = layout.owner(ofBlock: item.block)
+            let sums = item.position > 0 && item.chain[item.position - 1].rank == rank ? handedToSelf.removeValue(forKey: item.block)! : inbox.sums
+            let offset = owner == rank ? self.offset(item.block, in: held) : 0
+            if owner == rank {
+                windows[item.window].accumulate(keys: keys, k: kBlocks.baseAddress! + offset, v: vBlocks.baseAddress! + offset, partials: sums.base)
+            } else {
+                let buffers = kept[item.block]!
+                windows[item.window].accumulate(keys: keys, k: buffers.k.base, v: buffers.v.base, partials: sums.base)
+            }
+            if lastItem[item.block] == index { kept[item.block] = nil }
+            if item.position + 1 < item.chain.count {
+                let next = item.chain[item.position + 1]
+                if next.rank == rank {
+                    handedToSelf[item.block] = sums
+                } else {
+                    try send(sums, count: sums.count, to: next.rank, tag: tag(item.block, next.window == 0 ? .sumsForFirst : .sumsForSecond))
+                }
                 continue
             }
-            let gradients = WindowAttention.keyGradients(problem, keys: keys, partials: slot.sums.base)
+            let gradients = WindowAttention.keyGradients(problem, keys: keys, partials: sums.base)
             if owner == rank {
                 (dK.baseAddress! + offset).update(from: gradients.dK, count: gradients.dK.count)
                 (dV.baseAddress! + offset).update(from: gradients.dV, count: gradients.dV.count)
             } else {
-                // The block's dK and dV wait in the slot's key buffers, free once computed on.
-                slot.k.base.update(from: gradients.dK, count: gradients.dK.count)
-                slot.v.base.update(from: gradients.dV, count: gradients.dV.count)
-                outgoing[index % slots.count] = [
-                    try .send(slot.k.base, count: gradients.dK.count, to: owner, tag: tag(block, 3), on: communicator),
-                    try .send(slot.v.base, count: gradients.dV.count, to: owner, tag: tag(block, 4), on: communicator)]
+                let (dKBuffer, dVBuffer) = (FloatBuffer(gradients.dK), FloatBuffer(gradients.dV))
+                try send(dKBuffer, count: dKBuffer.count, to: owner, tag: tag(item.block, .dK))
+                try send(dVBuffer, count: dVBuffer.count, to: owner, tag: tag(item.block, .dV))
             }
         }
-        // The slots must outlive the sends from them, which Swift cannot see.
-        try withExtendedLifetime(slots) { () throws(MPIError) in
-            for messages in outgoing.values { for message in messages { try message.wait() } }
-        }
+        for send in sends { try withExtendedLifetime(send.buffers) { () throws(MPIError) in try send.message.wait() } }
     }
 
     /// Where key block `block` starts in the block-major arrays of the keys `held`.

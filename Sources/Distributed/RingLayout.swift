@@ -2,21 +2,43 @@ import FlashAttention
 
 /// Which rows and keys of the sequence axis each rank of the ring partition holds.
 ///
-/// Query rows are split evenly into contiguous windows in rank order, so rank order is row order
-/// and the dK/dV sums can pass from rank to rank in the order one process adds them. Keys are
-/// split into contiguous runs of whole key blocks (`WindowAttention.keyBlocks`), so no block is
-/// ever cut between ranks. With fewer rows or blocks than ranks, the last ranks hold none.
+/// Query rows are cut into even chunks. Where every row sees about as many keys (no mask, or a
+/// window bounded on both sides) rank r holds chunk r of P. Where the keys seen grow or shrink
+/// along the rows (causal, or a window open on one side), the last rows of a contiguous split
+/// would do about twice the average work, so the rows are zigzagged: 2P chunks, rank r holds
+/// chunks r and 2P − 1 − r, and every rank gets the same work. Keys are split into contiguous
+/// runs of whole key blocks (`WindowAttention.keyBlocks`), so no block is ever cut between
+/// ranks. With fewer rows or blocks than ranks, some ranks hold none.
 struct RingLayout {
     let problem: AttentionProblem
     let ranks: Int
     let blocks: [Range<Int>]
+    let zigzag: Bool
 
     init(_ problem: AttentionProblem, ranks: Int) {
         (self.problem, self.ranks) = (problem, ranks)
         blocks = WindowAttention.keyBlocks(problem)
+        let options = problem.options
+        let right = options.causal ? 0 : options.windowRight
+        zigzag = ranks > 1 && (options.windowLeft < 0) != (right < 0)
     }
 
-    func rows(_ rank: Int) -> Range<Int> { EvenSplit(count: problem.sequenceLength(keys: false), parts: ranks).range(rank) }
+    /// Chunks of the rows, in row order.
+    private var chunks: EvenSplit { EvenSplit(count: problem.sequenceLength(keys: false), parts: zigzag ? 2 * ranks : ranks) }
+
+    /// The chunks `rank` holds, in row order.
+    func chunkIndices(_ rank: Int) -> [Int] { zigzag ? [rank, 2 * ranks - 1 - rank] : [rank] }
+
+    /// The rows of the sequence axis that `rank` holds, window by window in row order.
+    func windows(_ rank: Int) -> [Range<Int>] { chunkIndices(rank).map { chunks.range($0) } }
+
+    /// A rank's window, as a link of the chain that passes a key block's dK/dV sums in row order.
+    struct Link: Equatable {
+        let rank, window: Int
+        /// The place of the window's rows among all non-empty windows in row order: the stage of
+        /// the pipeline it works in.
+        let stage: Int
+    }
 
     /// The key blocks (indices into `blocks`) that `rank` holds.
     func ownedBlocks(_ rank: Int) -> Range<Int> { EvenSplit(count: blocks.count, parts: ranks).range(rank) }
@@ -33,16 +55,26 @@ struct RingLayout {
 
     func owner(ofBlock block: Int) -> Int { (0..<ranks).first { ownedBlocks($0).contains(block) }! }
 
-    /// The ranks, in row order, whose rows add to the dK/dV of key block `block`.
-    func contributors(ofBlock block: Int) -> [Int] {
+    /// Every non-empty window of every rank, in row order.
+    var links: [Link] {
+        let all = (0..<ranks).flatMap { rank in windows(rank).indices.map { (rank: rank, window: $0, rows: windows(rank)[$0]) } }
+        return all.filter { !$0.rows.isEmpty }.sorted { $0.rows.lowerBound < $1.rows.lowerBound }.enumerated().map {
+            Link(rank: $1.rank, window: $1.window, stage: $0)
+        }
+    }
+
+    /// The windows, in row order, whose rows add to the dK/dV of key block `block`.
+    func contributors(ofBlock block: Int, links: [Link]) -> [Link] {
         let visiting = WindowAttention.rowsVisiting(problem, keys: blocks[block])
-        return (0..<ranks).filter { rank in visiting.contains { $0.overlaps(rows(rank)) } }
+        return links.filter { link in visiting.contains { $0.overlaps(windows(link.rank)[link.window]) } }
     }
 
     /// Whether the forward of `rank`'s rows visits any key `source` holds.
     func forwardNeeds(_ rank: Int, keysOf source: Int) -> Bool {
         let held = keys(source)
-        return !held.isEmpty && WindowAttention.keysVisited(problem, rows: rows(rank)).contains { $0.overlaps(held) }
+        return !held.isEmpty && windows(rank).contains { window in
+            WindowAttention.keysVisited(problem, rows: window).contains { $0.overlaps(held) }
+        }
     }
 
     /// Floats of k or v for `keys` of the sequence axis: `(batch, keys, kvHeads, headDim)`.

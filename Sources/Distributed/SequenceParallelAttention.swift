@@ -9,7 +9,7 @@ import TensorIO
 /// all-to-all turns O back into sequence shards; the backward does the same for dO, and dQ, dK,
 /// dV. lse stays with the heads: each rank gets and keeps its heads' rows over the full sequence.
 /// For callers whose tensors are already sharded this way in memory, pass each rank's shard of
-/// the rows `queries.range` / `keys.range`.
+/// the rows `queries[0].range` / `keys.range`.
 public struct SequenceParallelAttention: AttentionPartition {
     let shard: HeadShardAttention
     let queryReshard: Reshard
@@ -27,10 +27,10 @@ public struct SequenceParallelAttention: AttentionPartition {
     private var communicator: Communicator { shard.communicator }
     private var assignment: HeadAssignment { shard.assignment }
 
-    public var queries: AxisSlice { queryReshard.shardSlice(communicator.rank) }
+    public var queries: [AxisSlice] { [queryReshard.shardSlice(communicator.rank)] }
     public var keys: AxisSlice { keyReshard.shardSlice(communicator.rank) }
     public var keyGradients: AxisSlice { keys }
-    public var lse: AxisSlice { AxisSlice(shape: shard.shapes.lse, axis: 1, range: shard.heads) }
+    public var lse: [AxisSlice] { [AxisSlice(shape: shard.shapes.lse, axis: 1, range: shard.heads)] }
 
     public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
         let q = try queryReshard.toHeads(q, heads: assignment.heads(of:), on: communicator)

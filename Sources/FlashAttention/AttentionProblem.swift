@@ -95,15 +95,6 @@ public struct AttentionProblem: Sendable {
         AttentionMask(seqlenQ: seqlenQ(b), seqlenK: seqlenK(b), options: options)
     }
 
-    /// Offset of element (row, head, 0) of q/o, where row counts over the packed batch.
-    func queryIndex(row: Int, head: Int) -> Int { (row * heads + head) * headDim }
-    func keyIndex(row: Int, kvHead: Int) -> Int { (row * kvHeads + kvHead) * headDim }
-    /// Offset of lse[b, h, i] (or lse[h, offset_b + i] when packed).
-    func lseIndex(batch b: Int, head h: Int, row i: Int) -> Int {
-        packedLSE ? h * totalQueries + queryOffsets[b] + i
-                  : (b * heads + h) * seqlenQ(b) + i
-    }
-
     /// The four products of a forward over every batch entry and head: flash-attn's convention,
     /// counting masked entries only where the mask is causal (half).
     public var forwardFlops: Double {

@@ -21,7 +21,7 @@ struct BenchCommand: DistributedCommand {
     @Option var headDim = 64
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
-    @Option(help: "Under mpirun: split the work by query heads, or by sequence rows (all-to-all re-sharding). Default: heads, or sequence with more ranks than heads.")
+    @Option(help: "Under mpirun: split the work by query heads, by sequence rows (all-to-all re-sharding), or by rows and key blocks (ring). Default: heads while ranks ≤ kv heads, else ring.")
     var partition: Partition?
     @Option(help: "Untimed runs before the timed ones.") var warmup = 1
     @Option(help: "Timed runs; the median is reported.") var repeats = 5
@@ -54,7 +54,7 @@ struct BenchCommand: DistributedCommand {
                                      runsPerPhase: runs)
         let runner = BenchRunner(problem: problem, communicator: communicator, threads: threads.count, warmup: warmup,
                                  repeats: repeats, backward: backward, progress: progress)
-        let kind = Partition.resolved(partition, heads: problem.heads, ranks: communicator.size)
+        let kind = Partition.resolved(partition, kvHeads: problem.kvHeads, ranks: communicator.size).partition
         let measurement = communicator.isDistributed ? try runner.distributed(kind) : try runner.threaded(verify: verify)
         guard communicator.rank == 0 else { return }
         let report = BenchReport(problem: problem, measurement: measurement, threads: threads.count,

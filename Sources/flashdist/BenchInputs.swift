@@ -8,13 +8,13 @@ import TensorIO
 struct BenchInputs {
     let q, k, v, dO: [Float]
 
-    /// The parts `queries` of q and dO and `keys` of k and v.
-    init(_ problem: AttentionProblem, queries: AxisSlice, keys: AxisSlice) {
+    /// The parts `queries` of q and dO (one after the other) and `keys` of k and v.
+    init(_ problem: AttentionProblem, queries: [AxisSlice], keys: AxisSlice) {
         let (queryCount, keyCount) = (problem.queryElements, problem.keyElements)
-        q = Self.draw(queries, from: 0)
+        q = queries.flatMap { Self.draw($0, from: 0) }
         k = Self.draw(keys, from: queryCount)
         v = Self.draw(keys, from: queryCount + keyCount)
-        dO = Self.draw(queries, from: queryCount + 2 * keyCount)
+        dO = queries.flatMap { Self.draw($0, from: queryCount + 2 * keyCount) }
     }
 
     private static let seed: UInt64 = 2026

@@ -47,7 +47,7 @@ struct BenchRunner {
     func threaded(verify: Bool) throws -> BenchMeasurement {
         progress?.started("drawing inputs")
         let shapes = try TensorShapes(problem)
-        let inputs = BenchInputs(problem, queries: .whole(shapes.query), keys: .whole(shapes.key))
+        let inputs = BenchInputs(problem, queries: [.whole(shapes.query)], keys: .whole(shapes.key))
         var o = [Float](repeating: 0, count: problem.queryElements)
         var lse = [Float](repeating: 0, count: problem.lseElements)
         let forward = try time("forward") {

@@ -12,10 +12,13 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
     /// travel between ranks (context parallelism), bitwise as one process.
     case ring
 
-    /// The partition asked for; unasked, heads, unless there are more ranks than heads, which
-    /// only the sequence partition can keep busy (asking for heads then is an error).
-    static func resolved(_ requested: Partition?, heads: Int, ranks: Int) -> Partition {
-        requested ?? (ranks > heads ? .sequence : .heads)
+    /// The partition asked for, or unasked the one that keeps every rank busy, with the reason:
+    /// heads while every rank can have whole GQA groups (ranks ≤ kv heads), which moves no data;
+    /// beyond that the ring, which splits the sequence itself and needs no head to spare.
+    static func resolved(_ requested: Partition?, kvHeads: Int, ranks: Int) -> (partition: Partition, reason: String) {
+        if let requested { return (requested, "asked for") }
+        return ranks <= kvHeads ? (.heads, "default: \(ranks) ranks ≤ \(kvHeads) kv heads, whole GQA groups per rank")
+                                : (.ring, "default: \(ranks) ranks > \(kvHeads) kv heads, rows and keys split")
     }
 
     /// This rank's side of `problem` spread over `communicator`'s ranks this way.
@@ -29,9 +32,9 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
 }
 
 struct PartitionOptions: ParsableArguments {
-    @Option(help: "Under mpirun: split the work by query heads, or by sequence rows with all-to-all re-sharding (for sequences one node cannot hold, or more ranks than heads). Default: heads, or sequence with more ranks than heads.")
+    @Option(help: "Under mpirun: split the work by query heads; by sequence rows with all-to-all re-sharding (Ulysses); or by rows and key blocks with keys, values and dK/dV sums passed between ranks (ring, context parallelism: any rank count, bitwise as one process). Default: heads while ranks ≤ kv heads, else ring.")
     var partition: Partition?
 
-    @Flag(help: "After the run, print each rank's phase times and bytes sent to other ranks on stderr (from rank 0).")
+    @Flag(help: "After the run, print the partition chosen and why, and each rank's phase times, busy times and bytes sent to other ranks per phase on stderr (from rank 0).")
     var stats = false
 }

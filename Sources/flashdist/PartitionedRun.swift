@@ -25,8 +25,8 @@ struct PartitionedRun {
             }
             let forward = try clock.time(.forward) { try partition.forward(q: inputs.q, k: inputs.k, v: inputs.v) }
             try clock.time(.write) {
-                try output.write("o", forward.o, slice: layout.fileSlice(partition.queries))
-                try output.write("lse", forward.lse, slice: layout.fileSlice(partition.lse))
+                try write("o", forward.o, partition.queries, to: output)
+                try write("lse", forward.lse, partition.lse, to: output)
             }
             guard let dO = inputs.dO else { return }
             let gradients = try clock.time(.backward) { try partition.backward(forward.saved, dO: dO) }
@@ -55,11 +55,11 @@ struct PartitionedRun {
     /// if every rank got through it.
     private func run(outputs names: [String],
                      _ body: (any AttentionPartition, CollectiveOutput, inout PhaseClock) throws -> Void) throws {
-        let kind = Partition.resolved(options.partition, heads: layout.problem.heads, ranks: communicator.size)
+        let (kind, choice) = Partition.resolved(options.partition, kvHeads: layout.problem.kvHeads, ranks: communicator.size)
         let partition = try communicator.agree { try kind.attention(layout.problem, on: communicator, threads: threads) }
         let output = try CollectiveOutput(self.output.out, layout: self.output.layout(layout.outputs(names, dropoutMask: saveDropoutMask)),
                                           communicator: communicator)
-        var clock = PhaseClock()
+        var clock = PhaseClock(communicator)
         do {
             try body(partition, output, &clock)
             if saveDropoutMask { try writeDropoutMask(of: partition, to: output, clock: &clock) }
@@ -68,29 +68,44 @@ struct PartitionedRun {
             output.abandon()
             throw failure
         }
-        if options.stats { try clock.report(communicator, partition: kind) }
+        if options.stats { try clock.report(partition: kind, choice: choice) }
     }
 
     private func read(_ tensor: StoredTensor, _ slice: AxisSlice) throws -> [Float] {
         try tensor.readFloats(slice: layout.fileSlice(slice))
     }
 
+    /// The parts of a tensor, one after the other.
+    private func read(_ tensor: StoredTensor, _ parts: [AxisSlice]) throws -> [Float] {
+        try parts.flatMap { try read(tensor, $0) }
+    }
+
+    /// Writes `values`, the parts of output `name` one after the other, part by part; collective.
+    private func write(_ name: String, _ values: [Float], _ parts: [AxisSlice], to output: CollectiveOutput) throws {
+        var start = 0
+        for part in parts {
+            try output.write(name, Array(values[start..<start + part.elementCount]), slice: layout.fileSlice(part))
+            start += part.elementCount
+        }
+    }
+
     /// The mask of the heads and rows whose lse this rank writes (the whole mask on a single rank).
     private func writeDropoutMask(of partition: any AttentionPartition, to output: CollectiveOutput,
                                   clock: inout PhaseClock) throws {
-        let lse = partition.lse
-        let mask = lse.axis == 1 ? DropoutMaskOutput.values(layout.problem, heads: lse.range)
-                                 : DropoutMaskOutput.values(layout.problem, heads: 0..<layout.problem.heads, rows: lse.range)
-        try clock.time(.write) {
-            try output.write(DropoutMaskOutput.name, mask,
-                             slice: AxisSlice(shape: DropoutMaskOutput.shape(layout), axis: lse.axis, range: lse.range))
+        for lse in partition.lse {
+            let mask = lse.axis == 1 ? DropoutMaskOutput.values(layout.problem, heads: lse.range)
+                                     : DropoutMaskOutput.values(layout.problem, heads: 0..<layout.problem.heads, rows: lse.range)
+            try clock.time(.write) {
+                try output.write(DropoutMaskOutput.name, mask,
+                                 slice: AxisSlice(shape: DropoutMaskOutput.shape(layout), axis: lse.axis, range: lse.range))
+            }
         }
     }
 
     private func write(_ gradients: (dQ: [Float], dK: [Float], dV: [Float]), of partition: any AttentionPartition,
                        to output: CollectiveOutput, clock: inout PhaseClock) throws {
         try clock.time(.write) {
-            try output.write("dq", gradients.dQ, slice: layout.fileSlice(partition.queries))
+            try write("dq", gradients.dQ, partition.queries, to: output)
             try output.write("dk", gradients.dK, slice: layout.fileSlice(partition.keyGradients))
             try output.write("dv", gradients.dV, slice: layout.fileSlice(partition.keyGradients))
         }

@@ -131,11 +131,11 @@ bad() {
 bad "missing file" 2 "$h2/in/missing.npy" "$work/bad1" attention --q "$h2/in/missing.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy"
 bad "more ranks than heads, --partition heads" 3 "--partition sequence" "$work/bad2" attention --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy" \
     --partition heads
-# Without --partition, more ranks than heads take the sequence partition: same bytes as threaded.
+# Without --partition, more ranks than kv heads take the ring partition: same bytes as threaded.
 "$bin" attention "${small[@]}" --threads 2 --out "$work/h2-threaded" >/dev/null
 why=$("${mpirun[@]}" -np 3 "$bin" attention "${small[@]}" --out "$work/h2-default" 2>&1 \
       && same "$work/h2-threaded" "$work/h2-default" o lse)
-result $? "more ranks than heads, no --partition: the sequence partition, same bytes" "$why"
+result $? "more ranks than kv heads, no --partition: the ring partition, same bytes" "$why"
 bad "lse of the wrong shape" 2 "$h2/in/q.npy" "$work/bad3" backward --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy" \
     --o "$h2/in/q.npy" --lse "$h2/in/q.npy" --do "$h2/in/do.npy"
 touch "$work/a-file"
