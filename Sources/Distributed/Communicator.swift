@@ -16,11 +16,28 @@ public final class Communicator: @unchecked Sendable {
     public let size: Int
     let comm: MPI_Comm?
     private var finalized = false
+    /// Shared by the communicators split from one another: one process's traffic.
+    private let counter: TrafficCounter
     /// What this rank has sent so far, for `--stats`.
-    public internal(set) var traffic = Traffic()
+    public internal(set) var traffic: Traffic {
+        get { counter.traffic }
+        set { counter.traffic = newValue }
+    }
 
-    private init(rank: Int, size: Int, comm: MPI_Comm?) {
-        (self.rank, self.size, self.comm) = (rank, size, comm)
+    private init(rank: Int, size: Int, comm: MPI_Comm?, counter: TrafficCounter = TrafficCounter()) {
+        (self.rank, self.size, self.comm, self.counter) = (rank, size, comm, counter)
+    }
+
+    /// The ranks that pass the same `color`, ordered by `key` (MPI_Comm_split); collective.
+    func split(color: Int, key: Int) throws(MPIError) -> Communicator {
+        guard let comm else { return Communicator(rank: 0, size: 1, comm: nil, counter: counter) }
+        var part = cmpi_comm_null()
+        try Communicator.check(MPI_Comm_split(comm, Int32(color), Int32(key), &part), "MPI_Comm_split")
+        try Communicator.check(MPI_Comm_set_errhandler(part, cmpi_errors_return()), "MPI_Comm_set_errhandler")
+        var rank: Int32 = 0, size: Int32 = 0
+        try Communicator.check(MPI_Comm_rank(part, &rank), "MPI_Comm_rank")
+        try Communicator.check(MPI_Comm_size(part, &size), "MPI_Comm_size")
+        return Communicator(rank: Int(rank), size: Int(size), comm: part, counter: counter)
     }
 
     /// The world communicator, initialising MPI when launched under mpirun.
@@ -73,6 +90,10 @@ extension Int32 {
         }
         self = value
     }
+}
+
+final class TrafficCounter {
+    var traffic = Traffic()
 }
 
 /// Bytes this rank sent to other ranks and time spent waiting in transfers.

@@ -17,11 +17,15 @@ public struct RingAttention: AttentionPartition {
     let problem: AttentionProblem
     let shapes: TensorShapes
     let layout: RingLayout
-    let communicator: Communicator
+    public let communicator: Communicator
     let threads: Int
+    let gradientLayout: KeyGradientLayout
 
-    public init(problem: AttentionProblem, communicator: Communicator, threads: Int) {
-        (self.problem, self.communicator, self.threads) = (problem, communicator, threads)
+    /// With `.perQueryHead` the backward returns each query head's own dK and dV (`keyGradients`
+    /// then holds `heads` rather than `kvHeads` per row), for a caller that splits a GQA group.
+    public init(problem: AttentionProblem, communicator: Communicator, threads: Int,
+                keyGradients: KeyGradientLayout = .summedOverGroup) {
+        (self.problem, self.communicator, self.threads, gradientLayout) = (problem, communicator, threads, keyGradients)
         shapes = TensorShapes(problem)
         layout = RingLayout(problem, ranks: communicator.size)
     }
@@ -97,7 +101,8 @@ public struct RingAttention: AttentionPartition {
         let windows = layout.windows(rank).indices.map { w in
             WindowBackward(problem, rows: layout.windows(rank)[w], q: q[w], o: o[w], lse: lse[w], dO: dO[w], threads: threads)
         }
-        let pipeline = RingBackward(layout: layout, communicator: communicator, windows: windows, k: saved.k, v: saved.v)
+        let pipeline = RingBackward(layout: layout, communicator: communicator, windows: windows, k: saved.k, v: saved.v,
+                                    gradientLayout: gradientLayout)
         let (dK, dV) = try pipeline.run()
         return (windows.flatMap { $0.finish() }, dK, dV)
     }

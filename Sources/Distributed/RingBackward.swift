@@ -16,6 +16,10 @@ struct RingBackward {
     let communicator: Communicator
     let windows: [WindowBackward]
     let k, v: [Float]
+    let gradientLayout: KeyGradientLayout
+
+    /// dK and dV floats per k or v float: 1, or the group size for per-head gradients.
+    private var gradientFactor: Int { gradientLayout == .perQueryHead ? problem.groupSize : 1 }
 
     private var rank: Int { communicator.rank }
     private var problem: AttentionProblem { layout.problem }
@@ -33,7 +37,7 @@ struct RingBackward {
         // Keys and values by block, each block's entries one after the other: the local arrays
         // themselves for a single entry.
         let (kBlocks, vBlocks) = (blockMajor(k, held: held), blockMajor(v, held: held))
-        var dK = [Float](repeating: 0, count: k.count), dV = dK
+        var dK = [Float](repeating: 0, count: k.count * gradientFactor), dV = dK
         try kBlocks.withUnsafeBufferPointer { (kBlocks) throws(MPIError) in
             try vBlocks.withUnsafeBufferPointer { (vBlocks) throws(MPIError) in
                 try dK.withUnsafeMutableBufferPointer { (dKOut) throws(MPIError) in
@@ -46,8 +50,9 @@ struct RingBackward {
                                 messages.append(try .send(vBlocks.baseAddress! + offset, count: count, to: target, tag: tag(block, .values), on: communicator))
                             }
                             if let last = chains[block].last, last.rank != rank {
-                                messages.append(try .receive(into: dKOut.baseAddress! + offset, count: count, from: last.rank, tag: tag(block, .dK), on: communicator))
-                                messages.append(try .receive(into: dVOut.baseAddress! + offset, count: count, from: last.rank, tag: tag(block, .dV), on: communicator))
+                                let (at, floats) = (offset * gradientFactor, count * gradientFactor)
+                                messages.append(try .receive(into: dKOut.baseAddress! + at, count: floats, from: last.rank, tag: tag(block, .dK), on: communicator))
+                                messages.append(try .receive(into: dVOut.baseAddress! + at, count: floats, from: last.rank, tag: tag(block, .dV), on: communicator))
                             }
                         }
                         try pipeline(chains: chains, kBlocks: kBlocks, vBlocks: vBlocks, dK: dKOut, dV: dVOut, held: held)
@@ -137,10 +142,10 @@ struct RingBackward {
                 }
                 continue
             }
-            let gradients = WindowAttention.keyGradients(problem, keys: keys, partials: sums.base)
+            let gradients = WindowAttention.keyGradients(problem, keys: keys, partials: sums.base, layout: gradientLayout)
             if owner == rank {
-                (dK.baseAddress! + offset).update(from: gradients.dK, count: gradients.dK.count)
-                (dV.baseAddress! + offset).update(from: gradients.dV, count: gradients.dV.count)
+                (dK.baseAddress! + offset * gradientFactor).update(from: gradients.dK, count: gradients.dK.count)
+                (dV.baseAddress! + offset * gradientFactor).update(from: gradients.dV, count: gradients.dV.count)
             } else {
                 let (dKBuffer, dVBuffer) = (FloatBuffer(gradients.dK), FloatBuffer(gradients.dV))
                 try send(dKBuffer, count: dKBuffer.count, to: owner, tag: tag(item.block, .dK))
@@ -166,13 +171,14 @@ struct RingBackward {
         }
     }
 
-    /// The inverse of `blockMajor`.
+    /// The inverse of `blockMajor`, for dK and dV.
     private func localLayout(_ blocks: [Float], held: Range<Int>) -> [Float] {
-        let shape = [problem.totalKeys / max(1, problem.sequenceLength(keys: true)), held.count, problem.kvHeads, problem.headDim]
+        let shape = [problem.totalKeys / max(1, problem.sequenceLength(keys: true)), held.count,
+                     problem.kvHeads * gradientFactor, problem.headDim]
         guard shape[0] > 1 else { return blocks }
         var local = [Float](repeating: 0, count: blocks.count)
         for block in layout.ownedBlocks(rank) {
-            let keys = layout.blocks[block], offset = self.offset(block, in: held)
+            let keys = layout.blocks[block], offset = self.offset(block, in: held) * gradientFactor
             let slice = AxisSlice(shape: shape, axis: 1, range: keys.lowerBound - held.lowerBound..<keys.upperBound - held.lowerBound)
             slice.scatter(Array(blocks[offset..<offset + slice.elementCount]), into: &local)
         }

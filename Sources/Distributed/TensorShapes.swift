@@ -17,6 +17,18 @@ public struct TensorShapes: Sendable {
         (queryOffsets, keyOffsets, packedLSE) = (problem.queryOffsets, problem.keyOffsets, problem.packedLSE)
     }
 
+    /// The same shapes with `count` keys per entry (a rank's run of keys).
+    func withKeys(_ count: Int) -> TensorShapes {
+        TensorShapes(batch: batch, seqlenQ: seqlenQ, seqlenK: count, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                     queryOffsets: queryOffsets, keyOffsets: keyOffsets, packedLSE: packedLSE)
+    }
+
+    private init(batch: Int, seqlenQ: Int, seqlenK: Int, heads: Int, kvHeads: Int, headDim: Int,
+                 queryOffsets: [Int], keyOffsets: [Int], packedLSE: Bool) {
+        (self.batch, self.seqlenQ, self.seqlenK, self.heads, self.kvHeads, self.headDim) = (batch, seqlenQ, seqlenK, heads, kvHeads, headDim)
+        (self.queryOffsets, self.keyOffsets, self.packedLSE) = (queryOffsets, keyOffsets, packedLSE)
+    }
+
     /// q, o, dO, dQ.
     public var query: [Int] { [batch, seqlenQ, heads, headDim] }
     /// k, v, dK, dV.

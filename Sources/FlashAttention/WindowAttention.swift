@@ -58,10 +58,25 @@ public enum WindowAttention {
 
     /// dK and dV of key block `keys`, `(entries, keys.count, kvHeads, headDim)`, from the complete
     /// per-head sums: the heads of each group added in order from zero, as one process adds them.
-    public static func keyGradients(_ problem: AttentionProblem, keys: Range<Int>,
-                                    partials: UnsafePointer<Float>) -> (dK: [Float], dV: [Float]) {
+    /// With `.perQueryHead`, `(entries, keys.count, heads, headDim)`: each head's own sum, for a
+    /// caller that adds a group split between ranks.
+    public static func keyGradients(_ problem: AttentionProblem, keys: Range<Int>, partials: UnsafePointer<Float>,
+                                    layout gradients: KeyGradientLayout = .summedOverGroup) -> (dK: [Float], dV: [Float]) {
         let d = problem.headDim, dp = roundUpToLanes(d), layout = PartialLayout(problem, keys: keys)
-        var dK = [Float](repeating: 0, count: layout.entries.count * keys.count * problem.kvHeads * d), dV = dK
+        let heads = gradients == .perQueryHead ? problem.heads : problem.kvHeads
+        var dK = [Float](repeating: 0, count: layout.entries.count * keys.count * heads * d), dV = dK
+        if gradients == .perQueryHead {
+            for (e, entry) in layout.entries.enumerated() {
+                for h in 0..<heads {
+                    let (k, v) = (partials + layout.offset(e, head: h, value: false), partials + layout.offset(e, head: h, value: true))
+                    for t in 0..<entry.keys.count {
+                        let index = ((e * keys.count + t) * heads + h) * d
+                        for c in 0..<d { dK[index + c] = k[t * dp + c]; dV[index + c] = v[t * dp + c] }
+                    }
+                }
+            }
+            return (dK, dV)
+        }
         let sum = UnsafeMutablePointer<Float>.allocate(capacity: 2 * keys.count * dp)
         defer { sum.deallocate() }
         for (e, entry) in layout.entries.enumerated() {

@@ -23,6 +23,8 @@ struct BenchCommand: DistributedCommand {
     @OptionGroup var threads: ThreadOptions
     @Option(help: "Under mpirun: split the work by query heads, by sequence rows (all-to-all re-sharding), or by rows and key blocks (ring). Default: heads while ranks ≤ kv heads, else ring.")
     var partition: Partition?
+    @Option(help: "With --partition hybrid: ranks per all-to-all group (default: the largest divisor of the ranks up to the kv heads).")
+    var ulysses: Int?
     @Option(help: "Untimed runs before the timed ones.") var warmup = 1
     @Option(help: "Timed runs; the median is reported.") var repeats = 5
     @Flag(help: "Also time the backward.") var backward = false
@@ -55,7 +57,7 @@ struct BenchCommand: DistributedCommand {
         let runner = BenchRunner(problem: problem, communicator: communicator, threads: threads.count, warmup: warmup,
                                  repeats: repeats, backward: backward, progress: progress)
         let kind = Partition.resolved(partition, kvHeads: problem.kvHeads, ranks: communicator.size).partition
-        let measurement = communicator.isDistributed ? try runner.distributed(kind) : try runner.threaded(verify: verify)
+        let measurement = communicator.isDistributed ? try runner.distributed(kind, ulysses: ulysses) : try runner.threaded(verify: verify)
         guard communicator.rank == 0 else { return }
         let report = BenchReport(problem: problem, measurement: measurement, threads: threads.count,
                                  partition: communicator.isDistributed ? kind : nil, experiment: experiment,

@@ -65,8 +65,8 @@ struct BenchRunner {
     }
 
     /// This rank's part of the problem as `partition` spreads it over the ranks.
-    func distributed(_ partition: Partition) throws -> BenchMeasurement {
-        let parts = try communicator.agree { try partition.attention(problem, on: communicator, threads: threads) }
+    func distributed(_ partition: Partition, ulysses: Int?) throws -> BenchMeasurement {
+        let parts = try communicator.agree { try partition.attention(problem, on: communicator, threads: threads, ulysses: ulysses) }
         progress?.started("drawing inputs")
         let inputs = BenchInputs(problem, queries: parts.queries, keys: parts.keys)
         let trafficBefore = communicator.traffic

@@ -11,6 +11,8 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
     /// Each rank a window of the query rows and a run of key blocks; keys, values and dK/dV sums
     /// travel between ranks (context parallelism), bitwise as one process.
     case ring
+    /// Ulysses all-to-all inside groups of `--ulysses` ranks, the ring across the groups (USP).
+    case hybrid
 
     /// The partition asked for, or unasked the one that keeps every rank busy, with the reason:
     /// heads while every rank can have whole GQA groups (ranks ≤ kv heads), which moves no data;
@@ -22,18 +24,34 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
     }
 
     /// This rank's side of `problem` spread over `communicator`'s ranks this way.
-    func attention(_ problem: AttentionProblem, on communicator: Communicator, threads: Int) throws -> any AttentionPartition {
+    func attention(_ problem: AttentionProblem, on communicator: Communicator, threads: Int,
+                   ulysses: Int?) throws -> any AttentionPartition {
         switch self {
         case .heads: try HeadParallelAttention(problem: problem, communicator: communicator, threads: threads)
         case .sequence: try SequenceParallelAttention(problem: problem, communicator: communicator, threads: threads)
         case .ring: RingAttention(problem: problem, communicator: communicator, threads: threads)
+        case .hybrid:
+            try HybridAttention(problem: problem, communicator: communicator, threads: threads,
+                                ulysses: try Self.ulysses(ulysses, ranks: communicator.size, kvHeads: problem.kvHeads))
         }
+    }
+}
+
+extension Partition {
+    /// `--ulysses` as given, or unasked the largest group size that divides the ranks and keeps
+    /// whole GQA groups per member.
+    static func ulysses(_ requested: Int?, ranks: Int, kvHeads: Int) throws -> Int {
+        if let requested { return requested }
+        return (1...max(1, min(ranks, kvHeads))).last { ranks % $0 == 0 }!
     }
 }
 
 struct PartitionOptions: ParsableArguments {
     @Option(help: "Under mpirun: split the work by query heads; by sequence rows with all-to-all re-sharding (Ulysses); or by rows and key blocks with keys, values and dK/dV sums passed between ranks (ring, context parallelism: any rank count, bitwise as one process). Default: heads while ranks ≤ kv heads, else ring.")
     var partition: Partition?
+
+    @Option(help: "With --partition hybrid: ranks per all-to-all group (a divisor of the rank count, at most the kv heads; ranks of a group should share a node). Default: the largest such.")
+    var ulysses: Int?
 
     @Flag(help: "After the run, print the partition chosen and why, and each rank's phase times, busy times and bytes sent to other ranks per phase on stderr (from rank 0).")
     var stats = false

@@ -56,7 +56,7 @@ struct PartitionedRun {
     private func run(outputs names: [String],
                      _ body: (any AttentionPartition, CollectiveOutput, inout PhaseClock) throws -> Void) throws {
         let (kind, choice) = Partition.resolved(options.partition, kvHeads: layout.problem.kvHeads, ranks: communicator.size)
-        let partition = try communicator.agree { try kind.attention(layout.problem, on: communicator, threads: threads) }
+        let partition = try communicator.agree { try kind.attention(layout.problem, on: communicator, threads: threads, ulysses: options.ulysses) }
         let output = try CollectiveOutput(self.output.out, layout: self.output.layout(layout.outputs(names, dropoutMask: saveDropoutMask)),
                                           communicator: communicator)
         var clock = PhaseClock(communicator)

@@ -30,4 +30,6 @@ done
 # Context parallelism with more ranks than heads for most cases.
 echo "golden under mpirun -np 4, --partition ring"
 python3 "$golden/check.py" "$bin" "$golden" --features all --mpi 4 --extra "--partition ring" || status=1
+echo "golden under mpirun -np 6, --partition hybrid --ulysses 2"
+python3 "$golden/check.py" "$bin" "$golden" --features all --mpi 6 --extra "--partition hybrid --ulysses 2" || status=1
 exit $status

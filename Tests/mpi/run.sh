@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The MPI tests: the all-to-all re-shard round trip on uneven shapes; every output byte-for-byte
 # equal to the single-process threaded run for 1 to 4 ranks with the heads and sequence partitions
-# and 1 to 5 with the ring, forward and `flashdist backward`; a rank killed mid-run; bad input. Ends with "N passed, M failed" and exits
+# and 1 to 5 with the ring and hybrid ones, forward and `flashdist backward`; a rank killed mid-run;
+# bad input. Ends with "N passed, M failed" and exits
 # non-zero if any failed.
 #
 # usage: Tests/mpi/run.sh [FLASHDIST_BIN] [RESHARD_CHECK_BIN]
@@ -52,16 +53,19 @@ for entry in "${cases[@]}"; do
     "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --threads 2 --out "$case/ref"
     "$bin" backward "${inputs[@]}" "${saved[@]}" --out "$case/backward"
     result $? "backward without mpirun = threaded attention, ${shape// /,} ${flags[*]:+(options)}" "$(same "$case/ref" "$case/backward" dq dk dv)"
-    for partition in heads sequence ring; do
-        nps="1 2 3 4"; [ $partition = ring ] && nps="1 2 3 4 5"
-        for np in $nps; do
-            out="$case/$partition-$np"
-            why=$("${mpirun[@]}" -np $np "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --partition $partition --out "$out/fwd" 2>&1 \
+    # hybrid runs as NP:U (U ranks per all-to-all group; 3 and 5 split the 2 kv heads' groups).
+    for partition in heads sequence ring hybrid; do
+        case $partition in ring) runs="1 2 3 4 5";; hybrid) runs="1:1 2:2 3:3 4:2 5:5";; *) runs="1 2 3 4";; esac
+        for run in $runs; do
+            np=${run%%:*}
+            extra=(--partition $partition); [ $partition = hybrid ] && extra+=(--ulysses "${run#*:}")
+            out="$case/$partition-${run/:/-}"
+            why=$("${mpirun[@]}" -np $np "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" "${extra[@]}" --out "$out/fwd" 2>&1 \
                   && same "$case/ref" "$out/fwd" "${outputs[@]}")
-            result $? "attention, $partition, $np ranks, ${shape// /,} ${flags[*]:+(options)}" "$why"
-            why=$("${mpirun[@]}" -np $np "$bin" backward "${inputs[@]}" "${saved[@]}" --partition $partition --out "$out/bwd" 2>&1 \
+            result $? "attention, ${extra[*]}, $np ranks, ${shape// /,} ${flags[*]:+(options)}" "$why"
+            why=$("${mpirun[@]}" -np $np "$bin" backward "${inputs[@]}" "${saved[@]}" "${extra[@]}" --out "$out/bwd" 2>&1 \
                   && same "$case/ref" "$out/bwd" dq dk dv)
-            result $? "backward, $partition, $np ranks, ${shape// /,} ${flags[*]:+(options)}" "$why"
+            result $? "backward, ${extra[*]}, $np ranks, ${shape// /,} ${flags[*]:+(options)}" "$why"
         done
     done
 done
@@ -75,7 +79,7 @@ stflags=(--input "$st/in/inputs.safetensors" --causal --softcap 5 --out-format s
 "$bin" attention --q "$st/in/q.npy" --k "$st/in/k.npy" --v "$st/in/v.npy" --causal --softcap 5 --out "$st/saved"
 stsaved=(--o "$st/saved/o.npy" --lse "$st/saved/lse.npy")
 "$bin" backward "${stflags[@]}" "${stsaved[@]}" --out-dtype float16 --out "$st/ref-bwd"
-for partition in heads sequence ring; do
+for partition in heads sequence ring hybrid; do
     for np in 2 3; do
         why=$("${mpirun[@]}" -np $np "$bin" attention "${stflags[@]}" --out-dtype bfloat16 --partition $partition --out "$st/$partition-$np" 2>&1 \
               && cmp "$st/ref/out.safetensors" "$st/$partition-$np/out.safetensors")
@@ -138,6 +142,8 @@ why=$("${mpirun[@]}" -np 3 "$bin" attention "${small[@]}" --out "$work/h2-defaul
 result $? "more ranks than kv heads, no --partition: the ring partition, same bytes" "$why"
 bad "lse of the wrong shape" 2 "$h2/in/q.npy" "$work/bad3" backward --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy" \
     --o "$h2/in/q.npy" --lse "$h2/in/q.npy" --do "$h2/in/do.npy"
+bad "--ulysses not dividing the ranks" 3 "--ulysses 2" "$work/bad4" attention --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy" \
+    --partition hybrid --ulysses 2
 touch "$work/a-file"
 bad "output path is a file" 2 "$work/a-file" "$work/a-file" attention --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy" \
     --partition sequence
