@@ -36,14 +36,24 @@ struct BenchCommand: DistributedCommand {
     var experiment = ""
 
     func validate() throws {
-        if warmup < 0 { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
-        if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        for (option, value, least) in [("--batch", batch, 1), ("--heads", heads, 1), ("--kv-heads", kvHeads ?? heads, 1),
+                                       ("--seqlen-q", seqlenQ, 1), ("--seqlen-k", seqlenK ?? seqlenQ, 1),
+                                       ("--head-dim", headDim, 1), ("--warmup", warmup, 0), ("--repeats", repeats, 1)]
+        where value < least {
+            throw ValidationError("\(option): must be at least \(least), got \(value)")
+        }
+        if headDim > 256 { throw ValidationError("--head-dim: must be at most 256, got \(headDim)") }
+        if heads % (kvHeads ?? heads) != 0 { throw ValidationError("--kv-heads: \(kvHeads!) does not divide --heads \(heads)") }
     }
 
     func run(on communicator: Communicator) throws {
         // Checked on every rank and agreed on, so a bad option or record file is one error line.
         let (problem, recordFile) = try communicator.agree { () throws -> (AttentionProblem, RecordFile?) in
             if verify && communicator.isDistributed { throw ValidationError("--verify runs without mpirun only") }
+            try MemoryBudget(threads: threads.count, ranks: communicator.size)
+                .check(batch: Double(batch), queries: Double(batch) * Double(seqlenQ), keys: Double(batch) * Double(seqlenK ?? seqlenQ),
+                       heads: heads, kvHeads: kvHeads ?? heads, headDim: headDim, backward: backward,
+                       label: "--batch \(batch) --seqlen-q \(seqlenQ) --seqlen-k \(seqlenK ?? seqlenQ) --heads \(heads) --head-dim \(headDim)")
             let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
                                                kvHeads: kvHeads ?? heads, headDim: headDim,
                                                options: mask.attentionOptions(headDim: headDim))

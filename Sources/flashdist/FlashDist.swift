@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Distributed
 import FlashAttention
+import TensorIO
 
 @main
 struct FlashDist: ParsableCommand {
@@ -13,6 +14,7 @@ struct FlashDist: ParsableCommand {
     /// Parses and runs a command; any failure is one line on stderr and a non-zero exit. Under
     /// mpirun every rank runs this, and MPI is finalised once, on every path.
     static func main() {
+        InterruptCleanup.shared.install()
         let communicator: Communicator
         do {
             communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment)

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Faults: a full disk under mpirun and alone, a crash at each step of the output switch, and
+# SIGINT/SIGTERM mid-run. After each, the output directory must hold one complete set (the
+# earlier one, or the new one when the switch was made), as Tests/faults/check_set.py reads it,
+# and the run must end with one "flashdist: error:" line or the signal's exit code. Ends with
+# "N passed, M failed" and exits non-zero if any failed.
+#
+# usage: Tests/faults/run.sh [FLASHDIST_BIN]
+# The disk-full cases mount a 1 MiB tmpfs, so they need root; otherwise they are skipped with
+# the reason printed.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=$(realpath "${1:-$here/../../.build/release/flashdist}")
+mpirun=(mpirun --oversubscribe ${FLASHDIST_MPIRUN_FLAGS:-})
+if [ "$(id -u)" = 0 ]; then mpirun+=(--allow-run-as-root); fi
+work=$(mktemp -d)
+trap 'mountpoint -q "$work/small" && umount "$work/small"; rm -rf "$work"' EXIT
+passed=0 failed=0
+
+# result STATUS NAME [WHY]: counts and prints one test.
+result() {
+    if [ "$1" = 0 ]; then passed=$((passed + 1)); echo "ok   $2"
+    else failed=$((failed + 1)); echo "FAIL $2${3:+: $3}"; fi
+}
+
+# holds DIR REF NAMES: DIR's current set is exactly NAMES, byte for byte REF's files.
+holds() {
+    local found
+    found=$(python3 "$here/check_set.py" "$1" "$2" 2>&1) || { echo "$found"; return 1; }
+    [ "$found" = "$3" ] || { echo "set is '$found', expected '$3'"; return 1; }
+}
+
+# errors LOG FRAGMENT: LOG has exactly one "flashdist: error:" line, and it holds FRAGMENT.
+errors() {
+    local lines
+    lines=$(grep -c '^flashdist: error:' <<<"$1")
+    [ "$lines" = 1 ] && grep '^flashdist: error:' <<<"$1" | grep -qF -- "$2" \
+        || { echo "$lines error lines: $(grep '^flashdist: error:' <<<"$1" | head -2)"; return 1; }
+}
+
+python3 "$here/../mpi/make_inputs.py" "$work/big" 1 512 512 4 4 64
+python3 "$here/../mpi/make_inputs.py" "$work/a" 1 40 40 2 1 16
+python3 "$here/../mpi/make_inputs.py" "$work/b" 1 48 40 2 1 16
+inputs() { echo --q "$work/$1/q.npy" --k "$work/$1/k.npy" --v "$work/$1/v.npy"; }
+# References: set A (forward and backward of a), set B (forward of b, causal), B as safetensors.
+"$bin" attention $(inputs a) --do "$work/a/do.npy" --out "$work/ref-a"
+"$bin" attention $(inputs b) --causal --out "$work/ref-b"
+"$bin" attention $(inputs b) --causal --out-format safetensors --out "$work/ref-b-st"
+set_a="dk.npy dq.npy dv.npy lse.npy o.npy" set_b="lse.npy o.npy"
+
+# Finding 1: a full disk, under mpirun (both partitions, 2 and 3 ranks) and alone. The run must
+# fail with one error line naming the full device, and the earlier set must stay whole.
+if [ "$(id -u)" != 0 ]; then
+    echo "skip disk full: mounting a tmpfs needs root"
+elif ! mkdir -p "$work/small" || ! mount -t tmpfs -o size=1m tmpfs "$work/small" 2>/dev/null; then
+    echo "skip disk full: cannot mount a tmpfs here"
+else
+    for launch in "threaded" "heads 2" "heads 3" "sequence 2" "sequence 3"; do
+        out="$work/small/out"
+        rm -rf "$out"
+        "$bin" attention $(inputs a) --do "$work/a/do.npy" --out "$out" >/dev/null
+        set -- $launch
+        if [ "$1" = threaded ]; then runner=("$bin"); else runner=("${mpirun[@]}" -np "$2" "$bin"); fi
+        log=$(timeout 60 "${runner[@]}" attention $(inputs big) --do "$work/big/do.npy" --threads 1 ${2:+--partition $1} --out "$out" 2>&1)
+        status=$?
+        why=$(errors "$log" "No space left on device") && why=$(holds "$out" "$work/ref-a" "$set_a")
+        result $(( $? != 0 || status == 0 || status == 124 )) "disk full, $launch: one error, earlier set kept" "exit $status; $why"
+    done
+    umount "$work/small"
+fi
+
+# The output switch killed at each of its steps (FLASHDIST_FAULT_AT makes the process _exit
+# there): before the switch DIR holds set A whole, after it set B whole, with A's dq, dk, dv
+# gone; the next run succeeds and leaves one set directory.
+for launch in threaded "mpirun 2"; do
+    if [ "$launch" = threaded ]; then runner=("$bin"); else runner=("${mpirun[@]}" -np 2 "$bin"); fi
+    formats="npy safetensors"
+    [ "$launch" = threaded ] || formats=npy
+    for format in $formats; do
+        ref="$work/ref-b" names=$set_b
+        [ $format = safetensors ] && ref="$work/ref-b-st" names="out.safetensors"
+        for step in synced manifest linked switched cleaned; do
+            out="$work/switch"
+            rm -rf "$out"
+            "$bin" attention $(inputs a) --do "$work/a/do.npy" --out "$out"
+            FLASHDIST_FAULT_AT=$step "${runner[@]}" attention $(inputs b) --causal --out-format $format --out "$out" >/dev/null 2>&1
+            status=$?
+            case $step in synced|manifest|linked) why=$(holds "$out" "$work/ref-a" "$set_a") ;;
+                          *) why=$(holds "$out" "$ref" "$names") ;; esac
+            ok=$?
+            "${runner[@]}" attention $(inputs b) --causal --out-format $format --out "$out" >/dev/null 2>&1
+            again=$?
+            sets=$(ls -A "$out" | grep -c '^\.flashdist-set-')
+            why+="; exit $status, next run exit $again, $sets set directories"
+            result $(( ok != 0 || status == 0 || again != 0 || sets != 1 )) "killed at '$step', $launch, $format" "$why"
+            [ $again = 0 ] && why=$(holds "$out" "$ref" "$names") || why="next run failed"
+            result $? "run after the kill at '$step', $launch, $format: set B whole" "$why"
+        done
+    done
+done
+
+# Finding 4a: an output name taken by a directory fails before anything is written.
+out="$work/taken"
+"$bin" attention $(inputs a) --do "$work/a/do.npy" --out "$out"
+rm "$out/dv.npy" && mkdir "$out/dv.npy"
+log=$("$bin" attention $(inputs b) --causal --do "$work/b/do.npy" --out "$out" 2>&1)
+status=$?
+why=$(errors "$log" "$out/dv.npy: is a directory") && why=$(for n in dk dq lse o; do cmp "$work/ref-a/$n.npy" "$out/$n.npy" || exit 1; done)
+result $(( $? != 0 || status == 0 )) "an output name that is a directory: one error, nothing replaced" "exit $status; $why"
+
+# SIGTERM and SIGINT mid-run: exit 143 or 130, the new set removed, the earlier one whole.
+for signal in TERM INT; do
+    out="$work/signal-$signal"
+    "$bin" attention $(inputs a) --do "$work/a/do.npy" --out "$out"
+    "$bin" attention $(inputs big) --do "$work/big/do.npy" --threads 1 --out "$out" &
+    job=$!
+    for _ in $(seq 200); do [ "$(ls -A "$out" | grep -c "^\.flashdist-set-")" = 2 ] && break; sleep 0.05; done
+    kill -$signal $job
+    wait $job
+    status=$?
+    expected=$([ $signal = TERM ] && echo 143 || echo 130)
+    sets=$(ls -A "$out" | grep -c '^\.flashdist-set-')
+    why=$(holds "$out" "$work/ref-a" "$set_a")
+    result $(( $? != 0 || status != expected || sets != 1 )) "SIG$signal mid-run: exit $expected, new set removed" \
+        "exit $status, $sets set directories; $why"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
