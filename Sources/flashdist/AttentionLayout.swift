@@ -60,12 +60,17 @@ struct AttentionLayout {
         try budget.check(batch: Double(batch), queries: rows(q.shape), keys: rows(k.shape), heads: heads, kvHeads: kvHeads, headDim: headDim,
                          backward: dO != nil, label: q.path)
         let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads))
-        if let offsets {
-            problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, queryOffsets: offsets.q,
-                                           keyOffsets: offsets.k, options: options)
-        } else {
-            problem = try AttentionProblem(batch: batch, seqlenQ: q.shape[1], seqlenK: k.shape[1], heads: heads,
-                                           kvHeads: kvHeads, headDim: headDim, options: options)
+        do {
+            if let offsets {
+                problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, queryOffsets: offsets.q,
+                                               keyOffsets: offsets.k, options: options)
+            } else {
+                problem = try AttentionProblem(batch: batch, seqlenQ: q.shape[1], seqlenK: k.shape[1], heads: heads,
+                                               kvHeads: kvHeads, headDim: headDim, options: options)
+            }
+        } catch {
+            // The options are checked where they are parsed: what is left to refuse is in q's shape.
+            throw TensorIOError(q.path, error.description)
         }
         (qShape, kShape) = (q.shape, k.shape)
     }

@@ -13,18 +13,18 @@ struct BenchCommand: DistributedCommand {
             and rank 0 reports the slowest rank's times with every rank's detail.
             """)
 
-    @Option var batch = 1
-    @Option var heads = 8
-    @Option(help: "kv heads (default: heads); heads must be a multiple.") var kvHeads: Int?
-    @Option var seqlenQ = 2048
-    @Option(help: "Key length (default: seqlen-q).") var seqlenK: Int?
-    @Option var headDim = 64
+    @Option(parsing: .unconditional) var batch = 1
+    @Option(parsing: .unconditional) var heads = 8
+    @Option(parsing: .unconditional, help: "kv heads (default: heads); heads must be a multiple.") var kvHeads: Int?
+    @Option(parsing: .unconditional) var seqlenQ = 2048
+    @Option(parsing: .unconditional, help: "Key length (default: seqlen-q).") var seqlenK: Int?
+    @Option(parsing: .unconditional) var headDim = 64
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
     @Option(help: "Under mpirun: split the work by query heads, or by sequence rows (all-to-all re-sharding). Default: heads, or sequence with more ranks than heads.")
     var partition: Partition?
-    @Option(help: "Untimed runs before the timed ones.") var warmup = 1
-    @Option(help: "Timed runs; the median is reported.") var repeats = 5
+    @Option(parsing: .unconditional, help: "Untimed runs before the timed ones.") var warmup = 1
+    @Option(parsing: .unconditional, help: "Timed runs; the median is reported.") var repeats = 5
     @Flag(help: "Also time the backward.") var backward = false
     @Flag(help: "Check sampled rows against a float64 reference and print the max abs errors (without mpirun).")
     var verify = false

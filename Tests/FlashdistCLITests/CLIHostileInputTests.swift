@@ -77,3 +77,25 @@ private func expectOneError(_ arguments: [String], in dir: ScratchDirectory, pre
     try expectOneError(["bench", "--batch", "0"], in: dir, prefix: "--batch: ", "at least 1")
     try expectOneError(["bench", "--seqlen-q", "-3"], in: dir, prefix: "--seqlen-q: ", "at least 1")
 }
+
+// Finding 9: the smaller ones, each now one error line that names its file or option.
+@Test func smallerFindingsNameTheirFileOrOption() throws {
+    let dir = try ScratchDirectory()
+    let q = try dir.writeFloats("q.npy", pattern(64, seed: 1), shape: [1, 4, 2, 8])
+    let k = try dir.writeFloats("k.npy", pattern(40, seed: 2), shape: [1, 5, 1, 8])
+    let inputs = ["attention", "--q", q, "--k", k, "--v", k, "--out", dir.file("out")]
+    try expectOneError(inputs + ["--threads", "-1"], in: dir, prefix: "--threads: ", "at least 1, got -1")
+    try expectOneError(inputs + ["--dropout", "0.999999999"], in: dir, prefix: "--dropout: ", "0.999999999 rounds to 1")
+    try expectOneError(inputs + ["--seed", "3"], in: dir, prefix: "--seed: ", "without --dropout")
+    try expectOneError(inputs + ["--softmax-scale", "nan"], in: dir, prefix: "--softmax-scale: ", "finite")
+    // A batch of 0 is a problem of q's shape, and says so.
+    let empty = try headerOnly(dir, "empty.npy", shape: [0, 4, 2, 8])
+    try expectOneError(["attention", "--q", empty, "--k", empty, "--v", empty, "--out", dir.file("out")], in: dir,
+                       prefix: "\(empty): ", "batch must be at least 1")
+    // A FIFO is named as one, not opened (which would block) or called a permission problem.
+    let fifo = dir.file("fifo.npy")
+    #expect(mkfifo(fifo, 0o644) == 0)
+    try expectOneError(["attention", "--q", fifo, "--k", k, "--v", k, "--out", dir.file("out")], in: dir,
+                       prefix: "\(fifo): ", "is a FIFO")
+    #expect(dir.entries(dir.file("out")) == nil)
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Faults: a full disk under mpirun and alone, a crash at each step of the output switch, and
-# SIGINT/SIGTERM mid-run. After each, the output directory must hold one complete set (the
+# Faults: a full disk under mpirun and alone, a crash at each step of the output switch,
+# SIGINT/SIGTERM mid-run, ranks started differently, and paths that are not UTF-8. After each, the output directory must hold one complete set (the
 # earlier one, or the new one when the switch was made), as Tests/faults/check_set.py reads it,
 # and the run must end with one "flashdist: error:" line or the signal's exit code. Ends with
 # "N passed, M failed" and exits non-zero if any failed.
@@ -123,6 +123,48 @@ for signal in TERM INT; do
     why=$(holds "$out" "$work/ref-a" "$set_a")
     result $(( $? != 0 || status != expected || sets != 1 )) "SIG$signal mid-run: exit $expected, new set removed" \
         "exit $status, $sets set directories; $why"
+done
+
+# Finding 6: ranks started with other arguments, or seeing other copies of an input, stop with
+# one error naming the rank before anything is computed or written; never a hang.
+# differ NAME FRAGMENT OUT -- ARGS0 -- ARGS1: rank 0 runs ARGS0, rank 1 ARGS1 (mpirun's A : B).
+differ() {
+    local name=$1 fragment=$2 out=$3 start=$SECONDS; shift 4
+    local first=() second=()
+    while [ "$1" != -- ]; do first+=("$1"); shift; done; shift
+    second=("$@")
+    log=$(timeout 60 "${mpirun[@]}" -np 1 "${first[@]}" : -np 1 "${second[@]}" 2>&1 >/dev/null)
+    status=$?
+    why=$(errors "$log" "$fragment")
+    local ok=$?
+    [ -e "$out" ] && { ok=1; why+="; $out was created"; }
+    result $(( ok != 0 || status == 0 || status == 124 || SECONDS - start > 30 )) "ranks differ: $name" "exit $status; $why"
+}
+base=(attention $(inputs a) --out "$work/differ")
+differ "--causal on one rank" "rank 1 was started with other arguments" "$work/differ" \
+    -- "$bin" "${base[@]}" -- "$bin" "${base[@]}" --causal
+differ "--do on one rank" "rank 1 was started with other arguments" "$work/differ" \
+    -- "$bin" "${base[@]}" --do "$work/a/do.npy" -- "$bin" "${base[@]}"
+differ "attention and backward" "rank 1 was started with other arguments" "$work/differ" \
+    -- "$bin" "${base[@]}" -- "$bin" backward $(inputs a) --o "$work/ref-a/o.npy" --lse "$work/ref-a/lse.npy" --do "$work/a/do.npy" --out "$work/differ"
+# Same arguments, but each rank's working directory holds another k.npy (as nodes with stale copies would).
+mkdir -p "$work/node0" "$work/node1"
+cp "$work/a/"{q,k,v}.npy "$work/node0/"
+cp "$work/a/"{q,v}.npy "$work/node1/" && cp "$work/b/k.npy" "$work/node1/k.npy"
+differ "another copy of k.npy" "k.npy: rank 1 sees another file than rank 0" "$work/differ" \
+    -- --wdir "$work/node0" "$bin" attention --q q.npy --k k.npy --v v.npy --out "$work/differ" \
+    -- --wdir "$work/node1" "$bin" attention --q q.npy --k k.npy --v v.npy --out "$work/differ"
+
+# Finding 7: paths that are not UTF-8 are used as the bytes given, alone and under mpirun.
+odd=$'in\xff\xfe'
+mkdir -p "$work/$odd" && cp "$work/a/"{q,k,v}.npy "$work/$odd/" && mv "$work/$odd/q.npy" "$work/$odd/q"$'\xff'".npy"
+for launch in threaded mpirun; do
+    out="$work/out-$launch"$'\xff\xfe'
+    if [ $launch = threaded ]; then runner=("$bin"); else runner=("${mpirun[@]}" -np 2 "$bin"); fi
+    log=$("${runner[@]}" attention --q "$work/$odd/q"$'\xff'".npy" --k "$work/$odd/k.npy" --v "$work/$odd/v.npy" --out "$out" 2>&1)
+    status=$?
+    why=$(holds "$out" "$work/ref-a" "lse.npy o.npy")
+    result $(( $? != 0 || status != 0 )) "non-UTF-8 paths, $launch: read and written as given" "exit $status; $why; $log"
 done
 
 echo "$passed passed, $failed failed"
