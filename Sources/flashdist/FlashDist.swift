@@ -14,13 +14,13 @@ struct FlashDist: ParsableCommand {
     /// Parses and runs a command; any failure is one line on stderr and a non-zero exit. Under
     /// mpirun every rank runs this, and MPI is finalised once, on every path.
     static func main() {
-        InterruptCleanup.shared.install()
         let communicator: Communicator
         do {
             communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment)
         } catch {
             exit(after: error, on: nil, shared: true)
         }
+        InterruptCleanup.shared.install()
         // The arguments as the system's bytes (a path that is not UTF-8 stays the path it was).
         let arguments = (1..<Int(CommandLine.argc)).map { index in
             FilePath.string(fromSystem: Array(UnsafeRawBufferPointer(start: CommandLine.unsafeArgv[index]!,

@@ -108,20 +108,25 @@ status=$?
 why=$(errors "$log" "$out/dv.npy: is a directory") && why=$(for n in dk dq lse o; do cmp "$work/ref-a/$n.npy" "$out/$n.npy" || exit 1; done)
 result $(( $? != 0 || status == 0 )) "an output name that is a directory: one error, nothing replaced" "exit $status; $why"
 
-# SIGTERM and SIGINT mid-run: exit 143 or 130, the new set removed, the earlier one whole.
-for signal in TERM INT; do
-    out="$work/signal-$signal"
+# SIGTERM and SIGINT mid-run, alone and to mpirun (which forwards them to the ranks): exit 143
+# or 130 alone (mpirun exits non-zero), the unfinished set removed, the earlier one whole.
+python3 "$here/../mpi/make_inputs.py" "$work/long" 1 4096 4096 4 4 64
+for launch in "TERM threaded" "INT threaded" "TERM mpirun"; do
+    set -- $launch
+    signal=$1 out="$work/signal-$1-$2"
+    if [ $2 = threaded ]; then runner=("$bin"); else runner=("${mpirun[@]}" -np 2 "$bin"); fi
     "$bin" attention $(inputs a) --do "$work/a/do.npy" --out "$out"
-    "$bin" attention $(inputs big) --do "$work/big/do.npy" --threads 1 --out "$out" &
+    "${runner[@]}" attention $(inputs long) --do "$work/long/do.npy" --threads 1 --out "$out" >/dev/null 2>&1 &
     job=$!
-    for _ in $(seq 200); do [ "$(ls -A "$out" | grep -c "^\.flashdist-set-")" = 2 ] && break; sleep 0.05; done
+    for _ in $(seq 300); do [ "$(ls -A "$out" | grep -c "^\.flashdist-set-")" = 2 ] && break; sleep 0.05; done
     kill -$signal $job
     wait $job
     status=$?
     expected=$([ $signal = TERM ] && echo 143 || echo 130)
+    [ $2 = mpirun ] && (( status != 0 )) && expected=$status
     sets=$(ls -A "$out" | grep -c '^\.flashdist-set-')
     why=$(holds "$out" "$work/ref-a" "$set_a")
-    result $(( $? != 0 || status != expected || sets != 1 )) "SIG$signal mid-run: exit $expected, new set removed" \
+    result $(( $? != 0 || status != expected || sets != 1 )) "SIG$signal mid-run, $2: exit $expected, unfinished set removed" \
         "exit $status, $sets set directories; $why"
 done
 
