@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up and build, the Swift tests, the memory check, the MPI tests
-# (Tests/mpi), the record, sweep and plot tools (Tests/scaling), and the golden reference cases
+# (Tests/mpi), the faults (Tests/faults: full disk, crashes in the output switch, signals,
+# ranks started differently), the record, sweep and plot tools (Tests/scaling), and the golden reference cases
 # in ../shared/golden (FLASHDIST_GOLDEN overrides the folder), under mpirun and then alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,5 +14,6 @@ swift test -c release
 bash Tests/memory-check.sh .build/release/flashdist
 bash Tests/mpi/run.sh .build/release/flashdist
 bash Tests/mpi/golden.sh .build/release/flashdist "$golden"
+bash Tests/faults/run.sh .build/release/flashdist
 bash Tests/scaling/run.sh .build/release/flashdist
 python3 "$golden/check.py" .build/release/flashdist "$golden" --features all

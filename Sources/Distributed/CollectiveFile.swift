@@ -12,17 +12,9 @@ final class CollectiveFile {
     init(path: String, communicator: Communicator) throws(MPIError) {
         self.communicator = communicator
         var handle = cmpi_file_null()
-        try Communicator.check(MPI_File_open(communicator.comm, path, cmpi_mode_create_wronly(), cmpi_info_null(), &handle),
-                               "MPI_File_open(\(path))")
+        let code = FilePath.withSystemPath(path) { MPI_File_open(communicator.comm, $0, cmpi_mode_create_wronly(), cmpi_info_null(), &handle) }
+        try Communicator.check(code, "MPI_File_open(\(FilePath.display(path)))")
         self.handle = handle
-    }
-
-    /// Writes `bytes` at `offset` from this rank alone (rank 0's .npy header).
-    func write(_ bytes: Data, at offset: Int) throws(MPIError) {
-        let code = bytes.withUnsafeBytes {
-            MPI_File_write_at(handle, MPI_Offset(offset), $0.baseAddress, Int32($0.count), cmpi_byte(), cmpi_status_ignore())
-        }
-        try Communicator.check(code, "MPI_File_write_at")
     }
 
     /// Writes `bytes`, this rank's `slice` of a C-order array of `elementBytes`-byte elements
@@ -51,16 +43,26 @@ final class CollectiveFile {
         try Communicator.check(MPI_File_set_view(handle, MPI_Offset(offset), element, view, "native", cmpi_info_null()),
                                "MPI_File_set_view")
         let count = try Int32(count: slice.elementCount)
+        var status = MPI_Status()
         let code = bytes.withUnsafeBytes {
-            MPI_File_write_all(handle, $0.baseAddress, count, element, cmpi_status_ignore())
+            MPI_File_write_all(handle, $0.baseAddress, count, element, &status)
         }
         try Communicator.check(code, "MPI_File_write_all")
+        // MPI-IO may report success for a write the file system cut short: the count tells.
+        var written: Int32 = 0
+        try Communicator.check(MPI_Get_count(&status, element, &written), "MPI_Get_count")
+        guard written == count else {
+            throw MPIError(description: "MPI_File_write_all wrote \(written) of \(count) elements")
+        }
     }
 
-    /// Closes the file on every rank; collective. Later calls do nothing.
+    /// Syncs this rank's writes to the device and closes the file on every rank; collective.
+    /// Later calls do nothing.
     func close() throws(MPIError) {
         guard handle != nil else { return }
+        let synced = MPI_File_sync(handle)
         try Communicator.check(MPI_File_close(&handle), "MPI_File_close")
+        try Communicator.check(synced, "MPI_File_sync")
         handle = nil
     }
 }

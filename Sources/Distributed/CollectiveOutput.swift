@@ -1,51 +1,46 @@
 import Foundation
 import TensorIO
 
-/// The output files of a run, written by all ranks together and renamed into place only once
-/// every rank has written all of its parts.
+/// The output files of a run, written by all ranks together and made DIR's current set (see
+/// `OutputDirectory`) only once every rank has written all of its parts.
 ///
-/// Rank 0 prepares the directory (`OutputDirectory`: created if missing, temporaries of dead runs
-/// removed) and writes each file's header; every rank writes its own part of each tensor at its
-/// own offsets (`CollectiveFile`), as the `OutputLayout` places it. The temporaries are named
-/// after rank 0's process id, as `OutputDirectory` names its own, so a run that dies leaves only
-/// files the next run recognises and removes. A single rank without MPI writes whole tensors
-/// into the temporaries through `OutputDirectory` directly.
+/// Rank 0 prepares the directory (created if missing, what dead runs left removed, the new set's
+/// directory made) and creates each file with its header and its full size reserved, so a full
+/// disk fails before any compute; every rank writes its own part of each tensor at its own
+/// offsets (`CollectiveFile`), as the `OutputLayout` places it. Then every rank syncs and closes
+/// its files, the ranks agree that all succeeded, and rank 0 alone checks sizes, writes the
+/// manifest and makes the switch. A single rank without MPI writes whole tensors through
+/// `OutputDirectory` directly.
 public final class CollectiveOutput {
     private let communicator: Communicator
     private let layout: OutputLayout
-    /// Only on rank 0 (or a rank without MPI): the directory that stages and renames.
+    /// Only on rank 0 (or a rank without MPI): the directory that stages and switches.
     private var directory: OutputDirectory?
     /// In the order of the layout's files: closing is collective, so every rank must go through
     /// them alike. Empty without MPI.
     private var files: [(name: String, file: CollectiveFile)] = []
 
-    /// Prepares `path` and creates the temporaries of the layout's files with their headers;
-    /// collective. A directory that cannot be written fails on every rank.
+    /// Prepares `path` and creates the layout's files in the new set; collective. A directory
+    /// that cannot be written, or a disk without room for the outputs, fails on every rank.
     public init(_ path: String, layout: OutputLayout, communicator: Communicator) throws {
         self.communicator = communicator
         self.layout = layout
-        guard communicator.isDistributed else {
-            let directory = try OutputDirectory(path)
-            self.directory = directory
-            do {
-                for (name, header) in layout.files { try directory.stage(name, header) }
-            } catch {
-                directory.discard()
-                throw error
-            }
-            return
-        }
-        var tag = [Int64(getpid())]
-        try communicator.broadcast(&tag, from: 0)
         let rank = communicator.rank
-        directory = try communicator.agree { rank == 0 ? try OutputDirectory(path, tag: String(tag[0])) : nil }
+        var tagBytes = rank == 0 ? Array(OutputDirectory.newTag().utf8) : []
+        try communicator.broadcast(&tagBytes, from: 0)
+        let tag = String(decoding: tagBytes, as: UTF8.self)
         do {
-            for (name, header) in layout.files {
-                directory?.adopt(name)
-                let temporary = OutputDirectory.temporaryPath(in: path, tag: String(tag[0]), name: name)
-                let file = try communicator.agree { try CollectiveFile(path: temporary, communicator: communicator) }
-                files.append((name, file))
-                try communicator.agree { if rank == 0 { try file.write(header, at: 0) } }
+            directory = try communicator.agree {
+                guard rank == 0 else { return nil }
+                let directory = try OutputDirectory(path, names: layout.files.map(\.name), tag: tag)
+                self.directory = directory
+                for (name, header) in layout.files { try directory.create(name, header: header, size: layout.size(of: name)) }
+                return directory
+            }
+            guard communicator.isDistributed else { return }
+            for (name, _) in layout.files {
+                let staged = "\(OutputDirectory.setPath(in: path, tag: tag))/\(name)"
+                files.append((name, try communicator.agree { try CollectiveFile(path: staged, communicator: communicator) }))
             }
         } catch {
             abandon()
@@ -69,14 +64,14 @@ public final class CollectiveOutput {
         }
     }
 
-    /// Renames every output into place once every rank has closed its files without error;
-    /// collective.
+    /// Makes the outputs DIR's current set once every rank has synced and closed its files
+    /// without error; collective.
     public func commit() throws {
         try communicator.agree { for (_, file) in files { try file.close() } }
         try communicator.agree { try directory?.commit() }
     }
 
-    /// Removes the temporaries after a failure every rank agreed on; collective.
+    /// Removes the new set after a failure every rank agreed on; collective.
     public func abandon() {
         for (_, file) in files { try? file.close() }
         directory?.discard()

@@ -18,9 +18,13 @@ struct AttentionMask {
         self.seqlenQ = seqlenQ
         self.seqlenK = seqlenK
         shift = seqlenK - seqlenQ
-        left = options.windowLeft
-        right = options.causal ? (options.windowRight < 0 ? 0 : min(options.windowRight, 0))
-                               : options.windowRight
+        // A side at least as long as both sequences already reaches past every key (left ≥
+        // seqlenK, right ≥ seqlenQ suffice): unbounded, which also keeps the index arithmetic
+        // below from overflowing with the largest values --window accepts.
+        let reach = max(seqlenQ, seqlenK)
+        left = options.windowLeft >= reach ? -1 : options.windowLeft
+        let right = options.windowRight >= reach ? -1 : options.windowRight
+        self.right = options.causal ? (right < 0 ? 0 : min(right, 0)) : right
     }
 
     /// First key row i sees (may exceed lastKey: the row then sees nothing).

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A JSON document, parsed strictly and without recursion beyond `maximumDepth`: what a
 /// safetensors header is. Objects keep their members in order, duplicates included, so that a
 /// caller can refuse duplicate names (Foundation's parser would silently keep one).
@@ -124,4 +126,16 @@ private struct Parser {
               Double(text) != nil else { throw error("expected a value") }
         return text
     }
+}
+
+/// `text` as a JSON string literal: quotes, backslashes and control characters escaped.
+public func jsonQuoted(_ text: String) -> String {
+    "\"" + text.unicodeScalars.map { scalar in
+        switch scalar {
+        case "\"": "\\\""
+        case "\\": "\\\\"
+        case _ where scalar.value < 0x20: String(format: "\\u%04x", scalar.value)
+        default: String(scalar)
+        }
+    }.joined() + "\""
 }

@@ -32,7 +32,7 @@ public enum Npy {
     /// Reads a floating-point array as float32 with its shape.
     public static func readFloats(_ path: String) throws(TensorIOError) -> (shape: [Int], values: [Float]) {
         let bytes = try contents(of: path)
-        let header = try requireFloats(parseHeader(bytes, path: path), path: path)
+        let header = try requireFloats(parseHeader(bytes, fileSize: bytes.count, path: path), path: path)
         var values = [Float](repeating: 0, count: header.elementCount)
         bytes.withUnsafeBytes { raw in
             values.withUnsafeMutableBufferPointer {
@@ -75,7 +75,7 @@ public enum Npy {
     /// Reads an integer array (int32 or int64) with its shape.
     public static func readIntegers(_ path: String) throws(TensorIOError) -> (shape: [Int], values: [Int]) {
         let bytes = try contents(of: path)
-        let header = try parseHeader(bytes, path: path)
+        let header = try parseHeader(bytes, fileSize: bytes.count, path: path)
         guard header.dtype == .int32 || header.dtype == .int64 else {
             throw TensorIOError(path, "dtype is \(header.dtype.rawValue), expected an integer array (i4 or i8)")
         }
@@ -87,11 +87,6 @@ public enum Npy {
             }
         }
         return (header.shape, values)
-    }
-
-    /// The header of a file, checked against the file's size.
-    public static func readHeader(_ path: String) throws(TensorIOError) -> Header {
-        try parseHeader(try contents(of: path), path: path)
     }
 
     /// The bytes of a .npy file holding `values` in C order, as float32 or rounded to `dtype`.
@@ -130,25 +125,29 @@ public enum Npy {
         return data
     }
 
-    private static func contents(of path: String) throws(TensorIOError) -> Data {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw TensorIOError(path, "no such file")
-        }
-        guard !isDirectory.boolValue else { throw TensorIOError(path, "is a directory, expected a .npy file") }
-        do {
-            return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw TensorIOError(path, "cannot be read (\(error.localizedDescription))")
-        }
+    /// The header of a file, checked against the file's size; reads only the header's bytes.
+    public static func readHeader(_ path: String) throws(TensorIOError) -> Header {
+        let size = try fileSize(path)
+        return try parseHeader(Data(try readBytes(path, count: min(size, 12 + maximumHeaderLength), at: 0)), fileSize: size, path: path)
     }
 
-    static func parseHeader(_ bytes: Data, path: String) throws(TensorIOError) -> Header {
+    /// NumPy refuses longer headers unless told otherwise (`max_header_size`); so does this
+    /// reader, before reading one.
+    public static let maximumHeaderLength = 10_000
+
+    private static func contents(of path: String) throws(TensorIOError) -> Data {
+        Data(try readBytes(path, count: try fileSize(path), at: 0))
+    }
+
+    /// The header at the start of `bytes` (the file's first bytes, at least its header when the
+    /// file has one) of a file `fileSize` bytes long, read as NumPy's `read_array_header` does.
+    static func parseHeader(_ bytes: Data, fileSize: Int, path: String) throws(TensorIOError) -> Header {
+        let bytes = [UInt8](bytes)
         let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
         guard bytes.count >= 10, Array(bytes.prefix(6)) == magic else {
             throw TensorIOError(path, "not a .npy file (bad magic string)")
         }
-        let major = bytes[bytes.startIndex + 6]
+        let major = bytes[6]
         let lengthBytes: Int
         switch major {
         case 1: lengthBytes = 2
@@ -156,58 +155,71 @@ public enum Npy {
         default: throw TensorIOError(path, "unsupported .npy version \(major)")
         }
         guard bytes.count >= 8 + lengthBytes else { throw TensorIOError(path, "truncated header") }
-        var headerLength = 0
-        for i in 0..<lengthBytes { headerLength |= Int(bytes[bytes.startIndex + 8 + i]) << (8 * i) }
-        let dataOffset = 8 + lengthBytes + headerLength
-        guard bytes.count >= dataOffset,
-              let text = String(data: bytes.subdata(in: bytes.startIndex + 8 + lengthBytes..<bytes.startIndex + dataOffset),
-                                encoding: major == 3 ? .utf8 : .isoLatin1) else {
-            throw TensorIOError(path, "truncated header")
+        let headerLength = (0..<lengthBytes).reduce(0) { $0 | Int(bytes[8 + $1]) << (8 * $1) }
+        guard headerLength <= maximumHeaderLength else {
+            throw TensorIOError(path, "header is \(headerLength) bytes, more than the \(maximumHeaderLength) NumPy reads")
         }
-        let header = try parseDictionary(text, path: path, dataOffset: dataOffset)
+        let dataOffset = 8 + lengthBytes + headerLength
+        guard bytes.count >= dataOffset else { throw TensorIOError(path, "truncated header") }
+        let raw = bytes[(8 + lengthBytes)..<dataOffset]
+        // Versions 1 and 2 are latin-1, version 3 UTF-8.
+        guard let text = major == 3 ? String(validating: raw, as: UTF8.self) : String(raw.map { Character(Unicode.Scalar($0)) }) else {
+            throw TensorIOError(path, "header is not valid UTF-8")
+        }
+        let header = try parseDictionary(text, path: path, dataOffset: dataOffset, longSuffix: major < 3)
         // A shape whose size overflows would otherwise wrap to a small count that matches the file.
         let (expected, overflow) = header.shape.reduce((header.dtype.byteCount, false)) { size, dim in
             let product = size.0.multipliedReportingOverflow(by: dim)
             return (product.partialValue, size.1 || product.overflow)
         }
-        let found = bytes.count - dataOffset
-        guard !overflow, found == expected else {
-            throw TensorIOError(path, found < expected || overflow
+        guard !overflow else {
+            throw TensorIOError(path, "shape \(shapeText(header.shape)) of \(header.dtype.rawValue) needs more than 2^63 data bytes")
+        }
+        let found = fileSize - dataOffset
+        guard found == expected else {
+            throw TensorIOError(path, found < expected
                 ? "truncated: shape \(shapeText(header.shape)) of \(header.dtype.rawValue) needs \(expected) data bytes, file has \(found)"
                 : "\(found - expected) bytes beyond the data of shape \(shapeText(header.shape))")
         }
         return header
     }
 
-    private static func parseDictionary(_ text: String, path: String, dataOffset: Int) throws(TensorIOError) -> Header {
-        func value(of key: String) -> Substring? {
-            guard let keyRange = text.range(of: "'\(key)'") ?? text.range(of: "\"\(key)\""),
-                  let colon = text[keyRange.upperBound...].firstIndex(of: ":") else { return nil }
-            return text[text.index(after: colon)...].drop { $0 == " " }
+    /// The header's dict as NumPy takes it: exactly the keys descr, fortran_order and shape (the
+    /// last of duplicates winning), a dtype string, a bool and a tuple of non-negative integers.
+    private static func parseDictionary(_ text: String, path: String, dataOffset: Int, longSuffix: Bool) throws(TensorIOError) -> Header {
+        let literal: PythonLiteral
+        do { literal = try PythonLiteral.parse(text, longSuffix: longSuffix) } catch {
+            throw TensorIOError(path, "header is not a Python literal (\(error.description))")
         }
-        guard let descrText = value(of: "descr"), let quote = descrText.first, quote == "'" || quote == "\"",
-              let descrEnd = descrText.dropFirst().firstIndex(of: quote) else {
-            throw TensorIOError(path, "header has no dtype ('descr')")
+        guard case .dict(let pairs) = literal else { throw TensorIOError(path, "header is not a dictionary") }
+        var fields: [String: PythonLiteral] = [:]
+        for (key, value) in pairs {
+            guard case .string(let name) = key else { throw TensorIOError(path, "header has a key that is not a string") }
+            fields[name] = value
         }
-        let descr = String(descrText[descrText.index(after: descrText.startIndex)..<descrEnd])
+        let expected: Set = ["descr", "fortran_order", "shape"]
+        guard Set(fields.keys) == expected else {
+            let extra = Set(fields.keys).subtracting(expected).sorted(), missing = expected.subtracting(fields.keys).sorted()
+            throw TensorIOError(path, "header keys must be exactly 'descr', 'fortran_order', 'shape'"
+                                + (missing.isEmpty ? "" : "; missing \(missing.map { "'\($0)'" }.joined(separator: ", "))")
+                                + (extra.isEmpty ? "" : "; extra \(extra.map { "'\($0)'" }.joined(separator: ", "))"))
+        }
+        guard case .string(let descr) = fields["descr"]! else {
+            throw TensorIOError(path, "unsupported dtype (a structured dtype); expected float32, float16, bfloat16 (<V2), float64, int32 or int64")
+        }
         let order = descr.first.map { "<=|>".contains($0) } == true ? descr.first! : "="
         let code = descr.first.map { "<=|>".contains($0) } == true ? String(descr.dropFirst()) : descr
         guard order != ">" else { throw TensorIOError(path, "dtype \(descr) is big-endian; only little-endian data is read") }
         guard let dtype = code == "bfloat16" ? .bfloat16 : DType(rawValue: code) else {
             throw TensorIOError(path, "unsupported dtype \(descr) (expected float32, float16, bfloat16 (<V2), float64, int32 or int64)")
         }
-        guard let fortran = value(of: "fortran_order") else { throw TensorIOError(path, "header has no 'fortran_order'") }
-        if fortran.hasPrefix("True") { throw TensorIOError(path, "array is in Fortran order; save it in C order (np.ascontiguousarray)") }
-        guard fortran.hasPrefix("False") else { throw TensorIOError(path, "header has a malformed 'fortran_order'") }
-        guard let shapeText = value(of: "shape"), shapeText.first == "(", let close = shapeText.firstIndex(of: ")") else {
-            throw TensorIOError(path, "header has no 'shape'")
-        }
+        guard case .bool(let fortran) = fields["fortran_order"]! else { throw TensorIOError(path, "header has a malformed 'fortran_order'") }
+        if fortran { throw TensorIOError(path, "array is in Fortran order; save it in C order (np.ascontiguousarray)") }
+        guard case .tuple(let dims) = fields["shape"]! else { throw TensorIOError(path, "header has a malformed shape (not a tuple)") }
         var shape: [Int] = []
-        for part in shapeText[shapeText.index(after: shapeText.startIndex)..<close].split(separator: ",") {
-            let trimmed = part.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "L", with: "")
-            if trimmed.isEmpty { continue }
-            guard let dim = Int(trimmed), dim >= 0 else { throw TensorIOError(path, "header has a malformed shape") }
-            shape.append(dim)
+        for dim in dims {
+            guard case .integer(let value) = dim, value >= 0 else { throw TensorIOError(path, "header has a malformed shape") }
+            shape.append(value)
         }
         return Header(dtype: dtype, shape: shape, dataOffset: dataOffset)
     }

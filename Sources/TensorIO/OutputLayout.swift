@@ -20,6 +20,13 @@ public struct OutputLayout: Sendable {
     public let files: [(name: String, header: Data)]
     public let placements: [String: Placement]
 
+    /// The size file `name` has once every tensor placed in it is written.
+    public func size(of name: String) -> Int {
+        let header = files.first { $0.name == name }!.header.count
+        return placements.values.filter { $0.file == name }
+            .map { $0.offset + $0.shape.reduce($0.dtype.byteCount, *) }.max() ?? header
+    }
+
     /// The safetensors file's name in the output directory.
     public static let safetensorsName = "out.safetensors"
 

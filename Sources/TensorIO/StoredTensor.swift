@@ -57,11 +57,15 @@ public struct StoredTensor: Sendable {
 /// The size of the regular file at `path`.
 func fileSize(_ path: String) throws(TensorIOError) -> Int {
     var info = stat()
-    guard stat(path, &info) == 0 else {
-        throw TensorIOError(path, errno == ENOENT ? "no such file" : "cannot be read (\(String(cString: strerror(errno))))")
+    guard FilePath.withSystemPath(path, { stat($0, &info) }) == 0 else {
+        throw TensorIOError(path, errno == ENOENT ? "no such file" : "cannot be read (\(systemError()))")
     }
-    guard info.st_mode & S_IFMT != S_IFDIR else { throw TensorIOError(path, "is a directory, expected a file") }
-    return Int(info.st_size)
+    switch info.st_mode & S_IFMT {
+    case S_IFREG: return Int(info.st_size)
+    case S_IFDIR: throw TensorIOError(path, "is a directory, expected a file")
+    case S_IFIFO: throw TensorIOError(path, "is a FIFO (named pipe), expected a regular file")
+    default: throw TensorIOError(path, "is a device or socket, expected a regular file")
+    }
 }
 
 /// `count` bytes of `path` from `offset` (which the caller knows to be inside the file).
@@ -74,8 +78,8 @@ func readBytes(_ path: String, count: Int, at offset: Int) throws(TensorIOError)
 }
 
 private func openForReading(_ path: String) throws(TensorIOError) -> Int32 {
-    let descriptor = open(path, O_RDONLY)
-    guard descriptor >= 0 else { throw TensorIOError(path, "cannot be opened (\(String(cString: strerror(errno))))") }
+    let descriptor = FilePath.withSystemPath(path) { open($0, O_RDONLY) }
+    guard descriptor >= 0 else { throw TensorIOError(path, "cannot be opened (\(systemError()))") }
     return descriptor
 }
 
@@ -88,7 +92,7 @@ private func readFully(_ descriptor: Int32, into buffer: UnsafeMutableRawBufferP
         let count = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
         if count < 0 && errno == EINTR { continue }
         guard count > 0 else {
-            return TensorIOError(path, count == 0 ? "truncated while reading" : "cannot be read (\(String(cString: strerror(errno))))")
+            return TensorIOError(path, count == 0 ? "truncated while reading" : "cannot be read (\(systemError()))")
         }
         done += count
     }

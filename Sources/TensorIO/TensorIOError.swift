@@ -6,5 +6,5 @@ public struct TensorIOError: Error, CustomStringConvertible, Equatable {
         self.path = path
         self.problem = problem
     }
-    public var description: String { "\(path): \(problem)" }
+    public var description: String { "\(FilePath.display(path)): \(problem)" }
 }

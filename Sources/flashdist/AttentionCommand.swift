@@ -21,7 +21,8 @@ struct AttentionCommand: DistributedCommand {
     func run(on communicator: Communicator) throws {
         let (tensors, layout) = try communicator.agree {
             let tensors = try AttentionTensors(files, dO: dO, requireDO: false)
-            let layout = try AttentionLayout(tensors, mask: mask, scores: scores)
+            let layout = try AttentionLayout(tensors, mask: mask, scores: scores,
+                                             budget: MemoryBudget(threads: threads.count, ranks: communicator.size))
             if scores.saveDropoutMask { try DropoutMaskOutput.check(layout) }
             return (tensors, layout)
         }

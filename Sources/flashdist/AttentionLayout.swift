@@ -13,16 +13,17 @@ struct AttentionLayout {
     }
 
     /// From the tensors' headers alone, reading no tensor data (only the small offsets and
-    /// slopes): what every rank of a distributed run checks before any compute.
-    init(_ tensors: AttentionTensors, mask: MaskOptions, scores: ScoreOptions) throws {
+    /// slopes): what every rank of a distributed run checks before any compute, the memory the
+    /// run needs (`budget`) included.
+    init(_ tensors: AttentionTensors, mask: MaskOptions, scores: ScoreOptions, budget: MemoryBudget) throws {
         try self.init(q: (tensors.q.label, tensors.q.shape), k: (tensors.k.label, tensors.k.shape),
                       v: (tensors.v.label, tensors.v.shape), dO: tensors.dO.map { ($0.label, $0.shape) },
-                      mask: mask, scores: scores)
+                      mask: mask, scores: scores, budget: budget)
     }
 
     /// Checks the shapes of the files at the given paths; errors name the offending file.
     init(q: (path: String, shape: [Int]), k: (path: String, shape: [Int]), v: (path: String, shape: [Int]),
-         dO: (path: String, shape: [Int])?, mask: MaskOptions, scores: ScoreOptions) throws {
+         dO: (path: String, shape: [Int])?, mask: MaskOptions, scores: ScoreOptions, budget: MemoryBudget) throws {
         let offsets = try scores.readOffsets()
         // A packed tensor is a fixed-length one without its batch axis.
         let rank = offsets == nil ? 4 : 3
@@ -39,6 +40,7 @@ struct AttentionLayout {
         }
         guard v.shape == k.shape else { throw TensorIOError(v.path, "shape \(shapeText(v.shape)) differs from k's \(shapeText(k.shape))") }
         let kvHeads = k.shape[rank - 2]
+        guard heads >= 1 else { throw TensorIOError(q.path, "shape \(shapeText(q.shape)) has no heads") }
         guard kvHeads >= 1, heads % kvHeads == 0 else {
             throw TensorIOError(k.path, "\(kvHeads) kv heads do not divide q's \(heads) heads")
         }
@@ -54,13 +56,21 @@ struct AttentionLayout {
             }
         }
         let batch = offsets.map { $0.q.count - 1 } ?? q.shape[0]
+        let rows = { (shape: [Int]) in offsets == nil ? Double(shape[0]) * Double(shape[1]) : Double(shape[0]) }
+        try budget.check(batch: Double(batch), queries: rows(q.shape), keys: rows(k.shape), heads: heads, kvHeads: kvHeads, headDim: headDim,
+                         backward: dO != nil, label: q.path)
         let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads))
-        if let offsets {
-            problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, queryOffsets: offsets.q,
-                                           keyOffsets: offsets.k, options: options)
-        } else {
-            problem = try AttentionProblem(batch: batch, seqlenQ: q.shape[1], seqlenK: k.shape[1], heads: heads,
-                                           kvHeads: kvHeads, headDim: headDim, options: options)
+        do {
+            if let offsets {
+                problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, queryOffsets: offsets.q,
+                                               keyOffsets: offsets.k, options: options)
+            } else {
+                problem = try AttentionProblem(batch: batch, seqlenQ: q.shape[1], seqlenK: k.shape[1], heads: heads,
+                                               kvHeads: kvHeads, headDim: headDim, options: options)
+            }
+        } catch {
+            // The options are checked where they are parsed: what is left to refuse is in q's shape.
+            throw TensorIOError(q.path, error.description)
         }
         (qShape, kShape) = (q.shape, k.shape)
     }

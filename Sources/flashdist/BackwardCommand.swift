@@ -24,7 +24,8 @@ struct BackwardCommand: DistributedCommand {
         let (tensors, saved, layout) = try communicator.agree {
             let tensors = try AttentionTensors(files, dO: dO, requireDO: true)
             let saved = (o: try files.required("o", path: o), lse: try files.required("lse", path: lse))
-            let layout = try AttentionLayout(tensors, mask: mask, scores: scores)
+            let layout = try AttentionLayout(tensors, mask: mask, scores: scores,
+                                             budget: MemoryBudget(threads: threads.count, ranks: communicator.size))
             guard saved.o.shape == layout.qShape else {
                 throw TensorIOError(saved.o.label, "shape \(shapeText(saved.o.shape)) differs from q's \(shapeText(layout.qShape))")
             }

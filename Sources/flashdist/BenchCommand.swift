@@ -13,20 +13,20 @@ struct BenchCommand: DistributedCommand {
             and rank 0 reports the slowest rank's times with every rank's detail.
             """)
 
-    @Option var batch = 1
-    @Option var heads = 8
-    @Option(help: "kv heads (default: heads); heads must be a multiple.") var kvHeads: Int?
-    @Option var seqlenQ = 2048
-    @Option(help: "Key length (default: seqlen-q).") var seqlenK: Int?
-    @Option var headDim = 64
+    @Option(parsing: .unconditional) var batch = 1
+    @Option(parsing: .unconditional) var heads = 8
+    @Option(parsing: .unconditional, help: "kv heads (default: heads); heads must be a multiple.") var kvHeads: Int?
+    @Option(parsing: .unconditional) var seqlenQ = 2048
+    @Option(parsing: .unconditional, help: "Key length (default: seqlen-q).") var seqlenK: Int?
+    @Option(parsing: .unconditional) var headDim = 64
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
     @Option(help: "Under mpirun: split the work by query heads, by sequence rows (all-to-all re-sharding), or by rows and key blocks (ring). Default: heads while ranks ≤ kv heads, else ring.")
     var partition: Partition?
-    @Option(help: "With --partition hybrid: ranks per all-to-all group (default: the largest divisor of the ranks up to the kv heads).")
+    @Option(parsing: .unconditional, help: "With --partition hybrid: ranks per all-to-all group (default: the largest divisor of the ranks up to the kv heads).")
     var ulysses: Int?
-    @Option(help: "Untimed runs before the timed ones.") var warmup = 1
-    @Option(help: "Timed runs; the median is reported.") var repeats = 5
+    @Option(parsing: .unconditional, help: "Untimed runs before the timed ones.") var warmup = 1
+    @Option(parsing: .unconditional, help: "Timed runs; the median is reported.") var repeats = 5
     @Flag(help: "Also time the backward.") var backward = false
     @Flag(help: "Check sampled rows against a float64 reference and print the max abs errors (without mpirun).")
     var verify = false
@@ -38,14 +38,24 @@ struct BenchCommand: DistributedCommand {
     var experiment = ""
 
     func validate() throws {
-        if warmup < 0 { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
-        if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        for (option, value, least) in [("--batch", batch, 1), ("--heads", heads, 1), ("--kv-heads", kvHeads ?? heads, 1),
+                                       ("--seqlen-q", seqlenQ, 1), ("--seqlen-k", seqlenK ?? seqlenQ, 1),
+                                       ("--head-dim", headDim, 1), ("--warmup", warmup, 0), ("--repeats", repeats, 1)]
+        where value < least {
+            throw ValidationError("\(option): must be at least \(least), got \(value)")
+        }
+        if headDim > 256 { throw ValidationError("--head-dim: must be at most 256, got \(headDim)") }
+        if heads % (kvHeads ?? heads) != 0 { throw ValidationError("--kv-heads: \(kvHeads!) does not divide --heads \(heads)") }
     }
 
     func run(on communicator: Communicator) throws {
         // Checked on every rank and agreed on, so a bad option or record file is one error line.
         let (problem, recordFile) = try communicator.agree { () throws -> (AttentionProblem, RecordFile?) in
             if verify && communicator.isDistributed { throw ValidationError("--verify runs without mpirun only") }
+            try MemoryBudget(threads: threads.count, ranks: communicator.size)
+                .check(batch: Double(batch), queries: Double(batch) * Double(seqlenQ), keys: Double(batch) * Double(seqlenK ?? seqlenQ),
+                       heads: heads, kvHeads: kvHeads ?? heads, headDim: headDim, backward: backward,
+                       label: "--batch \(batch) --seqlen-q \(seqlenQ) --seqlen-k \(seqlenK ?? seqlenQ) --heads \(heads) --head-dim \(headDim)")
             let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
                                                kvHeads: kvHeads ?? heads, headDim: headDim,
                                                options: mask.attentionOptions(headDim: headDim))

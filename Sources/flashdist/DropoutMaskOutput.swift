@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import FlashAttention
 import TensorIO
@@ -18,7 +19,7 @@ enum DropoutMaskOutput {
     static func check(_ layout: AttentionLayout) throws {
         let count = shape(layout).reduce(1.0) { $0 * Double($1) }
         guard count <= Double(limit) else {
-            throw ValidationError("--save-dropout-mask: the mask \(shapeText(shape(layout))) has \(Int(count)) values, above the limit of \(limit)")
+            throw ValidationError("--save-dropout-mask: the mask \(shapeText(shape(layout))) has \(String(format: "%.0f", count)) values, above the limit of \(limit)")
         }
     }
 

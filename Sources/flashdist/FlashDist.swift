@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Distributed
 import FlashAttention
+import TensorIO
 
 @main
 struct FlashDist: ParsableCommand {
@@ -19,9 +20,20 @@ struct FlashDist: ParsableCommand {
         } catch {
             exit(after: error, on: nil, shared: true)
         }
+        InterruptCleanup.shared.install()
+        // The arguments as the system's bytes (a path that is not UTF-8 stays the path it was).
+        let arguments = (1..<Int(CommandLine.argc)).map { index in
+            FilePath.string(fromSystem: Array(UnsafeRawBufferPointer(start: CommandLine.unsafeArgv[index]!,
+                                                                     count: strlen(CommandLine.unsafeArgv[index]!))))
+        }
         var command: ParsableCommand
         do {
-            command = try parseAsRoot()
+            try LaunchAgreement.check(arguments, on: communicator)
+        } catch {
+            exit(after: error, on: communicator, shared: true)
+        }
+        do {
+            command = try parseAsRoot(arguments)
         } catch {
             exit(after: error, on: communicator, shared: true)
         }
@@ -75,7 +87,7 @@ struct Window: ExpressibleByArgument {
     init?(argument: String) {
         let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
         guard parts.count == 2, let left = Int(parts[0].trimmingCharacters(in: .whitespaces)),
-              let right = Int(parts[1].trimmingCharacters(in: .whitespaces)) else { return nil }
+              let right = Int(parts[1].trimmingCharacters(in: .whitespaces)), left >= -1, right >= -1 else { return nil }
         (self.left, self.right) = (left, right)
     }
 }
@@ -91,6 +103,10 @@ struct MaskOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Scale of Q·Kᵀ before the softmax (default 1/sqrt(head dim)).")
     var softmaxScale: Float?
 
+    func validate() throws {
+        if let softmaxScale, !softmaxScale.isFinite { throw ValidationError("--softmax-scale: must be finite, got \(softmaxScale)") }
+    }
+
     func attentionOptions(headDim: Int) -> AttentionOptions {
         AttentionOptions(softmaxScale: softmaxScale ?? AttentionOptions.defaultScale(headDim: headDim),
                          causal: causal, windowLeft: window?.left ?? -1, windowRight: window?.right ?? -1)
@@ -98,11 +114,11 @@ struct MaskOptions: ParsableArguments {
 }
 
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Worker threads (default: all cores, shared out among the ranks mpirun starts on this machine).")
+    @Option(parsing: .unconditional, help: "Worker threads (default: all cores, shared out among the ranks mpirun starts on this machine).")
     var threads: Int?
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let threads, threads < 1 { throw ValidationError("--threads: must be at least 1, got \(threads)") }
     }
 
     var count: Int {

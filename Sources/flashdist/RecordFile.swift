@@ -14,7 +14,7 @@ enum RecordValue {
 
     var json: String {
         switch self {
-        case .text(let text): "\"" + text.unicodeScalars.map(Self.jsonEscaped).joined() + "\""
+        case .text(let text): jsonQuoted(text)
         case .integer(let value): String(value)
         case .real(let value): value.isFinite ? "\(value)" : "null"
         case .flag(let value): String(value)
@@ -33,15 +33,6 @@ enum RecordValue {
         // RFC 4180: a cell holding a separator, quote or line break is quoted, quotes doubled.
         guard plain.contains(where: { ",\"\n\r".contains($0) }) else { return plain }
         return "\"" + plain.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
-
-    private static func jsonEscaped(_ scalar: Unicode.Scalar) -> String {
-        switch scalar {
-        case "\"": "\\\""
-        case "\\": "\\\\"
-        case _ where scalar.value < 0x20: String(format: "\\u%04x", scalar.value)
-        default: String(scalar)
-        }
     }
 }
 

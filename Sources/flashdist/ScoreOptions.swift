@@ -10,9 +10,9 @@ struct ScoreOptions: ParsableArguments {
     @Option(help: "ALiBi slopes, float32 .npy shaped (heads) or (batch, heads): bias −slope·|i + Nk − Nq − j|.")
     var alibiSlopes: String?
     @Option(parsing: .unconditional, help: "Dropout probability p in [0, 1) on the attention probabilities; kept ones scale by 1/(1−p).")
-    var dropout: Float = 0
-    @Option(help: "Seed of the dropout mask (Philox4x32-10 keyed by seed, batch, head, row, column).")
-    var seed: UInt64 = 0
+    var dropout: Double = 0
+    @Option(help: "Seed of the dropout mask (Philox4x32-10 keyed by seed, batch, head, row, column); default 0.")
+    var seed: UInt64?
     @Flag(help: "Also write the dropout mask (DIR/dropout_mask.npy, or entry dropout_mask), (batch, heads, seqlen_q, seqlen_k) keep factors (0 or 1/(1−p)); fixed-length batches of at most 2^26 factors.")
     var saveDropoutMask = false
     @Option(help: "Query offsets of a variable-length batch, int32 .npy (batch + 1): q, o, do are then (total_q, heads, head_dim), lse (heads, total_q).")
@@ -23,6 +23,11 @@ struct ScoreOptions: ParsableArguments {
     func validate() throws {
         guard softcap.isFinite, softcap >= 0 else { throw ValidationError("--softcap: must be 0 (off) or positive, got \(softcap)") }
         guard (0..<1).contains(dropout) else { throw ValidationError("--dropout: probability must be in [0, 1), got \(dropout)") }
+        // The kernels keep p in float32, where values this close to 1 round to 1.
+        guard Float(dropout) < 1 else {
+            throw ValidationError("--dropout: \(dropout) rounds to 1 in float32; the largest probability is \(1 - Double(Float.ulpOfOne) / 2)")
+        }
+        if seed != nil && dropout == 0 { throw ValidationError("--seed: has no effect without --dropout P above 0") }
         guard (cuSeqlensQ == nil) == (cuSeqlensK == nil) else {
             throw ValidationError("--cu-seqlens-q and --cu-seqlens-k go together: give both or neither")
         }
@@ -63,7 +68,7 @@ struct ScoreOptions: ParsableArguments {
         var options = mask.attentionOptions(headDim: headDim)
         options.softcap = softcap
         options.alibiSlopes = slopes
-        options.dropout = dropout > 0 ? Dropout(probability: dropout, seed: seed) : nil
+        options.dropout = dropout > 0 ? Dropout(probability: Float(dropout), seed: seed ?? 0) : nil
         return options
     }
 }

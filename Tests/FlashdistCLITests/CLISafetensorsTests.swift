@@ -33,7 +33,7 @@ private func writeInputs(_ dir: ScratchDirectory) throws -> (npy: [String], safe
     }
     let out = try runFlashdist(["attention", "--input", input, "--out-format", "safetensors"] + options + ["--out", dir.file("sto")], in: dir)
     #expect(out.status == 0, "stderr: \(out.stderr)")
-    #expect(dir.entries(dir.file("sto")) == ["out.safetensors"])
+    #expect(try OutputDirectory.verifiedSet(in: dir.file("sto")) == ["out.safetensors"])
     let written = try Safetensors.readTensors(dir.file("sto/out.safetensors"))
     #expect(Set(written.keys) == ["o", "lse", "dq", "dk", "dv"])
     for (name, tensor) in written {

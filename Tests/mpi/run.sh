@@ -94,27 +94,27 @@ done
 h2="$work/h2"
 python3 "$here/make_inputs.py" "$h2/in" 1 40 40 2 1 16
 
-# A rank killed mid-run: once the run has created its temporaries (before any compute), kill -9
-# one rank. mpirun must fail, DIR must hold nothing but temporaries, and the next run in DIR must
-# succeed and remove them.
+# A rank killed mid-run: once the run has created its new output set (before any compute), kill
+# -9 one rank. mpirun must fail, DIR must hold nothing but that set's directory, and the next run
+# in DIR must succeed and remove it (leaving its own set, the current one, alone).
 big="$work/big"
 python3 "$here/make_inputs.py" "$big/in" 1 8192 8192 4 4 64
 "${mpirun[@]}" -np 2 "$bin" attention --q "$big/in/q.npy" --k "$big/in/k.npy" --v "$big/in/v.npy" --do "$big/in/do.npy" \
     --threads 1 --out "$big/out" >"$big/log" 2>&1 &
 job=$!
-for _ in $(seq 300); do compgen -G "$big/out/.flashdist-tmp-*" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do compgen -G "$big/out/.flashdist-set-*" >/dev/null && break; sleep 0.1; done
 victim=$(pgrep -P $job | tail -1)
 kill -9 "$victim"
 wait $job
 status=$?
-leftovers=$(ls -A "$big/out" | grep -v '^\.flashdist-tmp-')
+leftovers=$(ls -A "$big/out" | grep -v '^\.flashdist-set-')
 result $(( status == 0 || ${#leftovers} > 0 )) "rank killed mid-run: mpirun fails, no output file" \
-    "exit $status, left: ${leftovers:-nothing but temporaries}"
+    "exit $status, left: ${leftovers:-nothing but the unfinished set}"
 small=(--q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy")
 "${mpirun[@]}" -np 2 "$bin" attention "${small[@]}" --out "$big/out" >/dev/null 2>&1
 status=$?
 left=$(ls -A "$big/out" | tr '\n' ' ')
-result $(( status != 0 || $(ls -A "$big/out" | grep -c '^\.flashdist-tmp-') > 0 )) "run after the kill succeeds and cleans up" \
+result $(( status != 0 || $(ls -A "$big/out" | grep -c '^\.flashdist-set-') != 1 )) "run after the kill succeeds and cleans up" \
     "exit $status, directory holds: $left"
 
 # Bad input under mpirun -np N: exactly one "flashdist: error:" line naming the problem, a
