@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up and build, the Swift tests, the memory check, the MPI tests
 # (Tests/mpi), the record, sweep and plot tools (Tests/scaling), golden cases across emulated
-# nodes (Tests/cluster, as root), and the golden reference cases in ../shared/golden (FLASHDIST_GOLDEN overrides the folder), under mpirun and then alone.
+# nodes (Tests/cluster, as root), and the golden reference cases in ../shared/golden
+# (FLASHDIST_GOLDEN overrides the folder), under mpirun and then alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golden="${FLASHDIST_GOLDEN:-../shared/golden}"
