@@ -23,6 +23,11 @@ struct BenchCommand: DistributedCommand {
     @OptionGroup var threads: ThreadOptions
     @Option(help: "Under mpirun: split the work by query heads, or by sequence rows (all-to-all re-sharding). Default: heads, or sequence with more ranks than heads.")
     var partition: Partition?
+    @Option(help: "flash (tiled) or standard: textbook attention storing every head's N×N probabilities (without mpirun; causal and window masks).")
+    var algorithm: Algorithm = .flash
+    @Option(help: "Query rows of the flash forward's tiles, a multiple of 16 (default: 64 to 256 by key length).")
+    var blockQ: Int?
+    @Option(help: "Keys of the flash forward's tiles (default: 64).") var blockK: Int?
     @Option(help: "Untimed runs before the timed ones.") var warmup = 1
     @Option(help: "Timed runs; the median is reported.") var repeats = 5
     @Flag(help: "Also time the backward.") var backward = false
@@ -38,27 +43,35 @@ struct BenchCommand: DistributedCommand {
     func validate() throws {
         if warmup < 0 { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        if algorithm == .standard && (blockQ != nil || blockK != nil) {
+            throw ValidationError("--block-q and --block-k set the flash algorithm's tiles; --algorithm standard has none")
+        }
     }
 
     func run(on communicator: Communicator) throws {
         // Checked on every rank and agreed on, so a bad option or record file is one error line.
         let (problem, recordFile) = try communicator.agree { () throws -> (AttentionProblem, RecordFile?) in
             if verify && communicator.isDistributed { throw ValidationError("--verify runs without mpirun only") }
+            if algorithm == .standard && communicator.isDistributed {
+                throw ValidationError("--algorithm standard runs without mpirun only")
+            }
+            var options = mask.attentionOptions(headDim: headDim)
+            if blockQ != nil || blockK != nil { options.forwardTiles = ForwardTiles(rows: blockQ, keys: blockK) }
             let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
-                                               kvHeads: kvHeads ?? heads, headDim: headDim,
-                                               options: mask.attentionOptions(headDim: headDim))
+                                               kvHeads: kvHeads ?? heads, headDim: headDim, options: options)
+            if algorithm == .standard { try StandardMemory(problem, threads: threads.count).checkFits() }
             return (problem, communicator.rank == 0 ? try record.map { try RecordFile($0, columns: BenchReport.columns) } : nil)
         }
         let runs = warmup + repeats
         let progress = BenchProgress(communicator: communicator, phases: backward ? ["forward", "backward"] : ["forward"],
                                      runsPerPhase: runs)
-        let runner = BenchRunner(problem: problem, communicator: communicator, threads: threads.count, warmup: warmup,
+        let runner = BenchRunner(problem: problem, algorithm: algorithm, communicator: communicator, threads: threads.count, warmup: warmup,
                                  repeats: repeats, backward: backward, progress: progress)
         let kind = Partition.resolved(partition, heads: problem.heads, ranks: communicator.size)
         let measurement = communicator.isDistributed ? try runner.distributed(kind) : try runner.threaded(verify: verify)
         guard communicator.rank == 0 else { return }
         let report = BenchReport(problem: problem, measurement: measurement, threads: threads.count,
-                                 partition: communicator.isDistributed ? kind : nil, experiment: experiment,
+                                 partition: communicator.isDistributed ? kind : nil, algorithm: algorithm, experiment: experiment,
                                  warmup: warmup, repeats: repeats)
         try recordFile?.append(report.record)
         print(json ? report.jsonLine : report.text)

@@ -70,6 +70,19 @@ cmp -s "$work/old.csv" "$work/old-copy.csv"
 result $? "the refused CSV is left as it was"
 refused "a record file neither .csv nor .jsonl is refused" ".csv or .jsonl" "$bin" "${tiny[@]}" --record "$work/r.txt"
 refused "bench --verify under mpirun is refused" "without mpirun" "${mpirun[@]}" -np 2 "$bin" "${tiny[@]}" --verify
+refused "bench --algorithm standard under mpirun is refused" "without mpirun" "${mpirun[@]}" -np 2 "$bin" "${tiny[@]}" --algorithm standard
+refused "bench --algorithm standard with --block-q is refused" "--block-q" "$bin" "${tiny[@]}" --algorithm standard --block-q 32
+refused "bench --algorithm standard that cannot fit is refused" "GiB available" "$bin" "${tiny[@]}" --algorithm standard --seqlen-q 1048576
+refused "bench --block-q not a multiple of 16 is refused" "multiple of 16" "$bin" "${tiny[@]}" --block-q 24
+
+# The standard algorithm and the tile override record their rows: impl flashdist-standard.
+"$bin" "${tiny[@]}" --algorithm standard --backward --record "$work/standard.csv" >/dev/null &&
+    "$bin" "${tiny[@]}" --block-q 16 --block-k 32 --backward --record "$work/standard.csv" >/dev/null
+result $? "bench --algorithm standard and --block-q/--block-k run"
+check "standard and flash rows carry their impl" "
+import records
+rows, messages = records.read('$work/standard.csv')
+assert not messages and [r['impl'] for r in rows] == ['flashdist-standard', 'flashdist'], rows"
 
 # A row cut short by a killed run stays a line of its own: the next row is whole.
 head -c -20 "$work/r.csv" >"$work/cut.csv"
