@@ -28,6 +28,8 @@ struct BenchCommand: DistributedCommand {
     @Option(help: "Query rows of the flash forward's tiles, a multiple of 16 (default: 64 to 256 by key length).")
     var blockQ: Int?
     @Option(help: "Keys of the flash forward's tiles (default: 64).") var blockK: Int?
+    @Option(help: "Report this FMA peak (GFLOP/s per rank) instead of measuring it: for runs under a cache simulator, where the probe would take minutes.")
+    var peakGflops: Double?
     @Option(help: "Untimed runs before the timed ones.") var warmup = 1
     @Option(help: "Timed runs; the median is reported.") var repeats = 5
     @Flag(help: "Also time the backward.") var backward = false
@@ -43,6 +45,7 @@ struct BenchCommand: DistributedCommand {
     func validate() throws {
         if warmup < 0 { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        if let peakGflops, !(peakGflops > 0) { throw ValidationError("--peak-gflops must be positive, got \(peakGflops)") }
         if algorithm == .standard && (blockQ != nil || blockK != nil) {
             throw ValidationError("--block-q and --block-k set the flash algorithm's tiles; --algorithm standard has none")
         }
@@ -66,7 +69,7 @@ struct BenchCommand: DistributedCommand {
         let progress = BenchProgress(communicator: communicator, phases: backward ? ["forward", "backward"] : ["forward"],
                                      runsPerPhase: runs)
         let runner = BenchRunner(problem: problem, algorithm: algorithm, communicator: communicator, threads: threads.count, warmup: warmup,
-                                 repeats: repeats, backward: backward, progress: progress)
+                                 repeats: repeats, backward: backward, givenPeak: peakGflops, progress: progress)
         let kind = Partition.resolved(partition, heads: problem.heads, ranks: communicator.size)
         let measurement = communicator.isDistributed ? try runner.distributed(kind) : try runner.threaded(verify: verify)
         guard communicator.rank == 0 else { return }

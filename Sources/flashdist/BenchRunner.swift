@@ -36,6 +36,8 @@ struct BenchRunner {
     let warmup: Int
     let repeats: Int
     let backward: Bool
+    /// The FMA peak per rank to report instead of measuring it (runs under a cache simulator).
+    let givenPeak: Double?
     let progress: BenchProgress?
 
     private struct PhaseTimes {
@@ -114,7 +116,7 @@ struct BenchRunner {
                         errors: [(name: String, error: Double)]) throws -> BenchMeasurement {
         progress?.started("measuring the FMA peak")
         _ = try communicator.allgather([0.0])
-        let peak = MachineProbe.fmaPeakGFLOPS(threads: threads)
+        let peak = givenPeak ?? MachineProbe.fmaPeakGFLOPS(threads: threads)
         let traffic = communicator.traffic, runs = Double(warmup + repeats)
         let mine = [MachineProbe.median(forward.mine), backward.map { MachineProbe.median($0.mine) } ?? .nan, peak,
                     Double(MachineProbe.peakResidentBytes()), Double(traffic.bytesSent - trafficBefore.bytesSent) / runs,

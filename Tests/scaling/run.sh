@@ -107,6 +107,24 @@ assert r['fwd_s'] == max(r['rank_fwd_s']) or r['fwd_s'] >= min(r['rank_fwd_s']),
 assert ('$partition' == 'heads') == (r['comm_bytes'] == 0), r['comm_bytes']"
 done
 
+# launch/model.py counts the bytes the partitions send as --stats does: bench's comm_bytes (all
+# ranks, per forward + backward) under mpirun equals the model's, for uneven splits and GQA.
+for shape in "sequence 3 4 2 100" "sequence 2 6 3 77" "heads 3 6 2 64" "heads 2 4 1 50"; do
+    set -- $shape
+    "${mpirun[@]}" -np $2 "$bin" bench --seqlen-q $5 --heads $3 --kv-heads $4 --head-dim 32 --warmup 0 --repeats 1 \
+        --backward --threads 1 --partition $1 --record "$work/model-$1-$2-$3.csv" >/dev/null 2>&1
+    check "model.py's bytes = bench's, $1 partition, np $2, H=$3 kv=$4 N=$5" "
+import model, records
+row = records.read('$work/model-$1-$2-$3.csv')[0][0]
+if '$1' == 'sequence':
+    forward, backward = model.sequence_bytes($2, 1, $5, $3, $4, 32, $2)
+    predicted = sum(forward) + sum(backward)
+else:
+    a = model.Heads($3, $4, $2)
+    predicted = sum(a.split_group_bytes(r, 1, $5, 32) for r in range($2))
+assert row['comm_bytes'] == predicted, (row['comm_bytes'], predicted)"
+done
+
 # sweep --resume: a second run skips what the first recorded; without --resume it appends again.
 sweep=(python3 "$launch/sweep.py" threads --threads 1 --seqlen 128 --heads 2 --head-dim 32 --repeats 1 --warmup 0
        --flashdist "$bin" --record "$work/sweep.csv")
