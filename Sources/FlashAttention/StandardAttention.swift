@@ -9,10 +9,16 @@ import Foundation
 ///
 /// It runs on the same scheduler, with the same register-blocked products, as the tiled kernels:
 /// a forward tile is one (batch, head), a backward tile one (batch, kv head) with its group, so
-/// the results do not depend on the thread count. Masks: causal and window; no softcap, ALiBi or
-/// dropout.
+/// the results do not depend on the thread count. Each product walks its N-long dimension in
+/// panels of `panel` (as a BLAS GEMM blocks for cache), so that the operand it reuses stays in
+/// cache and the N×N matrices are what streams: the textbook algorithm at its best, which is
+/// what the IO model's Θ(N·d + N²) assumes. Masks: causal and window; no softcap, ALiBi or dropout.
 public enum StandardAttention {
-    /// Floats of the stored P: every (batch, head), rows padded to whole vectors of keys.
+    /// Keys (or rows) per panel of a product: a 256-key panel of Kᵀ or V is 256·D floats, which
+    /// stays in L2 up to D = 256.
+    static let panel = 256
+
+    /// Floats of the stored P: every (batch, head), rows `rowStride` apart.
     public static func probabilityElements(_ problem: AttentionProblem) -> Int {
         probabilityOffset(problem, batch: problem.batch, head: 0)
     }
@@ -28,7 +34,7 @@ public enum StandardAttention {
                                o: inout [Float], lse: inout [Float], p: inout [Float], threads: Int) {
         precondition(supports(problem) && p.count == probabilityElements(problem) && o.count == problem.queryElements
                      && lse.count == problem.lseElements, "standard attention: sizes or options do not match")
-        let (nq, nkp, dp) = (longest(problem, problem.seqlenQ), roundUpToLanes(longest(problem, problem.seqlenK)), roundUpToLanes(problem.headDim))
+        let (nq, ld, dp) = (longest(problem, problem.seqlenQ), rowStride(longest(problem, problem.seqlenK)), roundUpToLanes(problem.headDim))
         let tiles = (0..<problem.batch).flatMap { b in
             (0..<problem.heads).map { Tile(batch: b, head: $0, block: 0, cost: problem.seqlenQ(b) * problem.seqlenK(b)) }
         }
@@ -36,7 +42,7 @@ public enum StandardAttention {
             lse.withUnsafeMutableBufferPointer { lse in
                 p.withUnsafeMutableBufferPointer { p in
                     let out = UncheckedSendable(value: (o: o.start, lse: lse.start, p: p.start))
-                    TileScheduler(threads: threads).run(tiles, scratchFloats: nq * nkp + 2 * dp * nkp + nq * dp + 4 * lanes) { tile, scratch in
+                    TileScheduler(threads: threads).run(tiles, scratchFloats: nq * ld + 2 * dp * ld + nq * dp + 4 * lanes) { tile, scratch in
                         forwardHead(problem, batch: tile.batch, head: tile.head, q: q, k: k, v: v,
                                     o: out.value.o, lse: out.value.lse, p: out.value.p, scratch: scratch)
                     }
@@ -53,11 +59,11 @@ public enum StandardAttention {
                      && dK.count == problem.keyElements && dV.count == problem.keyElements,
                      "standard attention: sizes or options do not match")
         let (nq, nk, dp) = (longest(problem, problem.seqlenQ), longest(problem, problem.seqlenK), roundUpToLanes(problem.headDim))
-        let nkp = roundUpToLanes(nk)
+        let ld = rowStride(nk)
         let tiles = (0..<problem.batch).flatMap { b in
             (0..<problem.kvHeads).map { Tile(batch: b, head: $0, block: 0, cost: problem.seqlenQ(b) * problem.seqlenK(b)) }
         }
-        let scratch = nq * nkp + 4 * nkp * dp + 3 * nq * dp + 8 * lanes
+        let scratch = nq * ld + 4 * ld * dp + 3 * nq * dp + 8 * lanes
         dQ.withUnsafeMutableBufferPointer { dQ in
             dK.withUnsafeMutableBufferPointer { dK in
                 dV.withUnsafeMutableBufferPointer { dV in
@@ -77,24 +83,30 @@ public enum StandardAttention {
                                     o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
                                     p: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let (nq, nk, d) = (problem.seqlenQ(b), problem.seqlenK(b), problem.headDim)
-        let (nkp, dp, kvHead) = (roundUpToLanes(nk), roundUpToLanes(d), h / problem.groupSize)
+        let (nkp, ld, dp, kvHead) = (roundUpToLanes(nk), rowStride(nk), roundUpToLanes(d), h / problem.groupSize)
         guard nq > 0 else { return }
         var carver = ScratchCarver(scratch)
-        let s = carver.take(nq * nkp), kT = carver.take(d * nkp), vBlock = carver.take(nkp * dp), acc = carver.take(nq * dp)
+        let s = carver.take(nq * ld), kT = carver.take(d * ld), vBlock = carver.take(nkp * dp), acc = carver.take(nq * dp)
         let mask = problem.mask(b), probabilities = p + probabilityOffset(problem, batch: b, head: h)
         let firstKey = problem.keyIndex(row: problem.keyOffsets[b], kvHead: kvHead), kvStride = problem.kvHeads * d
-        packTransposed(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kT, paddedRows: d, paddedColumns: nkp,
+        packTransposed(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kT, paddedRows: d, paddedColumns: ld,
                        times: problem.options.softmaxScale)
-        multiply(m: nq, n: nkp, k: d, a: q + problem.queryIndex(row: problem.queryOffsets[b], head: h),
-                 aRowStride: problem.heads * d, aColumnStride: 1, b: kT, bRowStride: nkp, c: s, cRowStride: nkp, accumulate: false)
+        for j in stride(from: 0, to: nkp, by: panel) {
+            multiply(m: nq, n: min(panel, nkp - j), k: d, a: q + problem.queryIndex(row: problem.queryOffsets[b], head: h),
+                     aRowStride: problem.heads * d, aColumnStride: 1, b: kT + j, bRowStride: ld, c: s + j, cRowStride: ld,
+                     accumulate: false)
+        }
         for i in 0..<nq {
-            let row = s + i * nkp
+            let row = s + i * ld
             maskScores(row, count: nkp, visibleFrom: mask.firstKey(row: i), through: min(mask.lastKey(row: i), nk - 1))
-            lse[problem.lseIndex(batch: b, head: h, row: i)] = softmax(row, count: nkp, into: probabilities + i * nkp)
+            lse[problem.lseIndex(batch: b, head: h, row: i)] = softmax(row, count: nkp, into: probabilities + i * ld)
         }
         packRows(v + firstKey, sourceStride: kvStride, rows: nk, width: d, into: vBlock, paddedWidth: dp)
-        multiply(m: nq, n: dp, k: nk, a: probabilities, aRowStride: nkp, aColumnStride: 1,
-                 b: vBlock, bRowStride: dp, c: acc, cRowStride: dp, accumulate: false)
+        acc.update(repeating: 0, count: nq * dp)
+        for j in stride(from: 0, to: nk, by: panel) {
+            multiply(m: nq, n: dp, k: min(panel, nk - j), a: probabilities + j, aRowStride: ld, aColumnStride: 1,
+                     b: vBlock + j * dp, bRowStride: dp, c: acc, cRowStride: dp, accumulate: true)
+        }
         for i in 0..<nq {
             (o + problem.queryIndex(row: problem.queryOffsets[b] + i, head: h)).update(from: acc + i * dp, count: d)
         }
@@ -124,14 +136,14 @@ public enum StandardAttention {
                                       dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
                                       dV: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let (nq, nk, d) = (problem.seqlenQ(b), problem.seqlenK(b), problem.headDim)
-        let (nkp, dp, scale) = (roundUpToLanes(nk), roundUpToLanes(d), problem.options.softmaxScale)
+        let (nkp, ld, dp, scale) = (roundUpToLanes(nk), rowStride(nk), roundUpToLanes(d), problem.options.softmaxScale)
         var carver = ScratchCarver(scratch)
-        let dS = carver.take(nq * nkp), vT = carver.take(dp * nkp), kBlock = carver.take(nkp * dp)
+        let dS = carver.take(nq * ld), vT = carver.take(dp * ld), kBlock = carver.take(nkp * dp)
         let dKSum = carver.take(nkp * dp), dVSum = carver.take(nkp * dp)
         let qBlock = carver.take(nq * dp), dOBlock = carver.take(nq * dp), dQBlock = carver.take(nq * dp)
         let firstKey = problem.keyIndex(row: problem.keyOffsets[b], kvHead: kvHead), kvStride = problem.kvHeads * d
         let rowStride = problem.heads * d
-        packTransposed(v + firstKey, sourceStride: kvStride, rows: nk, width: d, into: vT, paddedRows: d, paddedColumns: nkp)
+        packTransposed(v + firstKey, sourceStride: kvStride, rows: nk, width: d, into: vT, paddedRows: d, paddedColumns: ld)
         packRows(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kBlock, paddedWidth: dp)
         dKSum.update(repeating: 0, count: nk * dp)
         dVSum.update(repeating: 0, count: nk * dp)
@@ -141,29 +153,38 @@ public enum StandardAttention {
             packRows(q + first, sourceStride: rowStride, rows: nq, width: d, into: qBlock, paddedWidth: dp)
             packRows(dO + first, sourceStride: rowStride, rows: nq, width: d, into: dOBlock, paddedWidth: dp)
             // dV += Pᵀ·dO, Pᵀ read down the columns of P.
-            multiply(m: nk, n: dp, k: nq, a: probabilities, aRowStride: 1, aColumnStride: nkp,
-                     b: dOBlock, bRowStride: dp, c: dVSum, cRowStride: dp, accumulate: true)
+            for i in stride(from: 0, to: nq, by: panel) {
+                multiply(m: nk, n: dp, k: min(panel, nq - i), a: probabilities + i * ld, aRowStride: 1, aColumnStride: ld,
+                         b: dOBlock + i * dp, bRowStride: dp, c: dVSum, cRowStride: dp, accumulate: true)
+            }
             // dP = dO·Vᵀ, then dS = P ∘ (dP − D) in place, D = rowsum(dO ∘ O).
-            multiply(m: nq, n: nkp, k: d, a: dO + first, aRowStride: rowStride, aColumnStride: 1,
-                     b: vT, bRowStride: nkp, c: dS, cRowStride: nkp, accumulate: false)
+            for j in stride(from: 0, to: nkp, by: panel) {
+                multiply(m: nq, n: min(panel, nkp - j), k: d, a: dO + first, aRowStride: rowStride, aColumnStride: 1,
+                         b: vT + j, bRowStride: ld, c: dS + j, cRowStride: ld, accumulate: false)
+            }
             for i in 0..<nq {
                 let index = first + i * rowStride
                 var delta: Float = 0
                 for c in 0..<d { delta = delta.addingProduct(dO[index + c], o[index + c]) }
-                let row = dS + i * nkp, pRow = probabilities + i * nkp
+                let row = dS + i * ld, pRow = probabilities + i * ld
                 for c in stride(from: 0, to: nkp, by: lanes) {
                     (Lanes.load(pRow + c) * (Lanes.load(row + c) - Lanes(repeating: delta))).store(row + c)
                 }
             }
-            multiply(m: nq, n: dp, k: nk, a: dS, aRowStride: nkp, aColumnStride: 1,
-                     b: kBlock, bRowStride: dp, c: dQBlock, cRowStride: dp, accumulate: false)
+            dQBlock.update(repeating: 0, count: nq * dp)
+            for j in stride(from: 0, to: nk, by: panel) {
+                multiply(m: nq, n: dp, k: min(panel, nk - j), a: dS + j, aRowStride: ld, aColumnStride: 1,
+                         b: kBlock + j * dp, bRowStride: dp, c: dQBlock, cRowStride: dp, accumulate: true)
+            }
             for i in 0..<nq {
                 let to = dQ + first + i * rowStride, from = dQBlock + i * dp
                 for c in 0..<d { to[c] = from[c] * scale }
             }
             // dK += dSᵀ·Q (scaled once, at the end).
-            multiply(m: nk, n: dp, k: nq, a: dS, aRowStride: 1, aColumnStride: nkp,
-                     b: qBlock, bRowStride: dp, c: dKSum, cRowStride: dp, accumulate: true)
+            for i in stride(from: 0, to: nq, by: panel) {
+                multiply(m: nk, n: dp, k: min(panel, nq - i), a: dS + i * ld, aRowStride: 1, aColumnStride: ld,
+                         b: qBlock + i * dp, bRowStride: dp, c: dKSum, cRowStride: dp, accumulate: true)
+            }
         }
         for j in 0..<nk {
             let index = firstKey + j * kvStride
@@ -176,9 +197,14 @@ public enum StandardAttention {
 
     /// Where the stored P of (batch, head) starts: entries one after the other, heads within each.
     private static func probabilityOffset(_ problem: AttentionProblem, batch: Int, head: Int) -> Int {
-        let before = (0..<batch).reduce(0) { $0 + problem.heads * problem.seqlenQ($1) * roundUpToLanes(problem.seqlenK($1)) }
-        return batch < problem.batch ? before + head * problem.seqlenQ(batch) * roundUpToLanes(problem.seqlenK(batch)) : before
+        let before = (0..<batch).reduce(0) { $0 + problem.heads * problem.seqlenQ($1) * rowStride(problem.seqlenK($1)) }
+        return batch < problem.batch ? before + head * problem.seqlenQ(batch) * rowStride(problem.seqlenK(batch)) : before
     }
+
+    /// Floats between rows of S, P and the packed Kᵀ, Vᵀ: the keys padded to whole vectors and one
+    /// vector more, so that rows are never a power of two apart: a column of them would otherwise
+    /// fall into one cache set, and the 32 rows of Kᵀ a product walks would evict each other.
+    static func rowStride(_ keys: Int) -> Int { roundUpToLanes(keys) + lanes }
 
     private static func longest(_ problem: AttentionProblem, _ length: (Int) -> Int) -> Int {
         (0..<problem.batch).map(length).max() ?? 0
