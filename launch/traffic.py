@@ -229,18 +229,26 @@ def plot(memory_file, cache_file, out):
                 best[k] = r
         figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
         figure.suptitle("Flash against standard attention: time and memory", fontweight="bold")
-        for impl, name, style in (("flashdist", "flash (tiled)", "o-"), ("flashdist-standard", "standard (stores N×N P)", "s--")):
+        largest = {}
+        for impl, name, marker, color in (("flashdist", "flash (tiled)", "o", "C0"),
+                                          ("flashdist-standard", "standard (stores N×N P)", "s", "C1")):
             mine = sorted((r for (i, _), r in best.items() if i == impl), key=lambda r: r["seqlen_q"])
             if not mine:
                 continue
             n = [r["seqlen_q"] for r in mine]
-            left.plot(n, [r["fwd_s"] + r["bwd_s"] for r in mine], style, label=f"{name}, forward + backward")
-            left.plot(n, [r["fwd_s"] for r in mine], style, alpha=0.45, label=f"{name}, forward")
-            right.plot(n, [r["peak_rss_bytes"] for r in mine], style, label=f"{name}: peak RSS (measured)")
+            largest[impl] = mine[-1]
+            left.plot(n, [r["fwd_s"] + r["bwd_s"] for r in mine], marker + "-", color=color, label=f"{name}, forward + backward")
+            left.plot(n, [r["fwd_s"] for r in mine], marker + ":", color=color, alpha=0.6, label=f"{name}, forward")
+            right.plot(n, [r["peak_rss_bytes"] for r in mine], marker + "-", color=color, label=f"{name}: peak RSS (measured)")
+        if len(largest) == 2 and largest["flashdist"]["seqlen_q"] > largest["flashdist-standard"]["seqlen_q"]:
+            r = largest["flashdist"]
+            right.annotate(f"standard does not fit\nat N = {size_text(r['seqlen_q'])}", (r["seqlen_q"], r["peak_rss_bytes"]),
+                           xytext=(-40, 40), textcoords="offset points", fontsize=8, color="C1",
+                           arrowprops=dict(arrowstyle="->", color="C1"))
         for panel in (left, right):
             log2_axis(panel, "x", size_text)
             panel.set_xlabel("sequence length N (log scale)")
-        log2_axis(left, "y", lambda s: f"{s:g} s")
+        log2_axis(left, "y", lambda s: f"{s:.3g} s")
         left.set(ylabel="seconds (fastest run, log scale)", title="time")
         log2_axis(right, "y", bytes_text)
         right.set(ylabel="bytes (log scale)", title="peak RSS")

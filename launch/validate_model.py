@@ -3,7 +3,8 @@
 For each configuration: the per-core throughput is measured first, as the model takes it
 (`flashdist bench` on all of this machine's cores, its GFLOP/s per core); then the nodes come up
 with the link bandwidth, `flashdist bench --partition …` runs across them over TCP, and the row
-holds the measured time (median of the slowest rank's runs), the predicted one, the bytes the
+holds the measured time (the slowest rank's, fastest of two alternating rounds of calibration and
+run), the predicted one, the bytes the
 ranks sent against the model's, and the load average. Rows go to FILE.jsonl (resumable); at the
 end a Markdown table (also FILE with .md) and model-validation.svg.
 
@@ -20,6 +21,7 @@ NODES, CORES = 2, 1
 CONFIGS = [("sequence", 4096, 4, 4, 64, False), ("sequence", 8192, 4, 4, 64, True),
            ("heads", 4096, 4, 1, 64, False), ("heads", 8192, 4, 4, 64, True)]
 BANDWIDTHS = (("100mbit", 100e6), ("1gbit", 1e9))
+ROUNDS = 2
 LATENCY = 100e-6  # veth, TCP and OpenMPI's progress between namespaces, per message (measured order)
 
 
@@ -35,18 +37,25 @@ def run(a):
             continue
         for config in todo:
             problem = dict(zip(FIELDS, config))
-            # Every core busy, as during the run across the nodes.
-            calibration = bench(a, problem, [], ["--threads", str(NODES * CORES)])
-            cluster = dict(nodes=NODES, cores=CORES, core_gflops_fwd=calibration["fwd_gflops"] / (NODES * CORES),
-                           core_gflops_bwd=calibration["bwd_gflops"] / (NODES * CORES), bandwidth=rate, latency=LATENCY)
+            # Other work on a shared machine only slows a run down: calibration and run alternate
+            # ROUNDS times and the fastest of each phase is kept.
+            calibration, measured = {}, {}
+            for _ in range(ROUNDS):
+                # Every core busy, as during the run across the nodes.
+                fastest(calibration, bench(a, problem, [], ["--threads", str(NODES * CORES)]))
+                fastest(measured, bench(a, problem, ["bash", os.path.join(HERE, "cluster.sh"), "run", str(NODES),
+                                                     "--bandwidth", rate_name, "--", "mpirun", "-np", str(NODES),
+                                                     "--bind-to", "none"],
+                                        ["--threads", "1", "--partition", problem["partition"]]))
             shape = dict(batch=1, seqlen=problem["seqlen"], heads=problem["heads"], kv_heads=problem["kv_heads"],
                          head_dim=problem["head_dim"], causal=problem["causal"])
+            flops_f, flops_b = (f / 1e9 for f in model.flops(shape))
+            cluster = dict(nodes=NODES, cores=CORES, core_gflops_fwd=flops_f / calibration["fwd_s"] / (NODES * CORES),
+                           core_gflops_bwd=flops_b / calibration["bwd_s"] / (NODES * CORES), bandwidth=rate,
+                           latency=LATENCY)
             predicted = model.predict(problem["partition"], shape, cluster)
             print(f"validate: {rate_name}, {describe(problem)}: predicted {predicted['fwd_s']:.3f} + {predicted['bwd_s']:.3f} s",
                   flush=True)
-            measured = bench(a, problem, ["bash", os.path.join(HERE, "cluster.sh"), "run", str(NODES), "--bandwidth", rate_name,
-                                          "--", "mpirun", "-np", str(NODES), "--bind-to", "none"],
-                             ["--threads", "1", "--partition", problem["partition"]])
             row = dict(problem, bandwidth=rate_name, nodes=NODES, cores=CORES, load=model_load(),
                        core_gflops_fwd=cluster["core_gflops_fwd"], core_gflops_bwd=cluster["core_gflops_bwd"],
                        measured_fwd_s=measured["fwd_s"], measured_bwd_s=measured["bwd_s"],
@@ -73,6 +82,16 @@ FIELDS = ("partition", "seqlen", "heads", "kv_heads", "head_dim", "causal")
 
 def key(row):
     return tuple(row.get(k) for k in FIELDS + ("bandwidth",))
+
+
+def fastest(best, row):
+    """Keeps in `best` the fastest forward and backward seen (with the row's other columns)."""
+    if not best:
+        best.update(row)
+    for phase in ("fwd", "bwd"):
+        if row[f"{phase}_s"] < best[f"{phase}_s"]:
+            best[f"{phase}_s"] = row[f"{phase}_s"]
+    best["comm_s"] = min(best["comm_s"], row["comm_s"])
 
 
 def describe(p):
