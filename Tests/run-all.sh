@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up and build, the Swift tests, the memory check, the MPI tests
 # (Tests/mpi), the faults (Tests/faults: full disk, crashes in the output switch, signals,
-# ranks started differently), the record, sweep and plot tools (Tests/scaling), and the golden reference cases
-# in ../shared/golden (FLASHDIST_GOLDEN overrides the folder), under mpirun and then alone.
+# ranks started differently), the record, sweep and plot tools (Tests/scaling), golden cases
+# across emulated nodes (Tests/cluster, as root), and the golden reference cases in
+# ../shared/golden (FLASHDIST_GOLDEN overrides the folder), under mpirun and then alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golden="${FLASHDIST_GOLDEN:-../shared/golden}"
@@ -16,4 +17,5 @@ bash Tests/mpi/run.sh .build/release/flashdist
 bash Tests/mpi/golden.sh .build/release/flashdist "$golden"
 bash Tests/faults/run.sh .build/release/flashdist
 bash Tests/scaling/run.sh .build/release/flashdist
+bash Tests/cluster/run.sh .build/release/flashdist "$golden"
 python3 "$golden/check.py" .build/release/flashdist "$golden" --features all

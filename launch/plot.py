@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Plots of flashdist bench records (launch/sweep.py's files), as SVG.
+"""Plots of flashdist bench records (launch/sweep.py's files), as SVG, with matplotlib.
 
 usage: python3 launch/plot.py FILE... --out DIR
 
@@ -20,7 +20,7 @@ be plotted.
 import argparse, os, statistics, sys
 
 import records
-from svg import PALETTE, Figure, nice_range
+from plotting import bytes_text, log2_axis, plt, save, size_text
 
 PLOTTED_EXPERIMENTS = ("threads", "ranks-strong", "ranks-weak", "seqlen", "torch")
 
@@ -41,12 +41,13 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     written = 0
     for name, draw in (("scaling", scaling), ("throughput", throughput), ("memory", memory), ("comm", communication)):
-        figure = draw(rows)
-        if figure is None:
+        drawn = draw(rows)
+        if drawn is None:
             print(f"plot: no usable rows for {name}.svg; not written", file=sys.stderr)
             continue
         path = os.path.join(a.out, f"{name}.svg")
-        figure.save(path)
+        figure, note = drawn
+        save(figure, path, note=note)
         print(f"plot: wrote {path}")
         written += 1
     if not written:
@@ -112,30 +113,29 @@ def scaling(rows):
         return None
     used = [s[4] for s in series]
     top = max(c for s in series for c, _ in s[2])
-    figure = Figure(1010, 590, "Parallel scaling of forward + backward",
-                    note=f"{machine_text(used)}; strong scaling at {shape_text(next((s[4] for s in series if not s[1]), used[0]))}; "
-                         "weak: work per rank fixed")
-    ticks = [(c, str(c)) for c in range(1, top + 1)] if top <= 16 else None
-    left = figure.panel(80, 60, 370, 300, "Speed-up (strong scaling)")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 5.2))
+    figure.suptitle("Parallel scaling of forward + backward", fontweight="bold")
     strong_series = [s for s in series if not s[1]]
-    ymax = max([top] + [y for s in strong_series for _, y in s[2]])
-    left.axes((0.8, top + 0.2), (0, ymax * 1.1), "cores used (ranks × threads per rank)", "speed-up over the fewest cores",
-              xticks=ticks, ytick_label=lambda v: f"{v:g}")
-    left.line([(1, 1), (top, top)], "ideal", "#888", dash="6,4", markers=False)
+    left.set_title("Speed-up (strong scaling)")
+    left.plot([1, top], [1, top], "--", color="#888", label="ideal")
     # The values go into the legend: at a handful of core counts the lines lie on top of each other.
-    for i, (label, _, speedup, _, _) in enumerate(strong_series):
-        left.line(speedup, "{}: {:.2f}× on {} cores".format(label, max(speedup)[1], max(speedup)[0]), PALETTE[i])
-    # Legends below the panels: at a handful of core counts the lines fill the plot area.
-    left.draw_legend(at=(40, 420))
-    right = figure.panel(570, 60, 370, 300, "Parallel efficiency")
-    right.axes((0.8, top + 0.2), (0, 120), "cores used (ranks × threads per rank)", "efficiency (%)",
-               xticks=ticks, ytick_label=lambda v: f"{v:g}%")
-    right.line([(1, 100), (top, 100)], "ideal (100%)", "#888", dash="6,4", markers=False)
-    for i, (label, weak, _, efficiency, _) in enumerate(series):
-        right.line(efficiency, "{}: {:.0f}% on {} cores".format(label, max(efficiency)[1], max(efficiency)[0]), PALETTE[i],
-                   dash="3,3" if weak else None)
-    right.draw_legend(at=(530, 420))
-    return figure
+    for label, _, speedup, _, _ in strong_series:
+        left.plot(*zip(*speedup), "o-", label="{}: {:.2f}× on {} cores".format(label, max(speedup)[1], max(speedup)[0]))
+    left.set(xlabel="cores used (ranks × threads per rank)", ylabel="speed-up over the fewest cores", ylim=(0, None))
+    right.set_title("Parallel efficiency")
+    right.plot([1, top], [100, 100], "--", color="#888", label="ideal (100%)")
+    for label, weak, _, efficiency, _ in series:
+        right.plot(*zip(*efficiency), "o" + (":" if weak else "-"),
+                   label="{}: {:.0f}% on {} cores".format(label, max(efficiency)[1], max(efficiency)[0]))
+    right.set(xlabel="cores used (ranks × threads per rank)", ylabel="efficiency (%)", ylim=(0, 120))
+    for panel in (left, right):
+        if top <= 16:
+            panel.set_xticks(range(1, top + 1))
+        # Legends below the panels: at a handful of core counts the lines fill the plot area.
+        panel.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    note = (f"{machine_text(used)}; strong scaling at {shape_text(next((s[4] for s in series if not s[1]), used[0]))}; "
+            "weak: work per rank fixed")
+    return figure, note
 
 
 def throughput(rows):
@@ -144,39 +144,40 @@ def throughput(rows):
     versus = usable(rows, "torch", ("fwd_gflops", "seqlen_q"), "throughput.svg")
     if len(sweep) < 2 and len(versus) < 2:
         return None
-    figure = Figure(1060 if versus and sweep else 560, 470, "Throughput against sequence length",
-                    note=f"{machine_text(sweep or versus)}; GFLOP/s counted as flash-attn does "
-                         "(forward 4·B·H·N²·D, backward 2.5× that), fp32")
-    x = 80
+    panels = [p for p in (sweep, versus) if p]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6), squeeze=False)
+    figure.suptitle("Throughput against sequence length", fontweight="bold")
+    axes = list(axes[0])
     if sweep:
+        panel = axes.pop(0)
         peak = statistics.median(r["peak_gflops"] for r in sweep)
-        panel = figure.panel(x, 60, 370, 330, f"flashdist, {sweep[0]['threads']} threads, H={sweep[0]['heads']} D={sweep[0]['head_dim']}")
-        values = [r[f"{p}_gflops"] for r in sweep for p in ("fwd", "bwd") if r.get(f"{p}_gflops")]
-        ends = nice_range([r["seqlen_q"] for r in sweep], log=2)
-        panel.axes(ends, (0, max(values + [peak]) * 1.1),
-                   "sequence length N (log scale)", "GFLOP/s", xlog=2, xtick_label=size_text, ytick_label=lambda v: f"{v:g}")
-        panel.right_axis(100 / peak, f"% of measured FMA peak ({peak:.0f} GFLOP/s)", lambda v: f"{v:g}%")
-        panel.line([(ends[0], peak), (ends[1], peak)], "FMA peak (median of runs)", "#888", dash="6,4", markers=False)
-        draw_phases(panel, sweep, "flashdist", 0)
-        panel.draw_legend("bottom-right")
-        x = 660
+        panel.set_title(f"flashdist, {sweep[0]['threads']} threads, H={sweep[0]['heads']} D={sweep[0]['head_dim']}")
+        panel.axhline(peak, ls="--", color="#888", label="FMA peak (median of runs)")
+        draw_phases(panel, sweep, "flashdist")
+        log2_axis(panel, "x", size_text)
+        panel.set(xlabel="sequence length N (log scale)", ylabel="GFLOP/s", ylim=(0, None))
+        share = panel.secondary_yaxis("right", functions=(lambda g: 100 * g / peak, lambda p: p * peak / 100))
+        share.set_ylabel(f"% of measured FMA peak ({peak:.0f} GFLOP/s)")
+        panel.legend(loc="lower right")
     if versus:
-        panel = figure.panel(x, 60, 370, 330, f"flashdist vs PyTorch SDPA, {versus[0]['threads']} threads")
-        values = [r[f"{p}_gflops"] for r in versus for p in ("fwd", "bwd") if r.get(f"{p}_gflops")]
-        panel.axes(nice_range([r["seqlen_q"] for r in versus], log=2), (0, max(values) * 1.15),
-                   "sequence length N (log scale)", "GFLOP/s", xlog=2, xtick_label=size_text, ytick_label=lambda v: f"{v:g}")
-        for i, impl in enumerate(("flashdist", "torch-sdpa")):
+        panel = axes.pop(0)
+        panel.set_title(f"flashdist vs PyTorch SDPA, {versus[0]['threads']} threads")
+        for impl in ("flashdist", "torch-sdpa"):
             draw_phases(panel, fastest([r for r in versus if r.get("impl") == impl], lambda r: r["seqlen_q"]),
-                        "PyTorch SDPA" if impl != "flashdist" else impl, 2 * i, dash="6,3" if i else None)
-        panel.draw_legend("bottom-right")
-    return figure
+                        "PyTorch SDPA" if impl != "flashdist" else impl, "--" if impl != "flashdist" else "-")
+        log2_axis(panel, "x", size_text)
+        panel.set(xlabel="sequence length N (log scale)", ylabel="GFLOP/s", ylim=(0, None))
+        panel.legend(loc="lower right")
+    note = (f"{machine_text(sweep or versus)}; GFLOP/s counted as flash-attn does "
+            "(forward 4·B·H·N²·D, backward 2.5× that), fp32")
+    return figure, note
 
 
-def draw_phases(panel, rows, name, color, dash=None):
-    for i, phase in enumerate(("fwd", "bwd")):
-        points = [(r["seqlen_q"], r[f"{phase}_gflops"]) for r in rows if r.get(f"{phase}_gflops")]
+def draw_phases(panel, rows, name, style="-"):
+    for phase in ("fwd", "bwd"):
+        points = sorted((r["seqlen_q"], r[f"{phase}_gflops"]) for r in rows if r.get(f"{phase}_gflops"))
         if points:
-            panel.line(points, f"{name} {'forward' if phase == 'fwd' else 'backward'}", PALETTE[color + i], dash=dash)
+            panel.plot(*zip(*points), "o" + style, label=f"{name} {'forward' if phase == 'fwd' else 'backward'}")
 
 
 def memory(rows):
@@ -184,23 +185,24 @@ def memory(rows):
                   lambda r: r["seqlen_q"])
     if len(good) < 2:
         return None
-    measured = [(r["seqlen_q"], r["peak_rss_bytes"]) for r in good]
-    tensors = [(r["seqlen_q"], r["tensor_bytes"]) for r in good]
-    standard = [(r["seqlen_q"], r["tensor_bytes"] + r["scores_bytes"]) for r in good]
+    good.sort(key=lambda r: r["seqlen_q"])
+    n = [r["seqlen_q"] for r in good]
     first = good[0]
-    figure = Figure(660, 480, "Memory against sequence length",
-                    note=f"{machine_text(good)}; B={first['batch']} H={first['heads']} D={first['head_dim']}, forward + backward, fp32")
-    panel = figure.panel(95, 60, 480, 340, "")
-    values = [y for _, y in measured + tensors + standard]
-    panel.axes(nice_range([n for n, _ in measured], log=2), nice_range(values, log=2),
-               "sequence length N (log scale)", "bytes (log scale)", xlog=2, ylog=2,
-               xtick_label=size_text, ytick_label=bytes_text)
-    panel.line(standard, "standard attention: tensors + N×N scores (computed)", PALETTE[1], dash="6,3")
-    panel.line(measured, "flashdist peak RSS (measured)", PALETTE[0],
-               labels=[bytes_text(y) for _, y in sorted(measured)])
-    panel.line(tensors, "q, k, v, o and gradients alone (computed)", "#888", dash="2,3", markers=False)
-    panel.draw_legend()
-    return figure
+    figure, panel = plt.subplots(figsize=(7, 4.8))
+    figure.suptitle("Memory against sequence length", fontweight="bold")
+    panel.plot(n, [r["tensor_bytes"] + r["scores_bytes"] for r in good], "o--",
+               label="standard attention: tensors + N×N scores (computed)")
+    panel.plot(n, [r["peak_rss_bytes"] for r in good], "o-", label="flashdist peak RSS (measured)")
+    for r in good:
+        panel.annotate(bytes_text(r["peak_rss_bytes"]), (r["seqlen_q"], r["peak_rss_bytes"]), fontsize=7,
+                       xytext=(4, -10), textcoords="offset points")
+    panel.plot(n, [r["tensor_bytes"] for r in good], ":", color="#888", label="q, k, v, o and gradients alone (computed)")
+    log2_axis(panel, "x", size_text)
+    log2_axis(panel, "y", bytes_text)
+    panel.set(xlabel="sequence length N (log scale)", ylabel="bytes (log scale)")
+    panel.legend(loc="upper left")
+    note = f"{machine_text(good)}; B={first['batch']} H={first['heads']} D={first['head_dim']}, forward + backward, fp32"
+    return figure, note
 
 
 def communication(rows):
@@ -212,29 +214,20 @@ def communication(rows):
     if not good:
         return None
     good.sort(key=lambda r: (r["experiment"], r["ranks"]))
-    groups = [(f"{r['ranks']} ranks × {r['threads']} thr, H={r['heads']} N={r['seqlen_q']} ({r['experiment'][6:]})",
-               [max(seconds(r) - r["comm_s"], 0), r["comm_s"]]) for r in good]
-    figure = Figure(820, 200 + 46 * len(groups), "Sequence partition: time in transfers",
-                    note=f"{machine_text(good)}; slowest rank's time in all-to-alls per forward + backward")
-    panel = figure.panel(290, 60, 440, 46 * len(groups), "")
-    panel.axes((0, max(sum(v) for _, v in groups) * 1.3), (0, 1), "seconds per forward + backward", "",
-               ytick_label=lambda v: "")
-    panel.bars(groups, ["compute", "transfers (all-to-all)"], [PALETTE[0], PALETTE[3]],
-               lambda v: f"{100 * v[1] / sum(v):.1f}% in transfers")
-    panel.draw_legend(at=(290, 60 + 46 * len(groups) + 50))
-    return figure
-
-
-def size_text(n):
-    n = round(n)
-    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
-
-
-def bytes_text(b):
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if b >= size:
-            return f"{b / size:.3g} {unit}"
-    return f"{b:.0f} B"
+    names = [f"{r['ranks']} ranks × {r['threads']} thr, H={r['heads']} N={r['seqlen_q']} ({r['experiment'][6:]})"
+             for r in good]
+    compute = [max(seconds(r) - r["comm_s"], 0) for r in good]
+    transfers = [r["comm_s"] for r in good]
+    figure, panel = plt.subplots(figsize=(8.5, 1.6 + 0.5 * len(good)))
+    figure.suptitle("Sequence partition: time in transfers", fontweight="bold")
+    panel.barh(names, compute, label="compute")
+    panel.barh(names, transfers, left=compute, label="transfers (all-to-all)")
+    for i, (c, t) in enumerate(zip(compute, transfers)):
+        panel.text(c + t, i, f"  {100 * t / (c + t):.1f}% in transfers", va="center", fontsize=8)
+    panel.set(xlabel="seconds per forward + backward", xlim=(0, max(c + t for c, t in zip(compute, transfers)) * 1.35))
+    panel.invert_yaxis()
+    panel.legend(loc="lower right")
+    return figure, f"{machine_text(good)}; slowest rank's time in all-to-alls per forward + backward"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what flashdist needs on Debian (OpenMPI's runtime and headers) if it is missing, then
-# builds the release binary .build/release/flashdist.
+# Installs what flashdist needs on Debian (OpenMPI's runtime and headers) and what launch/'s plots
+# need from PyPI (matplotlib) if it is missing, then builds the release binary .build/release/flashdist.
 #   FLASHDIST_TARGET_CPU=native bash launch/setup.sh   builds for this machine's CPU (default: haswell).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +16,6 @@ if ((${#missing[@]})); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install -q matplotlib
 
 swift build -c release

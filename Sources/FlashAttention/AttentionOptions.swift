@@ -12,6 +12,10 @@ public struct AttentionOptions: Sendable, Equatable {
     public var softcap: Float
     public var alibiSlopes: AlibiSlopes?
     public var dropout: Dropout?
+    /// The forward's tile (rows × keys) in place of the sizes `Tiling` picks, for experiments on
+    /// tile size and memory traffic. The key block changes how the online softmax groups its sums,
+    /// so the last bits of a result depend on it; they still never depend on the thread count.
+    public var forwardTiles: ForwardTiles?
 
     public init(softmaxScale: Float, causal: Bool = false, windowLeft: Int = -1, windowRight: Int = -1,
                 softcap: Float = 0, alibiSlopes: AlibiSlopes? = nil, dropout: Dropout? = nil) {
@@ -37,6 +41,21 @@ public struct AttentionOptions: Sendable, Equatable {
             throw .invalid("dropout probability must be in [0, 1), got \(dropout.probability)")
         }
         if let alibiSlopes, !alibiSlopes.values.allSatisfy(\.isFinite) { throw .invalid("ALiBi slopes must be finite") }
+        if let rows = forwardTiles?.rows, rows < lanes || rows % lanes != 0 {
+            throw .invalid("tile rows must be a positive multiple of \(lanes), got \(rows)")
+        }
+        if let keys = forwardTiles?.keys, keys < 1 { throw .invalid("tile keys must be positive, got \(keys)") }
+    }
+}
+
+/// Rows of queries and keys in one forward tile; nil leaves `Tiling`'s choice.
+public struct ForwardTiles: Sendable, Equatable {
+    public let rows: Int?
+    public let keys: Int?
+
+    public init(rows: Int?, keys: Int?) {
+        self.rows = rows
+        self.keys = keys
     }
 }
 

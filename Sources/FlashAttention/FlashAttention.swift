@@ -11,7 +11,7 @@ public enum FlashAttention {
                                o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
                                threads: Int) {
         let tiles = ForwardTile(problem: problem, placement: .whole(problem), q: q, k: k, v: v, o: o, lse: lse,
-                                rowsPerTile: Tiling.forwardRows(problem))
+                                rowsPerTile: Tiling.forwardRows(problem), keysPerTile: Tiling.forwardKeys(problem))
         TileScheduler(threads: threads).run(Tile.rowTiles(problem, rows: tiles.rowsPerTile),
                                             scratchFloats: tiles.scratchFloats) { tile, scratch in
             tiles.run(tile, scratch: scratch)
@@ -143,7 +143,7 @@ extension FlashAttention {
     }
 }
 
-private extension UnsafeMutableBufferPointer<Float> {
+extension UnsafeMutableBufferPointer<Float> {
     /// The base address; for an empty buffer, which no tile touches, any non-nil pointer.
     var start: UnsafeMutablePointer<Float> { baseAddress ?? UnsafeMutablePointer(bitPattern: 64)! }
 }

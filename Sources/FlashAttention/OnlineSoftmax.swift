@@ -19,6 +19,8 @@ struct ForwardTile {
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>
     let rowsPerTile: Int
+    /// Keys per block: the online softmax rescales once per block, so this groups its sums.
+    let keysPerTile: Int
 
     /// What a tile carries from one key block to the next: Qᵀ of the tile, the unnormalised
     /// output, and per query the running max and sum.
@@ -33,14 +35,13 @@ struct ForwardTile {
     /// the head dim needs it, and per query the rescale factor of the block.
     struct Buffers {
         let sT, vBlock, rescale: UnsafeMutablePointer<Float>
-        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int) {
-            let bc = Tiling.keyColumns
+        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int, keys bc: Int) {
             sT = carver.take(bc * br); vBlock = carver.take(bc * dp); rescale = carver.take(br)
         }
     }
 
     var stateFloats: Int { ScratchCarver.floats { State(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile) } }
-    var bufferFloats: Int { ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile) } }
+    var bufferFloats: Int { ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile, keys: keysPerTile) } }
     var scratchFloats: Int { stateFloats + bufferFloats }
 
     func run(_ tile: Tile, scratch: UnsafeMutablePointer<Float>) {
@@ -69,7 +70,7 @@ struct ForwardTile {
     /// `rows`, in key order.
     func visit(batch b: Int, head h: Int, rows: Range<Int>, keys: Range<Int>, state: State, buffers: Buffers) {
         let d = problem.headDim, dp = roundUpToLanes(d)
-        let br = rowsPerTile, bc = Tiling.keyColumns
+        let br = rowsPerTile, bc = keysPerTile
         let kvHead = h / problem.groupSize
         let mask = problem.mask(b), modifiers = ScoreModifiers(problem: problem)
         let rp = roundUpToLanes(rows.count)
@@ -157,6 +158,6 @@ extension ForwardTile.State {
 extension ForwardTile.Buffers {
     init(_ base: UnsafeMutablePointer<Float>, _ tile: ForwardTile) {
         var carver = ScratchCarver(base)
-        self.init(&carver, paddedDim: roundUpToLanes(tile.problem.headDim), rows: tile.rowsPerTile)
+        self.init(&carver, paddedDim: roundUpToLanes(tile.problem.headDim), rows: tile.rowsPerTile, keys: tile.keysPerTile)
     }
 }

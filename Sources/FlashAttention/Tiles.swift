@@ -11,9 +11,12 @@ enum Tiling {
     static let keyColumns = 64
 
     static func forwardRows(_ problem: AttentionProblem) -> Int {
+        if let rows = problem.options.forwardTiles?.rows { return rows }
         let keys = (0..<problem.batch).map(problem.seqlenK).max() ?? 0
         return keys < 2048 ? 64 : keys < 8192 ? 128 : 256
     }
+
+    static func forwardKeys(_ problem: AttentionProblem) -> Int { problem.options.forwardTiles?.keys ?? keyColumns }
 }
 
 /// One unit of scheduled work: a block of rows (or keys) of one head of one batch entry.

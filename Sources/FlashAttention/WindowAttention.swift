@@ -212,7 +212,8 @@ public final class WindowForward {
             lse.withUnsafeMutableBufferPointer { lse in
                 guard let oBase = o.baseAddress, let lseBase = lse.baseAddress else { return }
                 let tile = ForwardTile(problem: problem, placement: placement, q: oBase, k: oBase, v: oBase, o: oBase, lse: lseBase,
-                                       rowsPerTile: Tiling.forwardRows(problem))
+                                       rowsPerTile: Tiling.forwardRows(problem),
+                           keysPerTile: Tiling.keyColumns)
                 for (index, part) in parts.enumerated() {
                     tile.finish(batch: part.batch, head: part.head, rows: part.rows, state: ForwardTile.State(state + index * stateFloats, tile))
                 }
@@ -226,7 +227,8 @@ public final class WindowForward {
                              k: UnsafePointer<Float>?, v: UnsafePointer<Float>?) -> ForwardTile {
         let unused = UnsafeMutablePointer<Float>(bitPattern: 64)!
         return ForwardTile(problem: problem, placement: placement, q: q ?? UnsafePointer(unused), k: k ?? UnsafePointer(unused),
-                           v: v ?? UnsafePointer(unused), o: unused, lse: unused, rowsPerTile: Tiling.forwardRows(problem))
+                           v: v ?? UnsafePointer(unused), o: unused, lse: unused, rowsPerTile: Tiling.forwardRows(problem),
+                           keysPerTile: Tiling.keyColumns)
     }
 }
 

@@ -25,6 +25,13 @@ struct BenchCommand: DistributedCommand {
     var partition: Partition?
     @Option(parsing: .unconditional, help: "With --partition hybrid: ranks per all-to-all group (default: the largest divisor of the ranks up to the kv heads).")
     var ulysses: Int?
+    @Option(parsing: .unconditional, help: "flash (tiled) or standard: textbook attention storing every head's N×N probabilities (without mpirun; causal and window masks).")
+    var algorithm: Algorithm = .flash
+    @Option(parsing: .unconditional, help: "Query rows of the flash forward's tiles, a multiple of 16 (default: 64 to 256 by key length).")
+    var blockQ: Int?
+    @Option(parsing: .unconditional, help: "Keys of the flash forward's tiles (default: 64).") var blockK: Int?
+    @Option(parsing: .unconditional, help: "Report this FMA peak (GFLOP/s per rank) instead of measuring it: for runs under a cache simulator, where the probe would take minutes.")
+    var peakGflops: Double?
     @Option(parsing: .unconditional, help: "Untimed runs before the timed ones.") var warmup = 1
     @Option(parsing: .unconditional, help: "Timed runs; the median is reported.") var repeats = 5
     @Flag(help: "Also time the backward.") var backward = false
@@ -46,6 +53,10 @@ struct BenchCommand: DistributedCommand {
         }
         if headDim > 256 { throw ValidationError("--head-dim: must be at most 256, got \(headDim)") }
         if heads % (kvHeads ?? heads) != 0 { throw ValidationError("--kv-heads: \(kvHeads!) does not divide --heads \(heads)") }
+        if let peakGflops, !(peakGflops > 0) { throw ValidationError("--peak-gflops: must be positive, got \(peakGflops)") }
+        if algorithm == .standard && (blockQ != nil || blockK != nil) {
+            throw ValidationError("--block-q and --block-k set the flash algorithm's tiles; --algorithm standard has none")
+        }
     }
 
     func run(on communicator: Communicator) throws {
@@ -56,21 +67,26 @@ struct BenchCommand: DistributedCommand {
                 .check(batch: Double(batch), queries: Double(batch) * Double(seqlenQ), keys: Double(batch) * Double(seqlenK ?? seqlenQ),
                        heads: heads, kvHeads: kvHeads ?? heads, headDim: headDim, backward: backward,
                        label: "--batch \(batch) --seqlen-q \(seqlenQ) --seqlen-k \(seqlenK ?? seqlenQ) --heads \(heads) --head-dim \(headDim)")
+            if algorithm == .standard && communicator.isDistributed {
+                throw ValidationError("--algorithm standard runs without mpirun only")
+            }
+            var options = mask.attentionOptions(headDim: headDim)
+            if blockQ != nil || blockK != nil { options.forwardTiles = ForwardTiles(rows: blockQ, keys: blockK) }
             let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
-                                               kvHeads: kvHeads ?? heads, headDim: headDim,
-                                               options: mask.attentionOptions(headDim: headDim))
+                                               kvHeads: kvHeads ?? heads, headDim: headDim, options: options)
+            if algorithm == .standard { try StandardMemory(problem, threads: threads.count).checkFits() }
             return (problem, communicator.rank == 0 ? try record.map { try RecordFile($0, columns: BenchReport.columns) } : nil)
         }
         let runs = warmup + repeats
         let progress = BenchProgress(communicator: communicator, phases: backward ? ["forward", "backward"] : ["forward"],
                                      runsPerPhase: runs)
-        let runner = BenchRunner(problem: problem, communicator: communicator, threads: threads.count, warmup: warmup,
-                                 repeats: repeats, backward: backward, progress: progress)
+        let runner = BenchRunner(problem: problem, algorithm: algorithm, communicator: communicator, threads: threads.count, warmup: warmup,
+                                 repeats: repeats, backward: backward, givenPeak: peakGflops, progress: progress)
         let kind = Partition.resolved(partition, kvHeads: problem.kvHeads, ranks: communicator.size).partition
         let measurement = communicator.isDistributed ? try runner.distributed(kind, ulysses: ulysses) : try runner.threaded(verify: verify)
         guard communicator.rank == 0 else { return }
         let report = BenchReport(problem: problem, measurement: measurement, threads: threads.count,
-                                 partition: communicator.isDistributed ? kind : nil, experiment: experiment,
+                                 partition: communicator.isDistributed ? kind : nil, algorithm: algorithm, experiment: experiment,
                                  warmup: warmup, repeats: repeats)
         try recordFile?.append(report.record)
         print(json ? report.jsonLine : report.text)

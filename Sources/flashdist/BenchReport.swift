@@ -21,6 +21,7 @@ struct BenchReport {
     let threads: Int
     /// nil without mpirun.
     let partition: Partition?
+    let algorithm: Algorithm
     let experiment: String
     let warmup: Int
     let repeats: Int
@@ -37,7 +38,7 @@ struct BenchReport {
                            + problem.lseElements)
         let values: [String: RecordValue] = [
             "date": .text(ISO8601DateFormatter().string(from: Date())), "version": .text(Self.version),
-            "impl": .text("flashdist"), "experiment": .text(experiment), "cpu": .text(MachineProbe.cpuModel()),
+            "impl": .text(algorithm.impl), "experiment": .text(experiment), "cpu": .text(MachineProbe.cpuModel()),
             "cores": .integer(ProcessInfo.processInfo.activeProcessorCount), "target_cpu": .text(MachineProbe.targetCPU()),
             "hosts": .integer(hosts.count), "hostnames": .list(hosts.map(RecordValue.text)),
             "ranks": .integer(ranks.count), "threads": .integer(threads), "partition": .text(partition?.rawValue ?? "none"),
@@ -75,7 +76,7 @@ struct BenchReport {
         let (nq, nk) = (problem.totalQueries / batch, problem.totalKeys / batch)
         var layout = "\(threads) threads"
         if let partition { layout = "\(ranks.count) ranks × \(layout), partition \(partition.rawValue)" }
-        var lines = ["flashdist bench: batch \(batch), heads \(problem.heads)/\(problem.kvHeads) kv, seqlen \(nq)x\(nk), head dim \(problem.headDim)"
+        var lines = ["flashdist bench\(algorithm == .standard ? " (standard attention)" : ""): batch \(batch), heads \(problem.heads)/\(problem.kvHeads) kv, seqlen \(nq)x\(nk), head dim \(problem.headDim)"
                      + (options.causal ? ", causal" : "")
                      + (options.windowLeft >= 0 || options.windowRight >= 0 ? ", window (\(options.windowLeft), \(options.windowRight))" : "")
                      + ", \(layout)"]

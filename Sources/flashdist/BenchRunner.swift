@@ -30,11 +30,14 @@ struct BenchMeasurement {
 /// while another is still in this one.
 struct BenchRunner {
     let problem: AttentionProblem
+    let algorithm: Algorithm
     let communicator: Communicator
     let threads: Int
     let warmup: Int
     let repeats: Int
     let backward: Bool
+    /// The FMA peak per rank to report instead of measuring it (runs under a cache simulator).
+    let givenPeak: Double?
     let progress: BenchProgress?
 
     private struct PhaseTimes {
@@ -50,14 +53,26 @@ struct BenchRunner {
         let inputs = BenchInputs(problem, queries: [.whole(shapes.query)], keys: .whole(shapes.key))
         var o = [Float](repeating: 0, count: problem.queryElements)
         var lse = [Float](repeating: 0, count: problem.lseElements)
+        // The standard algorithm's stored P, allocated (and touched) once like the outputs.
+        var p = [Float](repeating: 0, count: algorithm == .standard ? StandardAttention.probabilityElements(problem) : 0)
         let forward = try time("forward") {
-            FlashAttention.forward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: &o, lse: &lse, threads: threads)
+            switch algorithm {
+            case .flash: FlashAttention.forward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: &o, lse: &lse, threads: threads)
+            case .standard:
+                StandardAttention.forward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: &o, lse: &lse, p: &p, threads: threads)
+            }
         }
         var dQ = [Float](repeating: 0, count: backward ? problem.queryElements : 0)
         var dK = [Float](repeating: 0, count: backward ? problem.keyElements : 0), dV = dK
         let backwardTimes = backward ? try time("backward") {
-            FlashAttention.backward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: o, lse: lse, dO: inputs.dO,
-                                    dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
+            switch algorithm {
+            case .flash:
+                FlashAttention.backward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: o, lse: lse, dO: inputs.dO,
+                                        dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
+            case .standard:
+                StandardAttention.backward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: o, dO: inputs.dO, p: p,
+                                           dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
+            }
         } : nil
         let errors = verify ? SampledCheck(problem: problem, q: inputs.q, k: inputs.k, v: inputs.v, dO: inputs.dO)
             .maxErrors(o: o, lse: lse, grads: backward ? (dQ: dQ, dK: dK, dV: dV) : nil) : []
@@ -101,7 +116,7 @@ struct BenchRunner {
                         errors: [(name: String, error: Double)]) throws -> BenchMeasurement {
         progress?.started("measuring the FMA peak")
         _ = try communicator.allgather([0.0])
-        let peak = MachineProbe.fmaPeakGFLOPS(threads: threads)
+        let peak = givenPeak ?? MachineProbe.fmaPeakGFLOPS(threads: threads)
         let traffic = communicator.traffic, runs = Double(warmup + repeats)
         let mine = [MachineProbe.median(forward.mine), backward.map { MachineProbe.median($0.mine) } ?? .nan, peak,
                     Double(MachineProbe.peakResidentBytes()), Double(traffic.bytesSent - trafficBefore.bytesSent) / runs,

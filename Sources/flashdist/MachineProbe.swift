@@ -35,6 +35,13 @@ enum MachineProbe {
         return usage.ru_maxrss * 1024
     }
 
+    /// MemAvailable of /proc/meminfo in bytes (infinite where there is none).
+    static func availableMemoryBytes() -> Double {
+        let info = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let line = info.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }
+        return line.flatMap { Double($0.split(separator: " ")[1]) }.map { $0 * 1024 } ?? .infinity
+    }
+
     /// The processor's name as /proc/cpuinfo gives it ("unknown" where there is none).
     static func cpuModel() -> String {
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The scaling tools on tiny shapes (no timing is asserted): `bench --record` writing CSV and JSON
 # lines, appending, refusing a CSV of another header; bench under mpirun -np 2 recording one row;
-# launch/sweep.py --resume skipping recorded configurations; launch/plot.py writing SVG with axes
-# and legends from synthetic records, and one clear message per bad record file while the rest is
+# launch/sweep.py --resume skipping recorded configurations; launch/plot.py writing SVG (matplotlib,
+# text kept as text) with axes and legends from synthetic records, and one clear message per bad record file while the rest is
 # still plotted. Ends with "N passed, M failed" and exits non-zero if any failed.
 #
 # usage: Tests/scaling/run.sh [FLASHDIST_BIN]
@@ -14,6 +14,7 @@ mpirun=(mpirun --oversubscribe --bind-to none ${FLASHDIST_MPIRUN_FLAGS:-})
 if [ "$(id -u)" = 0 ]; then mpirun+=(--allow-run-as-root); fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP_WORK:-}" ] && trap - EXIT && echo "work: $work"
 passed=0 failed=0
 tiny=(bench --seqlen-q 128 --heads 2 --head-dim 32 --warmup 0 --repeats 1)
 
@@ -69,6 +70,19 @@ cmp -s "$work/old.csv" "$work/old-copy.csv"
 result $? "the refused CSV is left as it was"
 refused "a record file neither .csv nor .jsonl is refused" ".csv or .jsonl" "$bin" "${tiny[@]}" --record "$work/r.txt"
 refused "bench --verify under mpirun is refused" "without mpirun" "${mpirun[@]}" -np 2 "$bin" "${tiny[@]}" --verify
+refused "bench --algorithm standard under mpirun is refused" "without mpirun" "${mpirun[@]}" -np 2 "$bin" "${tiny[@]}" --algorithm standard
+refused "bench --algorithm standard with --block-q is refused" "--block-q" "$bin" "${tiny[@]}" --algorithm standard --block-q 32
+refused "bench --algorithm standard that cannot fit is refused" "GiB available" "$bin" "${tiny[@]}" --algorithm standard --seqlen-q 1048576
+refused "bench --block-q not a multiple of 16 is refused" "multiple of 16" "$bin" "${tiny[@]}" --block-q 24
+
+# The standard algorithm and the tile override record their rows: impl flashdist-standard.
+"$bin" "${tiny[@]}" --algorithm standard --backward --record "$work/standard.csv" >/dev/null &&
+    "$bin" "${tiny[@]}" --block-q 16 --block-k 32 --backward --record "$work/standard.csv" >/dev/null
+result $? "bench --algorithm standard and --block-q/--block-k run"
+check "standard and flash rows carry their impl" "
+import records
+rows, messages = records.read('$work/standard.csv')
+assert not messages and [r['impl'] for r in rows] == ['flashdist-standard', 'flashdist'], rows"
 
 # A row cut short by a killed run stays a line of its own: the next row is whole.
 head -c -20 "$work/r.csv" >"$work/cut.csv"
@@ -91,6 +105,24 @@ assert r['ranks'] == 2 and r['partition'] == '$partition' and r['hosts'] == 1, r
 assert len(r['rank_fwd_s']) == 2 and len(r['rank_bwd_s']) == 2 and len(r['rank_sent_bytes']) == 2, r
 assert r['fwd_s'] == max(r['rank_fwd_s']) or r['fwd_s'] >= min(r['rank_fwd_s']), r
 assert ('$partition' == 'heads') == (r['comm_bytes'] == 0), r['comm_bytes']"
+done
+
+# launch/model.py counts the bytes the partitions send as --stats does: bench's comm_bytes (all
+# ranks, per forward + backward) under mpirun equals the model's, for uneven splits and GQA.
+for shape in "sequence 3 4 2 100" "sequence 2 6 3 77" "heads 3 6 2 64" "heads 2 4 1 50"; do
+    set -- $shape
+    "${mpirun[@]}" -np $2 "$bin" bench --seqlen-q $5 --heads $3 --kv-heads $4 --head-dim 32 --warmup 0 --repeats 1 \
+        --backward --threads 1 --partition $1 --record "$work/model-$1-$2-$3.csv" >/dev/null 2>&1
+    check "model.py's bytes = bench's, $1 partition, np $2, H=$3 kv=$4 N=$5" "
+import model, records
+row = records.read('$work/model-$1-$2-$3.csv')[0][0]
+if '$1' == 'sequence':
+    forward, backward = model.sequence_bytes($2, 1, $5, $3, $4, 32, $2)
+    predicted = sum(forward) + sum(backward)
+else:
+    a = model.Heads($3, $4, $2)
+    predicted = sum(a.split_group_bytes(r, 1, $5, 32) for r in range($2))
+assert row['comm_bytes'] == predicted, (row['comm_bytes'], predicted)"
 done
 
 # sweep --resume: a second run skips what the first recorded; without --resume it appends again.
@@ -147,7 +179,7 @@ for name, texts in expected.items():
     found = {''.join(t.itertext()) for t in root.iter('{http://www.w3.org/2000/svg}text')}
     missing = [t for t in texts if not any(f.startswith(t) for f in found)]
     assert not missing, f'{name}.svg lacks {missing}'
-    assert any(e.tag.endswith('polyline') or e.tag.endswith('rect') for e in root.iter()), name"
+    assert sum(e.tag.endswith('path') for e in root.iter()) > 10, f'{name}.svg draws no lines'"
 
 # plot: bad files beside a good one. Each problem is one line naming its file; the plots are written.
 : >"$work/empty.csv"

@@ -1,0 +1,62 @@
+import FlashAttention
+import Testing
+
+// The textbook algorithm `bench --algorithm standard` times, against the float64 reference on
+// small shapes with every mask it takes and GQA, with the same tolerances as the tiled kernels;
+// and thread-count independence, as the bench compares it with those kernels on any thread count.
+
+private let standardCases: [Case] = [
+    Case(seqlenQ: 1, seqlenK: 1, headDim: 1),
+    Case(seqlenQ: 70, seqlenK: 70, heads: 2, kvHeads: 1, headDim: 64, causal: true),
+    Case(batch: 2, seqlenQ: 17, seqlenK: 100, heads: 4, kvHeads: 2, headDim: 33, causal: true),
+    Case(seqlenQ: 100, seqlenK: 17, heads: 3, kvHeads: 3, headDim: 40, causal: true),
+    Case(seqlenQ: 65, seqlenK: 130, heads: 4, kvHeads: 1, headDim: 128, windowLeft: 16, windowRight: 4),
+    Case(batch: 3, seqlenQ: 63, seqlenK: 63, heads: 2, kvHeads: 2, headDim: 8, causal: true, windowLeft: 5, windowRight: -1, scale: 0.7),
+]
+
+private func runStandard(_ c: Case, _ x: Inputs, threads: Int) throws -> Outputs<Float> {
+    let problem = try c.problem()
+    var o = [Float](repeating: .nan, count: problem.queryElements), lse = [Float](repeating: .nan, count: problem.lseElements)
+    var p = [Float](repeating: .nan, count: StandardAttention.probabilityElements(problem))
+    StandardAttention.forward(problem, q: x.q, k: x.k, v: x.v, o: &o, lse: &lse, p: &p, threads: threads)
+    var dQ = [Float](repeating: .nan, count: problem.queryElements)
+    var dK = [Float](repeating: .nan, count: problem.keyElements), dV = dK
+    StandardAttention.backward(problem, q: x.q, k: x.k, v: x.v, o: o, dO: x.dO, p: p, dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
+    return Outputs(o: o, lse: lse, dQ: dQ, dK: dK, dV: dV)
+}
+
+@Test("standard attention matches the float64 reference", arguments: standardCases)
+func standardMatchesReference(_ c: Case) throws {
+    let x = c.inputs()
+    expectMatches(try runStandard(c, x, threads: 2), runReference(c, x), forward: forwardTolerance, backward: backwardTolerance)
+}
+
+@Test func standardIsThreadIndependent() throws {
+    let c = standardCases[2], x = c.inputs()
+    let one = try runStandard(c, x, threads: 1), three = try runStandard(c, x, threads: 3)
+    #expect(one.o == three.o && one.lse == three.lse && one.dQ == three.dQ && one.dK == three.dK && one.dV == three.dV)
+}
+
+@Test("the forward's tile override keeps the results within the reference tolerance",
+      arguments: [ForwardTiles(rows: 16, keys: 1), ForwardTiles(rows: 32, keys: 100), ForwardTiles(rows: nil, keys: 256)])
+func forwardTileOverride(_ tiles: ForwardTiles) throws {
+    let c = Case(batch: 2, seqlenQ: 130, seqlenK: 77, heads: 4, kvHeads: 2, headDim: 40, causal: true), x = c.inputs()
+    var options = c.options
+    options.forwardTiles = tiles
+    let problem = try AttentionProblem(batch: c.batch, seqlenQ: c.seqlenQ, seqlenK: c.seqlenK, heads: c.heads,
+                                       kvHeads: c.kvHeads, headDim: c.headDim, options: options)
+    let (o, lse) = FlashAttention.forward(problem, q: x.q, k: x.k, v: x.v, threads: 2)
+    let expected = runReference(c, x)
+    expectClose(o, expected.o, tolerance: forwardTolerance, "o")
+    expectClose(lse, expected.lse, tolerance: forwardTolerance, "lse")
+}
+
+@Test func forwardTileOverrideIsValidated() {
+    for tiles in [ForwardTiles(rows: 20, keys: nil), ForwardTiles(rows: 0, keys: nil), ForwardTiles(rows: nil, keys: 0)] {
+        var options = AttentionOptions(softmaxScale: 1)
+        options.forwardTiles = tiles
+        #expect(throws: AttentionError.self) {
+            try AttentionProblem(batch: 1, seqlenQ: 4, seqlenK: 4, heads: 1, kvHeads: 1, headDim: 8, options: options)
+        }
+    }
+}
