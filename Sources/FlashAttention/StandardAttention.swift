@@ -88,18 +88,19 @@ public enum StandardAttention {
         var carver = ScratchCarver(scratch)
         let s = carver.take(nq * ld), kT = carver.take(d * ld), vBlock = carver.take(nkp * dp), acc = carver.take(nq * dp)
         let mask = problem.mask(b), probabilities = p + probabilityOffset(problem, batch: b, head: h)
-        let firstKey = problem.keyIndex(row: problem.keyOffsets[b], kvHead: kvHead), kvStride = problem.kvHeads * d
+        let placement = RowPlacement.whole(problem)
+        let firstKey = placement.keyIndex(batch: b, key: 0, kvHead: kvHead), kvStride = problem.kvHeads * d
         packTransposed(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kT, paddedRows: d, paddedColumns: ld,
                        times: problem.options.softmaxScale)
         for j in stride(from: 0, to: nkp, by: panel) {
-            multiply(m: nq, n: min(panel, nkp - j), k: d, a: q + problem.queryIndex(row: problem.queryOffsets[b], head: h),
+            multiply(m: nq, n: min(panel, nkp - j), k: d, a: q + placement.queryIndex(batch: b, row: 0, head: h),
                      aRowStride: problem.heads * d, aColumnStride: 1, b: kT + j, bRowStride: ld, c: s + j, cRowStride: ld,
                      accumulate: false)
         }
         for i in 0..<nq {
             let row = s + i * ld
             maskScores(row, count: nkp, visibleFrom: mask.firstKey(row: i), through: min(mask.lastKey(row: i), nk - 1))
-            lse[problem.lseIndex(batch: b, head: h, row: i)] = softmax(row, count: nkp, into: probabilities + i * ld)
+            lse[placement.lseIndex(batch: b, head: h, row: i)] = softmax(row, count: nkp, into: probabilities + i * ld)
         }
         packRows(v + firstKey, sourceStride: kvStride, rows: nk, width: d, into: vBlock, paddedWidth: dp)
         acc.update(repeating: 0, count: nq * dp)
@@ -108,7 +109,7 @@ public enum StandardAttention {
                      b: vBlock + j * dp, bRowStride: dp, c: acc, cRowStride: dp, accumulate: true)
         }
         for i in 0..<nq {
-            (o + problem.queryIndex(row: problem.queryOffsets[b] + i, head: h)).update(from: acc + i * dp, count: d)
+            (o + placement.queryIndex(batch: b, row: i, head: h)).update(from: acc + i * dp, count: d)
         }
     }
 
@@ -141,14 +142,15 @@ public enum StandardAttention {
         let dS = carver.take(nq * ld), vT = carver.take(dp * ld), kBlock = carver.take(nkp * dp)
         let dKSum = carver.take(nkp * dp), dVSum = carver.take(nkp * dp)
         let qBlock = carver.take(nq * dp), dOBlock = carver.take(nq * dp), dQBlock = carver.take(nq * dp)
-        let firstKey = problem.keyIndex(row: problem.keyOffsets[b], kvHead: kvHead), kvStride = problem.kvHeads * d
+        let placement = RowPlacement.whole(problem)
+        let firstKey = placement.keyIndex(batch: b, key: 0, kvHead: kvHead), kvStride = problem.kvHeads * d
         let rowStride = problem.heads * d
         packTransposed(v + firstKey, sourceStride: kvStride, rows: nk, width: d, into: vT, paddedRows: d, paddedColumns: ld)
         packRows(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kBlock, paddedWidth: dp)
         dKSum.update(repeating: 0, count: nk * dp)
         dVSum.update(repeating: 0, count: nk * dp)
         for h in kvHead * problem.groupSize..<(kvHead + 1) * problem.groupSize where nq > 0 {
-            let first = problem.queryIndex(row: problem.queryOffsets[b], head: h)
+            let first = placement.queryIndex(batch: b, row: 0, head: h)
             let probabilities = p + probabilityOffset(problem, batch: b, head: h)
             packRows(q + first, sourceStride: rowStride, rows: nq, width: d, into: qBlock, paddedWidth: dp)
             packRows(dO + first, sourceStride: rowStride, rows: nq, width: d, into: dOBlock, paddedWidth: dp)
