@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up and build, the Swift tests, the memory check, the MPI tests
 # (Tests/mpi), the record, sweep and plot tools (Tests/scaling), and the golden reference cases
-# in ../shared/golden (FLASHDIST_GOLDEN overrides the folder), under mpirun and then alone.
+# in ../shared/golden (FLASHDIST_GOLDEN overrides the folder), under mpirun and then alone, and the
+# Python package (python/tests, with torch: a fresh `pip install torch` takes ~4 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golden="${FLASHDIST_GOLDEN:-../shared/golden}"
@@ -15,3 +16,6 @@ bash Tests/mpi/run.sh .build/release/flashdist
 bash Tests/mpi/golden.sh .build/release/flashdist "$golden"
 bash Tests/scaling/run.sh .build/release/flashdist
 python3 "$golden/check.py" .build/release/flashdist "$golden" --features all
+python3 -c "import torch, pytest" 2>/dev/null || python3 -m pip install -q torch pytest
+python3 -m pip install -q ./python
+python3 -m pytest -q python/tests
