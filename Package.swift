@@ -29,7 +29,8 @@ let package = Package(
         // The C ABI: its header, and the Swift entry points that check buffers and report errors
         // as codes and messages instead of trapping.
         .target(name: "CFlashdist"),
-        .target(name: "FlashAttentionC", dependencies: ["CFlashdist", "FlashAttention"], swiftSettings: fast),
+        .target(name: "FlashAttentionC", dependencies: ["CFlashdist", "FlashAttention", "Distributed", "TensorIO"],
+                swiftSettings: fast),
         // A plain float64 attention, forward and backward, that the kernels are checked against.
         .target(name: "AttentionReference"),
         // .npy reading and writing, and outputs written to a temporary name then renamed.

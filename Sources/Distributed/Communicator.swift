@@ -19,7 +19,7 @@ public final class Communicator: @unchecked Sendable {
     /// What this rank has sent so far, for `--stats`.
     public internal(set) var traffic = Traffic()
 
-    private init(rank: Int, size: Int, comm: MPI_Comm?) {
+    init(rank: Int, size: Int, comm: MPI_Comm?) {
         (self.rank, self.size, self.comm) = (rank, size, comm)
     }
 

@@ -3,9 +3,10 @@ import FlashAttention
 import Foundation
 
 /// A failure reported to a C caller: a status code and a one-line message.
-struct CallFailure: Error {
+struct CallFailure: Error, CustomStringConvertible {
     let status: flashdist_status
     let message: String
+    var description: String { message }
 }
 
 /// Runs `body`, turning a thrown problem or buffer error into its status code and message.

@@ -4,24 +4,24 @@ import numpy as np
 
 from . import _native, _tensors, _threads
 from ._layout import Layout
+from ._seeds import checked_seed, random_seed
 from ._tensors import torch
 
 
 def forward(layout, q, k, v):
     """out (float32, shaped like q) and lse of float32 C-order inputs."""
-    out = _tensors.empty_like_float32(q, layout.q_shape)
+    out = _tensors.empty_like_float32(q, layout.out_shape)
     lse = _tensors.empty_like_float32(q, layout.lse_shape)
-    _native.forward(layout.problem, *map(_tensors.buffer, (q, k, v, out, lse)), _threads.get_num_threads())
+    layout.forward(*map(_tensors.buffer, (q, k, v, out, lse)), _threads.get_num_threads())
     return out, lse
 
 
 def backward_float32(layout, q, k, v, out, lse, dout):
     """dq, dk, dv (float32) of float32 C-order tensors."""
-    dq = _tensors.empty_like_float32(q, layout.q_shape)
-    dk = _tensors.empty_like_float32(q, layout.k_shape)
-    dv = _tensors.empty_like_float32(q, layout.k_shape)
-    _native.backward(layout.problem, *map(_tensors.buffer, (q, k, v, out, lse, dout, dq, dk, dv)),
-                     _threads.get_num_threads())
+    dq = _tensors.empty_like_float32(q, layout.out_shape)
+    dk = _tensors.empty_like_float32(q, layout.key_gradient_shape)
+    dv = _tensors.empty_like_float32(q, layout.key_gradient_shape)
+    layout.backward(*map(_tensors.buffer, (q, k, v, out, lse, dout, dq, dk, dv)), _threads.get_num_threads())
     return dq, dk, dv
 
 
@@ -57,15 +57,22 @@ if torch is not None:
 
 
 def attention(q, k, v, cu_seqlens_q, cu_seqlens_k, *, dropout_p, softmax_scale, causal, window_size, softcap,
-              alibi_slopes, return_attn_probs, seed):
+              alibi_slopes, return_attn_probs, seed, process_group, partition):
     """The body of flash_attn_func and flash_attn_varlen_func."""
-    uses_torch = _tensors.check_inputs(q=q, k=k, v=v)
-    if seed is None:
-        seed = _random_seed(uses_torch) if dropout_p else 0
-    layout = Layout(q.shape, k.shape, v.shape, _tensors.as_numpy(cu_seqlens_q, "cu_seqlens_q"),
-                    _tensors.as_numpy(cu_seqlens_k, "cu_seqlens_k"), dropout_p=dropout_p,
-                    softmax_scale=softmax_scale, causal=causal, window_size=window_size, softcap=softcap,
-                    alibi_slopes=_tensors.as_numpy(alibi_slopes, "alibi_slopes"), seed=_checked_seed(seed))
+    options = dict(dropout_p=dropout_p, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                   softcap=softcap, alibi_slopes=_tensors.as_numpy(alibi_slopes, "alibi_slopes"))
+    if process_group is not None:
+        from . import _distributed
+        uses_torch, layout = _distributed.rank_layout(process_group, partition, q, k, v, cu_seqlens_q,
+                                                      seed, **options)
+    elif partition is not None:
+        raise ValueError(f"partition: {partition!r} needs a process_group")
+    else:
+        uses_torch = _tensors.check_inputs(q=q, k=k, v=v)
+        if seed is None:
+            seed = random_seed(uses_torch) if dropout_p else 0
+        layout = Layout(q.shape, k.shape, v.shape, _tensors.as_numpy(cu_seqlens_q, "cu_seqlens_q"),
+                        _tensors.as_numpy(cu_seqlens_k, "cu_seqlens_k"), seed=checked_seed(seed), **options)
     if uses_torch:
         out, lse = FlashAttentionFunction.apply(q, k, v, layout)
     else:
@@ -73,7 +80,7 @@ def attention(q, k, v, cu_seqlens_q, cu_seqlens_k, *, dropout_p, softmax_scale, 
         out = _tensors.cast_like(out, q)
     if not return_attn_probs:
         return out
-    mask = dropout_mask(layout, q) if dropout_p and not layout.is_varlen else None
+    mask = dropout_mask(layout, q) if dropout_p and layout.mask_shape else None
     return out, lse, mask
 
 
@@ -85,20 +92,7 @@ def backward(dout, q, k, v, out, softmax_lse, cu_seqlens_q=None, cu_seqlens_k=No
     layout = Layout(q.shape, k.shape, v.shape, _tensors.as_numpy(cu_seqlens_q, "cu_seqlens_q"),
                     _tensors.as_numpy(cu_seqlens_k, "cu_seqlens_k"), dropout_p=dropout_p,
                     softmax_scale=softmax_scale, causal=causal, window_size=window_size, softcap=softcap,
-                    alibi_slopes=_tensors.as_numpy(alibi_slopes, "alibi_slopes"), seed=_checked_seed(seed))
+                    alibi_slopes=_tensors.as_numpy(alibi_slopes, "alibi_slopes"), seed=checked_seed(seed))
     layout.check_saved(out.shape, softmax_lse.shape, dout.shape)
     grads = backward_float32(layout, *map(_tensors.as_float32, (q, k, v, out, softmax_lse, dout)))
     return tuple(_tensors.cast_like(g, like) for g, like in zip(grads, (q, k, v)))
-
-
-def _random_seed(uses_torch):
-    """A dropout seed from torch's generator (torch.manual_seed), or NumPy's (np.random.seed)."""
-    if uses_torch:
-        return int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
-    return int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
-
-
-def _checked_seed(seed):
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed: must be an integer in [0, 2^64), got {seed!r}")
-    return int(seed)

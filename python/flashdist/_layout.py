@@ -72,6 +72,22 @@ class Layout:
             use_softmax_scale=softmax_scale is not None, causal=bool(causal),
             softcap=float(softcap), dropout_p=float(dropout_p))
 
+    # The outputs' shapes and the library calls; a rank's side of a distributed problem has its own.
+    @property
+    def out_shape(self):
+        return self.q_shape
+
+    @property
+    def key_gradient_shape(self):
+        return self.k_shape
+
+    def forward(self, q, k, v, out, lse, threads):
+        """Each tensor a (pointer, element count) pair."""
+        _native.forward(self.problem, q, k, v, out, lse, threads)
+
+    def backward(self, q, k, v, out, lse, dout, dq, dk, dv, threads):
+        _native.backward(self.problem, q, k, v, out, lse, dout, dq, dk, dv, threads)
+
     def check_saved(self, out, lse, dout):
         """The shapes of a backward's extra tensors, as `flashdist backward` checks its files."""
         if tuple(dout) != self.q_shape:

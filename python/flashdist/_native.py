@@ -35,6 +35,16 @@ class Problem(ctypes.Structure):
     ]
 
 
+class Slice(ctypes.Structure):
+    """struct flashdist_slice: [start, end) along axis of a whole tensor."""
+    _fields_ = [("axis", ctypes.c_int64), ("start", ctypes.c_int64), ("end", ctypes.c_int64)]
+
+
+class Shard(ctypes.Structure):
+    """struct flashdist_shard: this rank's parts of q (o, dout, dq), k (v), dk (dv) and lse."""
+    _fields_ = [("queries", Slice), ("keys", Slice), ("key_gradients", Slice), ("lse", Slice)]
+
+
 def _library_path():
     """The library shipped in the package, or FLASHDIST_LIBRARY (a freshly built one, say)."""
     override = os.environ.get("FLASHDIST_LIBRARY")
@@ -53,8 +63,13 @@ def _load():
     library.flashdist_forward.argtypes = problem + buffer * 5 + [ctypes.c_int32] + tail
     library.flashdist_backward.argtypes = problem + buffer * 9 + [ctypes.c_int32] + tail
     library.flashdist_dropout_mask.argtypes = problem + buffer + tail
-    for name in ("flashdist_forward", "flashdist_backward", "flashdist_dropout_mask",
-                 "flashdist_default_threads", "flashdist_abi_version"):
+    ranks = problem + [ctypes.c_int32, ctypes.c_void_p]
+    library.flashdist_shard_mpi.argtypes = ranks + [ctypes.POINTER(Shard)] + tail
+    library.flashdist_forward_mpi.argtypes = ranks + buffer * 5 + [ctypes.c_int32] + tail
+    library.flashdist_backward_mpi.argtypes = ranks + buffer * 9 + [ctypes.c_int32] + tail
+    for name in ("flashdist_forward", "flashdist_backward", "flashdist_dropout_mask", "flashdist_shard_mpi",
+                 "flashdist_forward_mpi", "flashdist_backward_mpi", "flashdist_default_threads",
+                 "flashdist_abi_version"):
         getattr(library, name).restype = ctypes.c_int32
     library.flashdist_default_threads.argtypes = []
     library.flashdist_abi_version.argtypes = []
@@ -67,12 +82,16 @@ def _load():
 _library = _load()
 
 
+MPI_ERROR = 3
+
+
 def _call(function, problem, *arguments):
-    """Calls `function(&problem, *arguments, message, size)`; a non-zero status raises ValueError."""
+    """Calls `function(&problem, *arguments, message, size)`; a non-zero status raises ValueError
+    (RuntimeError for a failed MPI call)."""
     message = ctypes.create_string_buffer(_MESSAGE_BYTES)
     status = function(ctypes.byref(problem), *arguments, message, _MESSAGE_BYTES)
     if status != 0:
-        raise ValueError(message.value.decode("utf-8", "replace"))
+        raise (RuntimeError if status == MPI_ERROR else ValueError)(message.value.decode("utf-8", "replace"))
 
 
 def forward(problem, q, k, v, o, lse, threads):
@@ -86,6 +105,21 @@ def backward(problem, q, k, v, o, lse, dout, dq, dk, dv, threads):
 
 def dropout_mask(problem, mask):
     _call(_library.flashdist_dropout_mask, problem, *mask)
+
+
+def shard_mpi(problem, partition, comm):
+    """This rank's Shard of the problem; collective over comm (an MPI_Comm handle)."""
+    shard = Shard()
+    _call(_library.flashdist_shard_mpi, problem, partition, comm, ctypes.byref(shard))
+    return shard
+
+
+def forward_mpi(problem, partition, comm, q, k, v, o, lse, threads):
+    _call(_library.flashdist_forward_mpi, problem, partition, comm, *q, *k, *v, *o, *lse, threads)
+
+
+def backward_mpi(problem, partition, comm, q, k, v, o, lse, dout, dq, dk, dv, threads):
+    _call(_library.flashdist_backward_mpi, problem, partition, comm, *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv, threads)
 
 
 def default_threads():

@@ -31,6 +31,8 @@ enum flashdist_status {
     FLASHDIST_INVALID_PROBLEM = 1,
     /* A buffer's element count does not match the problem, or a needed pointer is NULL. */
     FLASHDIST_INVALID_BUFFER = 2,
+    /* An MPI call failed (the _mpi functions). */
+    FLASHDIST_MPI_ERROR = 3,
 };
 
 /* One attention problem: the shapes and every option of `flashdist attention`. */
@@ -91,6 +93,54 @@ int flashdist_backward(const flashdist_problem *problem,
  * seqlen_q, seqlen_k): fixed-length problems with dropout only. For tests and inspection. */
 int flashdist_dropout_mask(const flashdist_problem *problem, float *mask, int64_t mask_count,
                            char *message, size_t message_size);
+
+/* Across the ranks of an MPI communicator (Open MPI's MPI_Comm, a pointer: mpi4py's
+ * MPI._handleof(comm)). Every rank calls with the whole problem and its own part of each tensor,
+ * as flashdist_shard says; the results are bitwise those of one process. Checks are agreed on by
+ * all ranks: when one rank's input is bad, every rank returns the lowest failing rank's error and
+ * none is left waiting. Fixed-length batches only. The library duplicates the communicator for
+ * the call and frees it; MPI must be initialised by the caller. */
+enum flashdist_partition {
+    /* Each rank a contiguous range of query heads over the full sequence. */
+    FLASHDIST_PARTITION_HEADS = 0,
+    /* Each rank a contiguous shard of the sequence rows of every head (all-to-all, Ulysses). */
+    FLASHDIST_PARTITION_SEQUENCE = 1,
+};
+
+/* Indices [start, end) along `axis` of a whole tensor of the problem's layout. */
+typedef struct flashdist_slice {
+    int64_t axis;
+    int64_t start;
+    int64_t end;
+} flashdist_slice;
+
+/* This rank's parts: of q, o, dout, dq; of k, v; of dk, dv; and of lse (a range of heads over the
+ * full sequence, for both partitions). */
+typedef struct flashdist_shard {
+    flashdist_slice queries;
+    flashdist_slice keys;
+    flashdist_slice key_gradients;
+    flashdist_slice lse;
+} flashdist_shard;
+
+int flashdist_shard_mpi(const flashdist_problem *problem, int32_t partition, void *comm,
+                        flashdist_shard *shard, char *message, size_t message_size);
+
+/* Counts are of this rank's parts. */
+int flashdist_forward_mpi(const flashdist_problem *problem, int32_t partition, void *comm,
+                          const float *q, int64_t q_count, const float *k, int64_t k_count,
+                          const float *v, int64_t v_count,
+                          float *o, int64_t o_count, float *lse, int64_t lse_count,
+                          int32_t threads, char *message, size_t message_size);
+
+int flashdist_backward_mpi(const flashdist_problem *problem, int32_t partition, void *comm,
+                           const float *q, int64_t q_count, const float *k, int64_t k_count,
+                           const float *v, int64_t v_count,
+                           const float *o, int64_t o_count, const float *lse, int64_t lse_count,
+                           const float *dout, int64_t dout_count,
+                           float *dq, int64_t dq_count, float *dk, int64_t dk_count,
+                           float *dv, int64_t dv_count,
+                           int32_t threads, char *message, size_t message_size);
 
 /* All cores of this machine: the default thread count. */
 int32_t flashdist_default_threads(void);
