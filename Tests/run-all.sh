@@ -16,6 +16,6 @@ bash Tests/mpi/run.sh .build/release/flashdist
 bash Tests/mpi/golden.sh .build/release/flashdist "$golden"
 bash Tests/scaling/run.sh .build/release/flashdist
 python3 "$golden/check.py" .build/release/flashdist "$golden" --features all
-python3 -c "import torch, pytest" 2>/dev/null || python3 -m pip install -q torch pytest
+python3 -c "import torch, pytest, mpi4py" 2>/dev/null || python3 -m pip install -q torch pytest mpi4py
 python3 -m pip install -q ./python
 python3 -m pytest -q python/tests

@@ -24,8 +24,12 @@ class RankLayout(Layout):
         self._partition = PARTITIONS[partition]
         axis = _AXES[partition]
         shapes = comm.allgather((tuple(q), tuple(k), tuple(v)))
-        whole = [_whole([s[i] for s in shapes], axis, name) for i, name in enumerate(("q", "k", "v"))]
-        _agree(comm, lambda: Layout.__init__(self, *whole, None, None, **options))
+
+        def check_whole():
+            whole = [_whole([s[i] for s in shapes], axis, name, partition) for i, name in enumerate(("q", "k", "v"))]
+            Layout.__init__(self, *whole, None, None, **options)
+
+        _agree(comm, check_whole)
         shard = _native.shard_mpi(self.problem, self._partition, self._handle)
 
         def check_shard():
@@ -96,14 +100,15 @@ def _handle(comm):
     return MPI._handleof(comm)
 
 
-def _whole(shapes, axis, name):
+def _whole(shapes, axis, name, partition):
     """The whole tensor's shape from every rank's shard: the shards' lengths along the cut axis
-    summed, every other axis alike on all ranks (or the shapes as given, which Layout refuses)."""
+    summed; every other axis must be alike on all ranks."""
     first = shapes[0]
-    if any(len(s) != len(first) or len(s) <= axis or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]
-           for s in shapes):
-        return first
-    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
+    for rank, shape in enumerate(shapes):
+        if len(shape) != len(first) or len(shape) <= axis or shape[:axis] + shape[axis + 1:] != first[:axis] + first[axis + 1:]:
+            raise ValueError(f"{name}: rank {rank}'s shape {shape_text(shape)} differs from rank 0's "
+                             f"{shape_text(first)} outside the {partition} axis")
+    return first[:axis] + (sum(shape[axis] for shape in shapes),) + first[axis + 1:]
 
 
 def _local_shape(shape, part):

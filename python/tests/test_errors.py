@@ -57,6 +57,7 @@ q, k, v = torch.randn(2, 8, 4, 16), torch.randn(2, 8, 2, 16), torch.randn(2, 8, 
      "softmax_lse: shape (2, 4, 7) is not (batch, heads, seqlen_q) = (2, 4, 8)"),
     (lambda: flashdist.backward(q[:, :4], q, k, v, q, torch.zeros(2, 4, 8)), ValueError,
      "dout: shape (2, 4, 4, 16) differs from q's (2, 8, 4, 16)"),
+    (lambda: flashdist.flash_attn_func(q, k, v, partition="heads"), ValueError, "partition: 'heads' needs a process_group"),
     (lambda: flashdist.set_num_threads(0), ValueError, "threads must be at least 1, got 0"),
     (lambda: flashdist.set_num_threads(2.0), TypeError, "threads: expected an int, got float"),
 ])
