@@ -1,7 +1,5 @@
 """flash-attn's functions on flashdist: the forward, the backward from the saved lse, and the
 torch autograd Function that joins them."""
-import numpy as np
-
 from . import _native, _tensors, _threads
 from ._layout import Layout
 from ._seeds import checked_seed, random_seed

@@ -62,9 +62,6 @@ class RankLayout(Layout):
     def backward(self, q, k, v, out, lse, dout, dq, dk, dv, threads):
         _native.backward_mpi(self.problem, self._partition, self._handle, q, k, v, out, lse, dout, dq, dk, dv, threads)
 
-    def check_saved(self, out, lse, dout):
-        raise ValueError("process_group: flashdist.backward runs on one process; use autograd across ranks")
-
 
 def rank_layout(comm, partition, q, k, v, cu_seqlens_q, seed, **options):
     """The layout of this rank's shard, and whether the tensors are torch's; a dropout seed left to

@@ -1,6 +1,7 @@
 """Run by test_mpi.py under `mpirun python3 -m mpi4py` (which aborts every rank when one raises): each rank passes its shard to flash_attn_func with
 process_group, and its out, lse and gradients must be the bytes of one process's run, sliced.
 Then bad input on one rank must raise on every rank. Prints "rank R: N checks passed"."""
+import re
 import sys
 
 import torch
@@ -61,13 +62,14 @@ case("sequence", 64, 64, 6, 2, window_size=(9, 2))
 
 
 
-def expect_error(partition, q, message):
+def expect_error(partition, q, message, k=None):
     """Every rank raises ValueError: the failing rank its own message, the others it prefixed."""
     global checks
+    k = q if k is None else k
     try:
-        flashdist.flash_attn_func(q, q, q, process_group=comm, partition=partition)
+        flashdist.flash_attn_func(q, k, k, process_group=comm, partition=partition)
     except ValueError as error:
-        if not any(str(error).startswith(prefix + message) for prefix in ("", f"rank 0: ", f"rank {comm.size - 1}: ")):
+        if not re.match(r"(rank \d+: )?" + re.escape(message), str(error)):
             raise
         checks += 1
     else:
@@ -82,6 +84,11 @@ expect_error("sequence", torch.randn(1, 8, 5 if last else 6, 16),
 rows = 4 * comm.size + 2
 expect_error("sequence", torch.randn(1, rows if comm.rank == 0 else 4, 2, 16),
              f"q: shape (1, {rows}, 2, 16) is not this rank's sequence shard")
+# GQA groups split over ranks (ranks share a kv head): the shards flashdist.shard names overlap
+# in k, which no rank's shard can say; refused, never computed wrongly.
+q_index, k_index = flashdist.shard((1, 4, 2 * comm.size, 16), (1, 4, comm.size - 1, 16), comm, "heads")
+expect_error("heads", torch.randn(1, 4, 2 * comm.size, 16)[q_index], "k: ",
+             k=torch.randn(1, 4, comm.size - 1, 16)[k_index])
 expect_error("diagonal", torch.randn(1, 4, 2, 16), "partition: 'diagonal' is neither \"heads\" nor \"sequence\"")
 print(f"rank {comm.rank}: {checks} checks passed")
 sys.stdout.flush()

@@ -1,6 +1,4 @@
 """Bad input raises ValueError or TypeError with the CLI's wording; nothing crashes the interpreter."""
-import ctypes
-
 import numpy as np
 import pytest
 import torch
