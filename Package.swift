@@ -17,6 +17,8 @@ let package = Package(
     products: [
         .executable(name: "flashdist", targets: ["flashdist"]),
         .library(name: "FlashAttention", targets: ["FlashAttention"]),
+        // The C ABI (header Sources/CFlashdist/include/flashdist.h) that the Python package loads.
+        .library(name: "flashdist_c", type: .dynamic, targets: ["FlashAttentionC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -24,6 +26,11 @@ let package = Package(
     targets: [
         // Kernels, masks and the threaded scheduler. Knows nothing of files or MPI.
         .target(name: "FlashAttention", swiftSettings: fast),
+        // The C ABI: its header, and the Swift entry points that check buffers and report errors
+        // as codes and messages instead of trapping.
+        .target(name: "CFlashdist"),
+        .target(name: "FlashAttentionC", dependencies: ["CFlashdist", "FlashAttention", "Distributed", "TensorIO"],
+                swiftSettings: fast),
         // A plain float64 attention, forward and backward, that the kernels are checked against.
         .target(name: "AttentionReference"),
         // .npy reading and writing, and outputs written to a temporary name then renamed.

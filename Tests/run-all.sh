@@ -2,8 +2,9 @@
 # The whole test suite: set-up and build, the Swift tests, the memory check, the MPI tests
 # (Tests/mpi), the faults (Tests/faults: full disk, crashes in the output switch, signals,
 # ranks started differently), the record, sweep and plot tools (Tests/scaling), golden cases
-# across emulated nodes (Tests/cluster, as root), and the golden reference cases in
-# ../shared/golden (FLASHDIST_GOLDEN overrides the folder), under mpirun and then alone.
+# across emulated nodes (Tests/cluster, as root), the golden reference cases in ../shared/golden
+# (FLASHDIST_GOLDEN overrides the folder), under mpirun and then alone, and the Python package
+# (python/tests, with torch: a fresh `pip install torch` takes ~4 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 golden="${FLASHDIST_GOLDEN:-../shared/golden}"
@@ -19,3 +20,6 @@ bash Tests/faults/run.sh .build/release/flashdist
 bash Tests/scaling/run.sh .build/release/flashdist
 bash Tests/cluster/run.sh .build/release/flashdist "$golden"
 python3 "$golden/check.py" .build/release/flashdist "$golden" --features all
+python3 -c "import torch, pytest, mpi4py" 2>/dev/null || python3 -m pip install -q torch pytest mpi4py
+python3 -m pip install -q ./python
+python3 -m pytest -q python/tests

@@ -24,7 +24,7 @@ public final class Communicator: @unchecked Sendable {
         set { counter.traffic = newValue }
     }
 
-    private init(rank: Int, size: Int, comm: MPI_Comm?, counter: TrafficCounter = TrafficCounter()) {
+    init(rank: Int, size: Int, comm: MPI_Comm?, counter: TrafficCounter = TrafficCounter()) {
         (self.rank, self.size, self.comm, self.counter) = (rank, size, comm, counter)
     }
 

@@ -1,0 +1,126 @@
+import CFlashdist
+import FlashAttention
+import Foundation
+
+/// A failure reported to a C caller: a status code and a one-line message.
+struct CallFailure: Error, CustomStringConvertible {
+    let status: flashdist_status
+    let message: String
+    var description: String { message }
+}
+
+/// Runs `body`, turning a thrown problem or buffer error into its status code and message.
+func reportingFailures(_ message: UnsafeMutablePointer<CChar>?, _ size: Int,
+                       _ body: () throws -> Void) -> Int32 {
+    do {
+        try body()
+        return Int32(FLASHDIST_OK.rawValue)
+    } catch let error as AttentionError {
+        flashdist_set_message(message, size, error.description)
+        return Int32(FLASHDIST_INVALID_PROBLEM.rawValue)
+    } catch let failure as CallFailure {
+        flashdist_set_message(message, size, failure.message)
+        return Int32(failure.status.rawValue)
+    } catch {
+        flashdist_set_message(message, size, "\(error)")
+        return Int32(FLASHDIST_INVALID_PROBLEM.rawValue)
+    }
+}
+
+/// The pointer, after checking it is set and holds exactly the elements the problem needs.
+func checked<Pointer>(_ pointer: Pointer?, count: Int64, expected: Int, name: String) throws -> Pointer {
+    guard let pointer else {
+        throw CallFailure(status: FLASHDIST_INVALID_BUFFER, message: "\(name): no buffer (NULL)")
+    }
+    guard count == expected else {
+        throw CallFailure(status: FLASHDIST_INVALID_BUFFER,
+                          message: "\(name): \(count) elements, but the problem needs \(expected)")
+    }
+    return pointer
+}
+
+func checkedThreads(_ threads: Int32) throws -> Int {
+    guard threads >= 1 else {
+        throw CallFailure(status: FLASHDIST_INVALID_PROBLEM, message: "threads must be at least 1, got \(threads)")
+    }
+    return Int(threads)
+}
+
+func described(_ problem: UnsafePointer<flashdist_problem>?) throws -> AttentionProblem {
+    guard let problem else { throw CallFailure(status: FLASHDIST_INVALID_BUFFER, message: "problem: NULL") }
+    return try problem.pointee.attentionProblem()
+}
+
+@_cdecl("flashdist_forward")
+public func flashdistForward(_ problem: UnsafePointer<flashdist_problem>?,
+                             _ q: UnsafePointer<Float>?, _ qCount: Int64, _ k: UnsafePointer<Float>?, _ kCount: Int64,
+                             _ v: UnsafePointer<Float>?, _ vCount: Int64,
+                             _ o: UnsafeMutablePointer<Float>?, _ oCount: Int64,
+                             _ lse: UnsafeMutablePointer<Float>?, _ lseCount: Int64,
+                             _ threads: Int32, _ message: UnsafeMutablePointer<CChar>?, _ messageSize: Int) -> Int32 {
+    reportingFailures(message, messageSize) {
+        let p = try described(problem)
+        let threads = try checkedThreads(threads)
+        FlashAttention.forward(p, q: try checked(q, count: qCount, expected: p.queryElements, name: "q"),
+                               k: try checked(k, count: kCount, expected: p.keyElements, name: "k"),
+                               v: try checked(v, count: vCount, expected: p.keyElements, name: "v"),
+                               o: try checked(o, count: oCount, expected: p.queryElements, name: "o"),
+                               lse: try checked(lse, count: lseCount, expected: p.lseElements, name: "lse"),
+                               threads: threads)
+    }
+}
+
+@_cdecl("flashdist_backward")
+public func flashdistBackward(_ problem: UnsafePointer<flashdist_problem>?,
+                              _ q: UnsafePointer<Float>?, _ qCount: Int64, _ k: UnsafePointer<Float>?, _ kCount: Int64,
+                              _ v: UnsafePointer<Float>?, _ vCount: Int64,
+                              _ o: UnsafePointer<Float>?, _ oCount: Int64, _ lse: UnsafePointer<Float>?, _ lseCount: Int64,
+                              _ dO: UnsafePointer<Float>?, _ dOCount: Int64,
+                              _ dQ: UnsafeMutablePointer<Float>?, _ dQCount: Int64,
+                              _ dK: UnsafeMutablePointer<Float>?, _ dKCount: Int64,
+                              _ dV: UnsafeMutablePointer<Float>?, _ dVCount: Int64,
+                              _ threads: Int32, _ message: UnsafeMutablePointer<CChar>?, _ messageSize: Int) -> Int32 {
+    reportingFailures(message, messageSize) {
+        let p = try described(problem)
+        let threads = try checkedThreads(threads)
+        FlashAttention.backward(p, q: try checked(q, count: qCount, expected: p.queryElements, name: "q"),
+                                k: try checked(k, count: kCount, expected: p.keyElements, name: "k"),
+                                v: try checked(v, count: vCount, expected: p.keyElements, name: "v"),
+                                o: try checked(o, count: oCount, expected: p.queryElements, name: "o"),
+                                lse: try checked(lse, count: lseCount, expected: p.lseElements, name: "lse"),
+                                dO: try checked(dO, count: dOCount, expected: p.queryElements, name: "dout"),
+                                dQ: try checked(dQ, count: dQCount, expected: p.queryElements, name: "dq"),
+                                dK: try checked(dK, count: dKCount, expected: p.keyElements, name: "dk"),
+                                dV: try checked(dV, count: dVCount, expected: p.keyElements, name: "dv"),
+                                threads: threads)
+    }
+}
+
+@_cdecl("flashdist_dropout_mask")
+public func flashdistDropoutMask(_ problem: UnsafePointer<flashdist_problem>?,
+                                 _ mask: UnsafeMutablePointer<Float>?, _ maskCount: Int64,
+                                 _ message: UnsafeMutablePointer<CChar>?, _ messageSize: Int) -> Int32 {
+    reportingFailures(message, messageSize) {
+        let p = try described(problem)
+        guard p.options.dropout != nil, !p.packedLSE else {
+            throw CallFailure(status: FLASHDIST_INVALID_PROBLEM,
+                              message: "the dropout mask is only for fixed-length batches with dropout above 0")
+        }
+        let perHead = (p.totalQueries / p.batch) * (p.totalKeys / p.batch)
+        var out = try checked(mask, count: maskCount, expected: p.batch * p.heads * perHead, name: "mask")
+        guard perHead > 0 else { return }
+        for b in 0..<p.batch {
+            for h in 0..<p.heads {
+                let factors = FlashAttention.dropoutKeepFactors(p, batch: b, head: h)
+                factors.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: perHead) }
+                out += perHead
+            }
+        }
+    }
+}
+
+@_cdecl("flashdist_default_threads")
+public func flashdistDefaultThreads() -> Int32 { Int32(clamping: ProcessInfo.processInfo.activeProcessorCount) }
+
+@_cdecl("flashdist_abi_version")
+public func flashdistABIVersion() -> Int32 { FLASHDIST_ABI_VERSION }

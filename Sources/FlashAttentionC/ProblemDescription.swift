@@ -1,0 +1,33 @@
+import CFlashdist
+import FlashAttention
+
+extension flashdist_problem {
+    /// The library's problem, checked by the library's own rules (heads, head size, offsets,
+    /// window, softcap, dropout, slopes), so C callers get exactly the CLI's errors.
+    func attentionProblem() throws(AttentionError) -> AttentionProblem {
+        guard batch >= 1 else { throw .invalid("batch must be at least 1, got \(batch)") }
+        guard (cu_seqlens_q == nil) == (cu_seqlens_k == nil) else {
+            throw .invalid("cu_seqlens_q and cu_seqlens_k go together: give both or neither")
+        }
+        guard alibi_slopes != nil || alibi_count == 0, alibi_count >= 0 else {
+            throw .invalid("ALiBi slopes: \(alibi_count) values but no buffer")
+        }
+        let (heads, kvHeads, headDim) = (Int(heads), Int(kv_heads), Int(head_dim))
+        var options = AttentionOptions(
+            softmaxScale: use_softmax_scale != 0 ? softmax_scale : AttentionOptions.defaultScale(headDim: headDim),
+            causal: causal != 0, windowLeft: Int(window_left), windowRight: Int(window_right), softcap: softcap)
+        if let alibi_slopes {
+            options.alibiSlopes = AlibiSlopes(values: Array(UnsafeBufferPointer(start: alibi_slopes, count: Int(alibi_count))),
+                                              heads: heads)
+        }
+        if dropout_p != 0 { options.dropout = Dropout(probability: dropout_p, seed: dropout_seed) }
+        if let cu_seqlens_q, let cu_seqlens_k {
+            let offsets = { (pointer: UnsafePointer<Int32>) in (0...Int(batch)).map { Int(pointer[$0]) } }
+            return try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                        queryOffsets: offsets(cu_seqlens_q), keyOffsets: offsets(cu_seqlens_k),
+                                        options: options)
+        }
+        return try AttentionProblem(batch: Int(batch), seqlenQ: Int(seqlen_q), seqlenK: Int(seqlen_k),
+                                    heads: heads, kvHeads: kvHeads, headDim: headDim, options: options)
+    }
+}

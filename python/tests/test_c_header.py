@@ -1,0 +1,34 @@
+"""flashdist.h compiles as C and links against the library the package ships; a C caller gets
+the Python path's results bit for bit and errors as codes with messages."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import flashdist
+from flashdist import _native
+
+HEADER_FOLDER = Path(__file__).resolve().parents[2] / "Sources" / "CFlashdist" / "include"
+
+
+# Swift's toolchain brings clang, so a machine that built the library has a C compiler.
+COMPILER = shutil.which("cc") or shutil.which("clang")
+
+
+def test_c_caller(tmp_path):
+    library = _native._library_path()
+    program = tmp_path / "header_check"
+    source = Path(__file__).with_name("header_check.c")
+    subprocess.run([COMPILER, "-std=c99", "-Wall", "-Werror", "-I", str(HEADER_FOLDER), str(source), "-o", str(program),
+                    str(library), f"-Wl,-rpath,{library.parent}"], check=True)
+    lines = subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout.splitlines()
+    i = np.arange(40)
+    q = torch.tensor((i % 7 - 3) * 0.25, dtype=torch.float32).reshape(1, 5, 2, 4).requires_grad_()
+    k = torch.tensor((i[:20] * 3 % 5 - 2) * 0.5, dtype=torch.float32).reshape(1, 5, 1, 4).requires_grad_()
+    v = k.detach().clone().requires_grad_()
+    out = flashdist.flash_attn_func(q, k, v, causal=True)
+    out.backward(q.detach())
+    assert lines[0] == f"{out[0, 0, 0, 0].item():.9g} {q.grad[0, 0, 0, 0].item():.9g}"
+    assert lines[1] == "heads (2) must be a multiple of kv heads (3)"
