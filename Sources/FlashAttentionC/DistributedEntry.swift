@@ -49,6 +49,10 @@ private func slice(_ slice: AxisSlice) -> flashdist_slice {
     flashdist_slice(axis: Int64(slice.axis), start: Int64(slice.range.lowerBound), end: Int64(slice.range.upperBound))
 }
 
+private extension [AxisSlice] {
+    var elementCount: Int { reduce(0) { $0 + $1.elementCount } }
+}
+
 private func array(_ pointer: UnsafePointer<Float>, _ count: Int64) -> [Float] {
     Array(UnsafeBufferPointer(start: pointer, count: Int(count)))
 }
@@ -64,8 +68,9 @@ public func flashdistShardMPI(_ problem: UnsafePointer<flashdist_problem>?, _ ki
     reportingFailures(message, messageSize) {
         guard let shard else { throw CallFailure(status: FLASHDIST_INVALID_BUFFER, message: "shard: NULL") }
         try onRanks(problem, kind, comm, threads: 1, check: { _ in }) { side in
-            shard.pointee = flashdist_shard(queries: slice(side.queries), keys: slice(side.keys),
-                                            key_gradients: slice(side.keyGradients), lse: slice(side.lse))
+            // The heads and sequence partitions, the ones offered here, hold one part of q and of lse.
+            shard.pointee = flashdist_shard(queries: slice(side.queries[0]), keys: slice(side.keys),
+                                            key_gradients: slice(side.keyGradients), lse: slice(side.lse[0]))
         }
     }
 }
