@@ -12,7 +12,7 @@ cluster="$here/../../launch/cluster.sh"
 bin=$(realpath "${1:-$here/../../.build/release/flashdist}")
 golden=$(realpath "${2:-${FLASHDIST_GOLDEN:-$here/../../../shared/golden}}")
 # The partitions every case runs under; one word each, as --partition takes them.
-PARTITIONS="heads sequence"
+PARTITIONS="heads sequence ring"
 # Small cases with at least 3 heads (the heads partition needs a head per rank): GQA, causal with
 # ALiBi, odd sizes.
 CASES="gqa alibi_causal odd_sizes"
