@@ -27,7 +27,7 @@ public struct AttentionOptions: Sendable, Equatable {
     /// flash-attn's default scale, 1/√headDim.
     public static func defaultScale(headDim: Int) -> Float { 1 / Float(headDim).squareRoot() }
 
-    func validate() throws(AttentionError) {
+    package func validate() throws(AttentionError) {
         guard softmaxScale.isFinite else { throw .invalid("softmax scale must be finite, got \(softmaxScale)") }
         guard windowLeft >= -1, windowRight >= -1 else {
             throw .invalid("window sizes must be -1 (unbounded) or non-negative, got (\(windowLeft), \(windowRight))")
@@ -52,7 +52,7 @@ public struct AlibiSlopes: Sendable, Equatable {
         self.heads = heads
     }
 
-    func slope(batch b: Int, head h: Int) -> Float { values.count == heads ? values[h] : values[b * heads + h] }
+    package func slope(batch b: Int, head h: Int) -> Float { values.count == heads ? values[h] : values[b * heads + h] }
 }
 
 /// Dropout on the attention probabilities: each is kept with probability 1 − p and scaled by

@@ -89,17 +89,17 @@ public struct AttentionProblem: Sendable {
     public var keyElements: Int { totalKeys * kvHeads * headDim }
     public var lseElements: Int { totalQueries * heads }
 
-    func seqlenQ(_ b: Int) -> Int { queryOffsets[b + 1] - queryOffsets[b] }
-    func seqlenK(_ b: Int) -> Int { keyOffsets[b + 1] - keyOffsets[b] }
-    func mask(_ b: Int) -> AttentionMask {
+    package func seqlenQ(_ b: Int) -> Int { queryOffsets[b + 1] - queryOffsets[b] }
+    package func seqlenK(_ b: Int) -> Int { keyOffsets[b + 1] - keyOffsets[b] }
+    package func mask(_ b: Int) -> AttentionMask {
         AttentionMask(seqlenQ: seqlenQ(b), seqlenK: seqlenK(b), options: options)
     }
 
     /// Offset of element (row, head, 0) of q/o, where row counts over the packed batch.
-    func queryIndex(row: Int, head: Int) -> Int { (row * heads + head) * headDim }
-    func keyIndex(row: Int, kvHead: Int) -> Int { (row * kvHeads + kvHead) * headDim }
+    package func queryIndex(row: Int, head: Int) -> Int { (row * heads + head) * headDim }
+    package func keyIndex(row: Int, kvHead: Int) -> Int { (row * kvHeads + kvHead) * headDim }
     /// Offset of lse[b, h, i] (or lse[h, offset_b + i] when packed).
-    func lseIndex(batch b: Int, head h: Int, row i: Int) -> Int {
+    package func lseIndex(batch b: Int, head h: Int, row i: Int) -> Int {
         packedLSE ? h * totalQueries + queryOffsets[b] + i
                   : (b * heads + h) * seqlenQ(b) + i
     }

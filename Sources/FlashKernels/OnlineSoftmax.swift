@@ -1,3 +1,4 @@
+import FlashAttentionCore
 import Foundation
 
 /// The forward pass of one tile: a block of query rows of one head against every key block they
@@ -18,31 +19,31 @@ struct ForwardTile {
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>
     let rowsPerTile: Int
+    let keyColumns: Int
 
     /// Per-worker scratch: Qᵀ of the tile, the transposed scores, V padded to whole vectors when
     /// the head dim needs it, the unnormalised output, and per query the running max and sum and
     /// the rescale factor of the current block.
     struct Buffers {
         let qT, sT, vBlock, acc, rowMax, rowSum, rescale: UnsafeMutablePointer<Float>
-        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int) {
-            let bc = Tiling.keyColumns
+        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int, keys bc: Int) {
             qT = carver.take(dp * br); sT = carver.take(bc * br); vBlock = carver.take(bc * dp)
             acc = carver.take(br * dp); rowMax = carver.take(br); rowSum = carver.take(br); rescale = carver.take(br)
         }
     }
 
     var scratchFloats: Int {
-        ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile) }
+        ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile, keys: keyColumns) }
     }
 
     func run(_ tile: Tile, scratch: UnsafeMutablePointer<Float>) {
         let d = problem.headDim, dp = roundUpToLanes(d)
-        let br = rowsPerTile, bc = Tiling.keyColumns
+        let br = rowsPerTile, bc = keyColumns
         let b = tile.batch, h = tile.head, kvHead = h / problem.groupSize
         let mask = problem.mask(b), modifiers = ScoreModifiers(problem: problem)
         let rows = Tile.rowBlock(tile.block, of: mask, rows: br), rp = roundUpToLanes(rows.count)
         var carver = ScratchCarver(scratch)
-        let buf = Buffers(&carver, paddedDim: dp, rows: br)
+        let buf = Buffers(&carver, paddedDim: dp, rows: br, keys: bc)
 
         let qRow0 = problem.queryOffsets[b] + rows.lowerBound
         // The softmax scale rides in Qᵀ, so the scores come out of the product scaled.
