@@ -11,12 +11,12 @@ extension KernelConfiguration {
         let level = Int64(InstructionSet.allCases.firstIndex(of: configuration.instructionSet)!)
         configuration.instructionSet = InstructionSet.allCases[Int(try communicator.allgather([level]).min()!)]
         let tiling = configuration.tiling
-        var tiles = [tiling.keyColumns, tiling.backwardRows, tiling.forwardRows ?? 0,
+        var tiles = [tiling.keyColumns, tiling.backwardRows, tiling.backwardKeys ?? 0, tiling.forwardRows ?? 0,
                      tiling.caches.l1, tiling.caches.l2, tiling.caches.l3].map(Int64.init)
         try communicator.broadcast(&tiles, from: 0)
         let t = tiles.map(Int.init)
-        configuration.tiling = Tiling(keyColumns: t[0], backwardRows: t[1], forwardRows: t[2] == 0 ? nil : t[2],
-                                      caches: CacheSizes(l1: t[3], l2: t[4], l3: t[5]))
+        configuration.tiling = Tiling(keyColumns: t[0], backwardRows: t[1], backwardKeys: t[2] == 0 ? nil : t[2], forwardRows: t[3] == 0 ? nil : t[3],
+                                      caches: CacheSizes(l1: t[4], l2: t[5], l3: t[6]))
         return configuration
     }
 }

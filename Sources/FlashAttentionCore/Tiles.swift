@@ -5,28 +5,45 @@ import Synchronization
 /// and of the backward holds, and how many keys each of their blocks takes. All are multiples of
 /// 16 (one vector of floats).
 ///
-/// Only `keyColumns` changes results: the forward rescales its running max and sum at the end of
-/// every key block. A row's result does not depend on the row block it is computed in, and every
-/// product sums over its inner dimension in one order whatever the blocks, so the row sizes never
-/// change a bit. Callers that must reproduce another process's bits (MPI ranks, ring attention)
-/// use that process's `keyColumns`.
+/// Only the forward's `keyColumns` changes results: the forward rescales its running max and sum
+/// at the end of every key block. A row's result does not depend on the row block it is computed
+/// in, and every product sums over its inner dimension in one order whatever the blocks, so the
+/// other sizes never change a bit. Callers that must reproduce another process's bits (MPI ranks,
+/// ring attention) use that process's `keyColumns`.
 public struct Tiling: Sendable, Equatable {
+    /// Keys per block of the forward.
     public var keyColumns: Int
+    /// Query rows per block of the backward.
     public var backwardRows: Int
-    /// Rows of a forward tile; nil lets `forwardRows(_:)` pick them per problem from the caches.
+    /// Keys per block of the backward and rows of a forward tile; nil lets `backwardKeys(for:)`
+    /// and `forwardRows(for:)` pick them per problem from the caches.
+    public var backwardKeys: Int?
     public var forwardRows: Int?
     public var caches: CacheSizes
 
-    public init(keyColumns: Int = 64, backwardRows: Int = 64, forwardRows: Int? = nil, caches: CacheSizes) {
+    public init(keyColumns: Int = 64, backwardRows: Int = 64, backwardKeys: Int? = nil, forwardRows: Int? = nil,
+                caches: CacheSizes) {
         self.keyColumns = keyColumns
         self.backwardRows = backwardRows
+        self.backwardKeys = backwardKeys
         self.forwardRows = forwardRows
         self.caches = caches
     }
 
-    /// A 64 × 64 block of scores or probabilities (16 KiB) stays in L1 beside the vector of B it
-    /// multiplies, and the backward's packed 64-row blocks of Q and dO (32 KiB each at D = 128) in L2.
     public static func fitted(to caches: CacheSizes) -> Tiling { Tiling(caches: caches) }
+
+    /// The backward walks the key blocks of a head and, for each, every row block that sees it,
+    /// packing those rows of Q and dO afresh: the fewer key blocks, the fewer times Q and dO come
+    /// in from L3. So its key blocks are 128 wide where a tile's blocks at that width still fit in
+    /// half of L2, and 64 otherwise. (The forward's key block stays 64: a 64 × 64 block of scores,
+    /// 16 KiB, stays in L1 beside the vector it multiplies.)
+    package func backwardKeys(for problem: AttentionProblem) -> Int {
+        if let backwardKeys { return backwardKeys }
+        let dp = roundUpToLanes(problem.headDim), wide = 128
+        // Packed Kᵀ, Vᵀ, K and four gradient blocks per key, Q and dO per row, P and dS per pair.
+        let bytes = 4 * (7 * wide * dp + 2 * backwardRows * dp + 2 * backwardRows * wide)
+        return bytes <= caches.l2 / 2 ? wide : 64
+    }
 
     /// The forward streams every key and value of its head once per row block. While K and V of
     /// one head stay in L2 that costs little and small blocks balance best (causal problems waste
@@ -45,7 +62,8 @@ public struct Tiling: Sendable, Equatable {
 
     /// Why the tiles cannot be used, or nil.
     public var problem: String? {
-        for (name, size) in [("key block", keyColumns), ("backward row block", backwardRows), ("forward row block", forwardRows ?? 16)]
+        for (name, size) in [("key block", keyColumns), ("backward row block", backwardRows), ("backward key block", backwardKeys ?? 16),
+                             ("forward row block", forwardRows ?? 16)]
             where size < 16 || size % 16 != 0 || size > 1024 {
             return "\(name) must be a multiple of 16 from 16 to 1024, got \(size)"
         }
@@ -105,23 +123,26 @@ package struct Tile {
         var tiles: [Tile] = []
         for b in 0..<problem.batch {
             let mask = problem.mask(b)
-            for block in 0..<blockCount(mask.seqlenQ, rows) {
-                let keys = mask.keys(seenBy: rowBlock(block, of: mask, rows: rows))
-                let cost = 1 + blockCount(keys.count, keyColumns)
-                for h in 0..<problem.heads { tiles.append(Tile(batch: b, head: h, block: block, cost: cost)) }
+            // Head by head, so that tiles run back to back share K and V (of equal cost, the
+            // scheduler keeps this order).
+            for h in 0..<problem.heads {
+                for block in 0..<blockCount(mask.seqlenQ, rows) {
+                    let keys = mask.keys(seenBy: rowBlock(block, of: mask, rows: rows))
+                    tiles.append(Tile(batch: b, head: h, block: block, cost: 1 + blockCount(keys.count, keyColumns)))
+                }
             }
         }
         return tiles
     }
 
     /// One tile per key block of each kv head; its cost is the row blocks of its group that see it.
-    package static func keyTiles(_ problem: AttentionProblem, _ tiling: Tiling) -> [Tile] {
+    package static func keyTiles(_ problem: AttentionProblem, rows: Int, keys: Int) -> [Tile] {
         var tiles: [Tile] = []
         for b in 0..<problem.batch {
             let mask = problem.mask(b)
-            for block in 0..<blockCount(mask.seqlenK, tiling.keyColumns) {
-                let rows = mask.rows(seeing: keyBlock(block, of: mask, keys: tiling.keyColumns))
-                let cost = 1 + problem.groupSize * blockCount(rows.count, tiling.backwardRows)
+            for block in 0..<blockCount(mask.seqlenK, keys) {
+                let seers = mask.rows(seeing: keyBlock(block, of: mask, keys: keys))
+                let cost = 1 + problem.groupSize * blockCount(seers.count, rows)
                 for kvHead in 0..<problem.kvHeads { tiles.append(Tile(batch: b, head: kvHead, block: block, cost: cost)) }
             }
         }
@@ -130,13 +151,12 @@ package struct Tile {
 
     /// One tile per kv head of each batch entry, for the fused backward; its cost is the row
     /// blocks that its key blocks see, over the group.
-    package static func groupTiles(_ problem: AttentionProblem, _ tiling: Tiling) -> [Tile] {
+    package static func groupTiles(_ problem: AttentionProblem, rows: Int, keys: Int) -> [Tile] {
         var tiles: [Tile] = []
         for b in 0..<problem.batch {
             let mask = problem.mask(b)
-            let cost = (0..<blockCount(mask.seqlenK, tiling.keyColumns)).reduce(1) {
-                $0 + problem.groupSize * blockCount(mask.rows(seeing: keyBlock($1, of: mask, keys: tiling.keyColumns)).count,
-                                                    tiling.backwardRows)
+            let cost = (0..<blockCount(mask.seqlenK, keys)).reduce(1) {
+                $0 + problem.groupSize * blockCount(mask.rows(seeing: keyBlock($1, of: mask, keys: keys)).count, rows)
             }
             for kvHead in 0..<problem.kvHeads { tiles.append(Tile(batch: b, head: kvHead, block: 0, cost: cost)) }
         }

@@ -30,7 +30,9 @@ struct BackwardTiles {
     /// D = rowsum(dO ∘ O), laid out like lse.
     let delta: UnsafePointer<Float>
     let keyGradients: KeyGradientLayout
-    let tiling: Tiling
+    /// Query rows and keys per block.
+    let rowsPerBlock: Int
+    let keysPerBlock: Int
 
     /// Per-worker scratch: packed Q and dO rows with their lse and D, packed Kᵀ, Vᵀ and K of the
     /// key block, P and dS of the tile, and the gradient block being accumulated.
@@ -52,7 +54,7 @@ struct BackwardTiles {
     var scratchFloats: Int { ScratchCarver.floats { buffers(&$0) } }
 
     private func buffers(_ carver: inout ScratchCarver) -> Buffers {
-        Buffers(&carver, paddedDim: roundUpToLanes(problem.headDim), rows: tiling.backwardRows, keys: tiling.keyColumns)
+        Buffers(&carver, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerBlock, keys: keysPerBlock)
     }
 
     /// dK and dV of one key block of one kv head (the dK/dV pass).
@@ -79,7 +81,7 @@ struct BackwardTiles {
         }
         var carver = ScratchCarver(scratch)
         let buf = buffers(&carver)
-        for block in 0..<Tile.blockCount(mask.seqlenK, tiling.keyColumns) {
+        for block in 0..<Tile.blockCount(mask.seqlenK, keysPerBlock) {
             keyBlockGradients(batch: b, kvHead: tile.head, block: block, buffers: buf, dK: dK, dV: dV, dQ: dQ)
         }
         for g in 0..<problem.groupSize {
@@ -95,9 +97,9 @@ struct BackwardTiles {
     private func keyBlockGradients(batch b: Int, kvHead: Int, block: Int, buffers buf: Buffers,
                                    dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
                                    dQ: UnsafeMutablePointer<Float>?) {
-        let d = problem.headDim, dp = roundUpToLanes(d), br = tiling.backwardRows
+        let d = problem.headDim, dp = roundUpToLanes(d), br = rowsPerBlock
         let mask = problem.mask(b)
-        let keys = Tile.keyBlock(block, of: mask, keys: tiling.keyColumns)
+        let keys = Tile.keyBlock(block, of: mask, keys: keysPerBlock)
         packKeyBlock(batch: b, kvHead: kvHead, keys: keys, into: buf, transposedOnly: dQ == nil)
         let (dKBlock, dVBlock, dKHead, dVHead) = (buf.gradA, buf.gradB, buf.headK, buf.headV)
         dKBlock.update(repeating: 0, count: keys.count * dp)
@@ -114,9 +116,9 @@ struct BackwardTiles {
                 packRowBlock(batch: b, head: h, rows: rows, into: buf)
                 let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
                 // dV += Pᵀ·dO and dK += dSᵀ·Q: P and dS are read column by column.
-                multiply(m: keys.count, n: dp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: tiling.keyColumns,
+                multiply(m: keys.count, n: dp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: keysPerBlock,
                          b: buf.dOBlock, bRowStride: dp, c: dVHead, cRowStride: dp, accumulate: true)
-                multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: tiling.keyColumns,
+                multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: keysPerBlock,
                          b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
                 if let dQ {
                     let firstRow = dQ + problem.queryIndex(row: problem.queryOffsets[b] + rows.lowerBound, head: h)
@@ -152,11 +154,11 @@ struct BackwardTiles {
 
     /// dQ of one row block of one head.
     func runQueryTile(_ tile: Tile, scratch: UnsafeMutablePointer<Float>, dQ: UnsafeMutablePointer<Float>) {
-        let d = problem.headDim, dp = roundUpToLanes(d), bc = tiling.keyColumns
+        let d = problem.headDim, dp = roundUpToLanes(d), bc = keysPerBlock
         var carver = ScratchCarver(scratch)
         let buf = buffers(&carver)
         let b = tile.batch, h = tile.head, mask = problem.mask(b)
-        let rows = Tile.rowBlock(tile.block, of: mask, rows: tiling.backwardRows)
+        let rows = Tile.rowBlock(tile.block, of: mask, rows: rowsPerBlock)
         packRowBlock(batch: b, head: h, rows: rows, into: buf)
         let dQBlock = buf.gradA
         dQBlock.update(repeating: 0, count: rows.count * dp)
@@ -181,7 +183,7 @@ struct BackwardTiles {
     private func accumulateQueryGradient(rows: Int, keys: Int, buffers buf: Buffers,
                                          into dQ: UnsafeMutablePointer<Float>, rowStride: Int) {
         multiply(m: rows, n: roundUpToLanes(problem.headDim), k: roundUpToLanes(keys),
-                 a: buf.dS, aRowStride: tiling.keyColumns, aColumnStride: 1,
+                 a: buf.dS, aRowStride: keysPerBlock, aColumnStride: 1,
                  b: buf.kBlock, bRowStride: roundUpToLanes(problem.headDim), c: dQ, cRowStride: rowStride, accumulate: true)
     }
 
@@ -202,7 +204,7 @@ struct BackwardTiles {
     /// Packs Kᵀ and Vᵀ of one key block (the B operands of S and dP) and, for the dQ pass, K
     /// itself, zero-padded to a whole number of vectors of keys.
     private func packKeyBlock(batch b: Int, kvHead: Int, keys: Range<Int>, into buf: Buffers, transposedOnly: Bool) {
-        let d = problem.headDim, dp = roundUpToLanes(d), bc = tiling.keyColumns, stride = problem.kvHeads * d
+        let d = problem.headDim, dp = roundUpToLanes(d), bc = keysPerBlock, stride = problem.kvHeads * d
         let first = problem.keyIndex(row: problem.keyOffsets[b] + keys.lowerBound, kvHead: kvHead)
         packTransposed(k + first, sourceStride: stride, rows: keys.count, width: d, into: buf.kT, paddedRows: dp, paddedColumns: bc)
         packTransposed(v + first, sourceStride: stride, rows: keys.count, width: d, into: buf.vT, paddedRows: dp, paddedColumns: bc)
@@ -212,11 +214,11 @@ struct BackwardTiles {
         }
     }
 
-    /// P and dS of a tile into `buf.p` and `buf.dS` (rows × padded keys, row stride keyColumns);
+    /// P and dS of a tile into `buf.p` and `buf.dS` (rows × padded keys, row stride backwardKeys);
     /// masked entries, padding, and rows that see no key (lse = −∞) get P = dS = 0.
     private func recompute(batch b: Int, head h: Int, mask: AttentionMask, rows: Range<Int>, keys: Range<Int>,
                            buffers buf: Buffers) -> UnsafePointer<Float> {
-        let dp = roundUpToLanes(problem.headDim), bc = tiling.keyColumns, wp = roundUpToLanes(keys.count)
+        let dp = roundUpToLanes(problem.headDim), bc = keysPerBlock, wp = roundUpToLanes(keys.count)
         multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
                  b: buf.kT, bRowStride: bc, c: buf.p, cRowStride: bc, accumulate: false)
         multiply(m: rows.count, n: wp, k: dp, a: buf.dOBlock, aRowStride: dp, aColumnStride: 1,

@@ -26,8 +26,9 @@ package enum Kernels {
         let delta = UnsafeMutablePointer<Float>.allocate(capacity: max(1, problem.lseElements))
         defer { delta.deallocate() }
         rowDotProducts(problem, dO: dO, o: o, into: delta)
+        let (rows, keys) = (tiling.backwardRows, tiling.backwardKeys(for: problem))
         let tiles = BackwardTiles(problem: problem, q: q, k: k, v: v, dO: dO, lse: lse, delta: delta,
-                                  keyGradients: keyGradients, tiling: tiling)
+                                  keyGradients: keyGradients, rowsPerBlock: rows, keysPerBlock: keys)
         let scheduler = TileScheduler(threads: threads)
         // One fused pass per (batch, kv head) when there are enough of them to share out evenly;
         // otherwise a dK/dV pass over key blocks and a dQ pass over row blocks. Both add every
@@ -35,14 +36,14 @@ package enum Kernels {
         // changes a bit of the result.
         let groups = problem.batch * problem.kvHeads
         if problem.headDim % lanes == 0 && groups >= threads && (groups % threads == 0 || groups >= 4 * threads) {
-            scheduler.run(Tile.groupTiles(problem, tiling), scratchFloats: tiles.scratchFloats) { tile, scratch in
+            scheduler.run(Tile.groupTiles(problem, rows: rows, keys: keys), scratchFloats: tiles.scratchFloats) { tile, scratch in
                 tiles.runGroupTile(tile, scratch: scratch, dQ: dQ, dK: dK, dV: dV)
             }
         } else {
-            scheduler.run(Tile.keyTiles(problem, tiling), scratchFloats: tiles.scratchFloats) { tile, scratch in
+            scheduler.run(Tile.keyTiles(problem, rows: rows, keys: keys), scratchFloats: tiles.scratchFloats) { tile, scratch in
                 tiles.runKeyTile(tile, scratch: scratch, dK: dK, dV: dV)
             }
-            scheduler.run(Tile.rowTiles(problem, rows: tiling.backwardRows, keyColumns: tiling.keyColumns),
+            scheduler.run(Tile.rowTiles(problem, rows: rows, keyColumns: keys),
                           scratchFloats: tiles.scratchFloats) { tile, scratch in
                 tiles.runQueryTile(tile, scratch: scratch, dQ: dQ)
             }

@@ -44,13 +44,14 @@ func instructionSetsAgreeBitwise(_ c: Case) throws {
     }
 }
 
-@Test("row block sizes do not change a bit; the key block is the one that may", arguments: featureCases)
-func rowBlocksDoNotChangeBits(_ c: Case) throws {
+@Test("only the forward's key block changes bits, no other block size", arguments: featureCases)
+func onlyTheForwardKeyBlockChangesBits(_ c: Case) throws {
     let caches = CPUInfo.host.caches, isa = InstructionSet.supported.last!
-    let reference = try bits(c, configuration(isa, Tiling(keyColumns: 64, backwardRows: 64, forwardRows: 64, caches: caches)))
-    for (forward, backward) in [(16, 16), (48, 128), (256, 32)] {
-        let tiling = Tiling(keyColumns: 64, backwardRows: backward, forwardRows: forward, caches: caches)
-        #expect(try bits(c, configuration(isa, tiling)) == reference, "rows \(forward)/\(backward)")
+    let reference = try bits(c, configuration(isa, Tiling(keyColumns: 64, backwardRows: 64, backwardKeys: 64, forwardRows: 64,
+                                                          caches: caches)))
+    for (forward, backward, backwardKeys) in [(16, 16, 16), (48, 128, 128), (256, 32, 256)] {
+        let tiling = Tiling(keyColumns: 64, backwardRows: backward, backwardKeys: backwardKeys, forwardRows: forward, caches: caches)
+        #expect(try bits(c, configuration(isa, tiling)) == reference, "rows \(forward)/\(backward), backward keys \(backwardKeys)")
     }
     for keys in [16, 32, 128] {
         let tiling = Tiling(keyColumns: keys, caches: caches)
@@ -99,11 +100,26 @@ func rowBlocksDoNotChangeBits(_ c: Case) throws {
     #expect(CacheSizes.read(from: directory + "/none") == CacheSizes(l1: 32 << 10, l2: 512 << 10, l3: 8 << 20))
 }
 
+private func problem(_ seqlen: Int, _ headDim: Int) throws -> AttentionProblem {
+    try AttentionProblem(batch: 1, seqlenQ: seqlen, seqlenK: seqlen, heads: 8, kvHeads: 8, headDim: headDim,
+                         options: AttentionOptions(softmaxScale: 1))
+}
+
+@Test("the backward's key blocks are wide where their blocks fit half of L2")
+func backwardKeysFollowL2() throws {
+    func keys(_ headDim: Int, l2: Int) throws -> Int {
+        Tiling.fitted(to: CacheSizes(l1: 32 << 10, l2: l2, l3: 32 << 20)).backwardKeys(for: try problem(4096, headDim))
+    }
+    #expect(try keys(64, l2: 1 << 20) == 128)
+    #expect(try keys(64, l2: 512 << 10) == 64)
+    #expect(try keys(128, l2: 1 << 20) == 64)
+    #expect(try keys(128, l2: 2 << 20) == 128)
+}
+
 @Test("the forward's row blocks fit half of L2 and grow once K and V leave the caches")
 func forwardRowsFollowTheCaches() throws {
     func rows(_ seqlen: Int, _ headDim: Int, l2: Int, l3: Int = 32 << 20) throws -> Int {
-        let problem = try AttentionProblem(batch: 1, seqlenQ: seqlen, seqlenK: seqlen, heads: 8, kvHeads: 8, headDim: headDim,
-                                           options: AttentionOptions(softmaxScale: 1))
+        let problem = try problem(seqlen, headDim)
         let tiling = Tiling.fitted(to: CacheSizes(l1: 32 << 10, l2: l2, l3: l3))
         let chosen = tiling.forwardRows(for: problem)
         #expect(chosen == 64 || 4 * chosen * (2 * headDim + tiling.keyColumns) <= l2 / 2)
