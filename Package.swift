@@ -3,14 +3,21 @@ import Foundation
 import PackageDescription
 
 // Release builds are for speed: no bounds or exclusivity checks in the kernels, and a CPU with FMA
-// (without one, SIMD.addingProduct is a libm call per lane). FLASHDIST_TARGET_CPU picks the CPU:
-// haswell (AVX2 + FMA, the default, runs on any x86-64 from 2013 on), native, znver4,
-// skylake-avx512, …
-let targetCPU = ProcessInfo.processInfo.environment["FLASHDIST_TARGET_CPU"] ?? "haswell"
-let fast: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", targetCPU],
-                 .when(configuration: .release)),
-]
+// (without one, SIMD.addingProduct is a libm call per lane). Everything but the kernels is built
+// for haswell (AVX2 + FMA, any x86-64 since 2013), the binary's minimum.
+let release: [String] = ["-Ounchecked", "-enforce-exclusivity=unchecked"]
+let fast: [SwiftSetting] = [.unsafeFlags(release + ["-target-cpu", "haswell"], .when(configuration: .release))]
+
+// Swift has no per-function target attribute, so the kernels (Sources/FlashKernels) are compiled
+// twice: as FlashKernelsAVX2 for haswell and, through the symlink Sources/FlashKernelsAVX512, as
+// FlashKernelsAVX512 for skylake-avx512 (AVX-512 F/BW/CD/DQ/VL, the x86-64-v4 level: Skylake-SP and
+// later, Zen 4 and later).
+// FlashAttention calls one of the two, chosen once per process from what the CPU reports.
+// Debug builds compile both for the build machine's default CPU, which leaves FMA a libm call:
+// correct, and slow.
+func kernels(_ cpu: String, _ defines: [String]) -> [SwiftSetting] {
+    [.unsafeFlags(release + ["-target-cpu", cpu], .when(configuration: .release))] + defines.map { .define($0) }
+}
 
 let package = Package(
     name: "flashdist",
@@ -24,8 +31,17 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // Kernels, masks and the threaded scheduler. Knows nothing of files or MPI.
-        .target(name: "FlashAttention", swiftSettings: fast),
+        // The problem, its masks and tiles, the threaded scheduler, the CPU's instruction sets and caches.
+        .target(name: "FlashAttentionCore", swiftSettings: fast),
+        // The kernels, one source folder built once per instruction set.
+        .target(name: "FlashKernelsAVX2", dependencies: ["FlashAttentionCore"], path: "Sources/FlashKernels",
+                swiftSettings: kernels("haswell", [])),
+        .target(name: "FlashKernelsAVX512", dependencies: ["FlashAttentionCore"], path: "Sources/FlashKernelsAVX512",
+                swiftSettings: kernels("skylake-avx512", ["FLASHDIST_AVX512"])),
+        // The public API: forward and backward on the kernels of the chosen instruction set. Knows
+        // nothing of files or MPI.
+        .target(name: "FlashAttention", dependencies: ["FlashAttentionCore", "FlashKernelsAVX2", "FlashKernelsAVX512"],
+                swiftSettings: fast),
         // The C ABI: its header, and the Swift entry points that check buffers and report errors
         // as codes and messages instead of trapping.
         .target(name: "CFlashdist"),
@@ -50,7 +66,7 @@ let package = Package(
             swiftSettings: fast),
         // Run under mpirun by Tests/mpi/run.sh: the all-to-all re-shard round-trips exactly.
         .executableTarget(name: "reshard-check", dependencies: ["Distributed", "TensorIO"], path: "Tests/mpi/ReshardCheck"),
-        .testTarget(name: "FlashAttentionTests", dependencies: ["FlashAttention", "AttentionReference"]),
+        .testTarget(name: "FlashAttentionTests", dependencies: ["FlashAttention", "FlashAttentionCore", "AttentionReference"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "AttentionReference"]),
         .testTarget(name: "FlashdistCLITests", dependencies: ["TensorIO"]),
     ]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what flashdist needs on Debian (OpenMPI's runtime and headers) and what launch/'s plots
-# need from PyPI (matplotlib) if it is missing, then builds the release binary .build/release/flashdist.
-#   FLASHDIST_TARGET_CPU=native bash launch/setup.sh   builds for this machine's CPU (default: haswell).
+# need from PyPI (matplotlib) if it is missing, then builds the release binary .build/release/flashdist:
+# AVX2 + FMA kernels and AVX-512 kernels in one binary, the widest the CPU has chosen at run time
+# (FLASHDIST_ISA=avx2|avx512 forces one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -37,15 +37,21 @@ public struct HybridAttention: AttentionPartition {
         assignment = HeadAssignment(heads: shapes.heads, kvHeads: shapes.kvHeads, ranks: ulysses)
         let (shapes, assignment, group) = (shapes, assignment, group)
         let own = assignment.heads(of: group.rank), read = assignment.kvHeadsRead(by: group.rank)
+        // The tiles the whole problem gets in one process, fixed before each segment (fewer heads)
+        // could pick others.
+        var configuration = KernelConfiguration.current
+        configuration.tiling.forwardRows = configuration.tiling.forwardRows(for: problem)
+        configuration.tiling.backwardKeys = configuration.tiling.backwardKeys(for: problem)
         segments = try HeadShardAttention(shapes: shapes, options: problem.options, assignment: assignment, communicator: group,
                                           threads: threads).segments.map { part in
             let problem = try shapes.problem(heads: part.heads, kvHeads: part.kvHeads.count, options: problem.options)
             return Segment(part: part, heads: part.heads.lowerBound - own.lowerBound..<part.heads.upperBound - own.lowerBound,
                            kvHeads: part.kvHeads.lowerBound - read.lowerBound..<part.kvHeads.upperBound - read.lowerBound,
                            ring: RingAttention(problem: problem, communicator: stages, threads: threads,
-                                               keyGradients: part.wholeGroups ? .summedOverGroup : .perQueryHead))
+                                               keyGradients: part.wholeGroups ? .summedOverGroup : .perQueryHead,
+                                               configuration: configuration))
         }
-        layout = RingLayout(problem, ranks: ranks / ulysses)
+        layout = RingLayout(problem, ranks: ranks / ulysses, tiling: configuration.tiling)
         stage = stages.rank
     }
 

@@ -20,14 +20,18 @@ public struct RingAttention: AttentionPartition {
     public let communicator: Communicator
     let threads: Int
     let gradientLayout: KeyGradientLayout
+    let configuration: KernelConfiguration
 
     /// With `.perQueryHead` the backward returns each query head's own dK and dV (`keyGradients`
     /// then holds `heads` rather than `kvHeads` per row), for a caller that splits a GQA group.
+    /// `configuration` must be the same on every rank (`KernelConfiguration.agreed`): its tiles
+    /// cut the keys into blocks and the rows into the blocks one process would use.
     public init(problem: AttentionProblem, communicator: Communicator, threads: Int,
-                keyGradients: KeyGradientLayout = .summedOverGroup) {
+                keyGradients: KeyGradientLayout = .summedOverGroup, configuration: KernelConfiguration = .current) {
         (self.problem, self.communicator, self.threads, gradientLayout) = (problem, communicator, threads, keyGradients)
+        self.configuration = configuration
         shapes = TensorShapes(problem)
-        layout = RingLayout(problem, ranks: communicator.size)
+        layout = RingLayout(problem, ranks: communicator.size, tiling: configuration.tiling)
     }
 
     private var rank: Int { communicator.rank }
@@ -47,7 +51,7 @@ public struct RingAttention: AttentionPartition {
 
     public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
         let windows = zip(layout.windows(rank), split(q, queries)).map {
-            WindowForward(problem, rows: $0, q: $1, threads: threads)
+            WindowForward(problem, rows: $0, q: $1, threads: threads, configuration: configuration)
         }
         let held = layout.keys(rank)
         let sources = (0..<layout.ranks).filter { layout.forwardNeeds(rank, keysOf: $0) }
@@ -99,7 +103,8 @@ public struct RingAttention: AttentionPartition {
     public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         let (q, o, lse, dO) = (split(saved.q, queries), split(saved.o, queries), split(saved.lse, self.lse), split(dO, queries))
         let windows = layout.windows(rank).indices.map { w in
-            WindowBackward(problem, rows: layout.windows(rank)[w], q: q[w], o: o[w], lse: lse[w], dO: dO[w], threads: threads)
+            WindowBackward(problem, rows: layout.windows(rank)[w], q: q[w], o: o[w], lse: lse[w], dO: dO[w], threads: threads,
+                           configuration: configuration)
         }
         let pipeline = RingBackward(layout: layout, communicator: communicator, windows: windows, k: saved.k, v: saved.v,
                                     gradientLayout: gradientLayout)

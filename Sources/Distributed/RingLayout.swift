@@ -7,17 +7,18 @@ import FlashAttention
 /// along the rows (causal, or a window open on one side), the last rows of a contiguous split
 /// would do about twice the average work, so the rows are zigzagged: 2P chunks, rank r holds
 /// chunks r and 2P − 1 − r, and every rank gets the same work. Keys are split into contiguous
-/// runs of whole key blocks (`WindowAttention.keyBlocks`), so no block is ever cut between
-/// ranks. With fewer rows or blocks than ranks, some ranks hold none.
+/// runs of whole key blocks (`WindowAttention.keyBlocks` of the tiles all ranks agreed on), so
+/// no block is ever cut between ranks. With fewer rows or blocks than ranks, some ranks hold none.
 struct RingLayout {
     let problem: AttentionProblem
     let ranks: Int
+    let tiling: Tiling
     let blocks: [Range<Int>]
     let zigzag: Bool
 
-    init(_ problem: AttentionProblem, ranks: Int) {
-        (self.problem, self.ranks) = (problem, ranks)
-        blocks = WindowAttention.keyBlocks(problem)
+    init(_ problem: AttentionProblem, ranks: Int, tiling: Tiling) {
+        (self.problem, self.ranks, self.tiling) = (problem, ranks, tiling)
+        blocks = WindowAttention.keyBlocks(problem, tiling: tiling)
         let options = problem.options
         let right = options.causal ? 0 : options.windowRight
         zigzag = ranks > 1 && (options.windowLeft < 0) != (right < 0)
@@ -65,7 +66,7 @@ struct RingLayout {
 
     /// The windows, in row order, whose rows add to the dK/dV of key block `block`.
     func contributors(ofBlock block: Int, links: [Link]) -> [Link] {
-        let visiting = WindowAttention.rowsVisiting(problem, keys: blocks[block])
+        let visiting = WindowAttention.rowsVisiting(problem, keys: blocks[block], tiling: tiling)
         return links.filter { link in visiting.contains { $0.overlaps(windows(link.rank)[link.window]) } }
     }
 
@@ -73,7 +74,7 @@ struct RingLayout {
     func forwardNeeds(_ rank: Int, keysOf source: Int) -> Bool {
         let held = keys(source)
         return !held.isEmpty && windows(rank).contains { window in
-            WindowAttention.keysVisited(problem, rows: window).contains { $0.overlaps(held) }
+            WindowAttention.keysVisited(problem, rows: window, tiling: tiling).contains { $0.overlaps(held) }
         }
     }
 

@@ -1,214 +1,29 @@
-import Foundation
+import FlashKernelsAVX2
+import FlashKernelsAVX512
 
-/// Textbook attention, for measuring what tiling saves: per head the scores S = Q·Kᵀ·scale are
-/// materialised whole (seqlen_q × seqlen_k, in per-worker scratch), P = softmax(S) is stored for
-/// every head, O = P·V; the backward reads the stored P:
-///   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ∘ (dP − rowsum(dO ∘ O)),  dQ = dS·K·scale,  dK = dSᵀ·Q·scale.
-/// So it holds batch × heads × seqlen_q × seqlen_k floats of P between the passes, and streams all
-/// of them through memory in each product, where the tiled kernels keep every block in cache.
-///
-/// It runs on the same scheduler, with the same register-blocked products, as the tiled kernels:
-/// a forward tile is one (batch, head), a backward tile one (batch, kv head) with its group, so
-/// the results do not depend on the thread count. Each product walks its N-long dimension in
-/// panels of `panel` (as a BLAS GEMM blocks for cache), so that the operand it reuses stays in
-/// cache and the N×N matrices are what streams: the textbook algorithm at its best, which is
-/// what the IO model's Θ(N·d + N²) assumes. Masks: causal and window; no softcap, ALiBi or dropout.
-public enum StandardAttention {
-    /// Keys (or rows) per panel of a product: a 256-key panel of Kᵀ or V is 256·D floats, which
-    /// stays in L2 up to D = 256.
-    static let panel = 256
-
-    /// Floats of the stored P: every (batch, head), rows `rowStride` apart.
-    public static func probabilityElements(_ problem: AttentionProblem) -> Int {
-        probabilityOffset(problem, batch: problem.batch, head: 0)
-    }
-
-    /// Whether the problem uses only what this algorithm implements.
-    public static func supports(_ problem: AttentionProblem) -> Bool {
-        let options = problem.options
-        return options.softcap == 0 && options.alibiSlopes == nil && options.dropout == nil
-    }
-
-    /// O, lse and the stored P (`probabilityElements` floats).
+extension StandardAttention {
+    /// O, lse and the stored P (`probabilityElements` floats), on the kernels of `configuration`.
     public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
-                               o: inout [Float], lse: inout [Float], p: inout [Float], threads: Int) {
-        precondition(supports(problem) && p.count == probabilityElements(problem) && o.count == problem.queryElements
-                     && lse.count == problem.lseElements, "standard attention: sizes or options do not match")
-        let (nq, ld, dp) = (longest(problem, problem.seqlenQ), rowStride(longest(problem, problem.seqlenK)), roundUpToLanes(problem.headDim))
-        let tiles = (0..<problem.batch).flatMap { b in
-            (0..<problem.heads).map { Tile(batch: b, head: $0, block: 0, cost: problem.seqlenQ(b) * problem.seqlenK(b)) }
-        }
-        o.withUnsafeMutableBufferPointer { o in
-            lse.withUnsafeMutableBufferPointer { lse in
-                p.withUnsafeMutableBufferPointer { p in
-                    let out = UncheckedSendable(value: (o: o.start, lse: lse.start, p: p.start))
-                    TileScheduler(threads: threads).run(tiles, scratchFloats: nq * ld + 2 * dp * ld + nq * dp + 4 * lanes) { tile, scratch in
-                        forwardHead(problem, batch: tile.batch, head: tile.head, q: q, k: k, v: v,
-                                    o: out.value.o, lse: out.value.lse, p: out.value.p, scratch: scratch)
-                    }
-                }
-            }
+                               o: inout [Float], lse: inout [Float], p: inout [Float], threads: Int,
+                               configuration: KernelConfiguration = .current) {
+        switch configuration.instructionSet {
+        case .avx2: FlashKernelsAVX2.StandardKernels.forward(problem, q: q, k: k, v: v, o: &o, lse: &lse, p: &p, threads: threads)
+        case .avx512: FlashKernelsAVX512.StandardKernels.forward(problem, q: q, k: k, v: v, o: &o, lse: &lse, p: &p, threads: threads)
         }
     }
 
-    /// dQ, dK, dV (summed over each group) from the inputs, O, dO and the stored P.
+    /// dQ, dK, dV (summed over each group) from the inputs, O, dO and the stored P, on the kernels
+    /// of `configuration`.
     public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float], o: [Float],
                                 dO: [Float], p: [Float], dQ: inout [Float], dK: inout [Float], dV: inout [Float],
-                                threads: Int) {
-        precondition(supports(problem) && p.count == probabilityElements(problem) && dQ.count == problem.queryElements
-                     && dK.count == problem.keyElements && dV.count == problem.keyElements,
-                     "standard attention: sizes or options do not match")
-        let (nq, nk, dp) = (longest(problem, problem.seqlenQ), longest(problem, problem.seqlenK), roundUpToLanes(problem.headDim))
-        let ld = rowStride(nk)
-        let tiles = (0..<problem.batch).flatMap { b in
-            (0..<problem.kvHeads).map { Tile(batch: b, head: $0, block: 0, cost: problem.seqlenQ(b) * problem.seqlenK(b)) }
+                                threads: Int, configuration: KernelConfiguration = .current) {
+        switch configuration.instructionSet {
+        case .avx2:
+            FlashKernelsAVX2.StandardKernels.backward(problem, q: q, k: k, v: v, o: o, dO: dO, p: p,
+                                                      dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
+        case .avx512:
+            FlashKernelsAVX512.StandardKernels.backward(problem, q: q, k: k, v: v, o: o, dO: dO, p: p,
+                                                        dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
         }
-        let scratch = nq * ld + 4 * ld * dp + 3 * nq * dp + 8 * lanes
-        dQ.withUnsafeMutableBufferPointer { dQ in
-            dK.withUnsafeMutableBufferPointer { dK in
-                dV.withUnsafeMutableBufferPointer { dV in
-                    let out = UncheckedSendable(value: (dQ: dQ.start, dK: dK.start, dV: dV.start))
-                    TileScheduler(threads: threads).run(tiles, scratchFloats: scratch) { tile, scratch in
-                        backwardGroup(problem, batch: tile.batch, kvHead: tile.head, q: q, k: k, v: v, o: o, dO: dO, p: p,
-                                      dQ: out.value.dQ, dK: out.value.dK, dV: out.value.dV, scratch: scratch)
-                    }
-                }
-            }
-        }
-    }
-
-    /// S of one head into scratch, P = softmax(S) into the stored P, O = P·V.
-    private static func forwardHead(_ problem: AttentionProblem, batch b: Int, head h: Int,
-                                    q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                    o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
-                                    p: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        let (nq, nk, d) = (problem.seqlenQ(b), problem.seqlenK(b), problem.headDim)
-        let (nkp, ld, dp, kvHead) = (roundUpToLanes(nk), rowStride(nk), roundUpToLanes(d), h / problem.groupSize)
-        guard nq > 0 else { return }
-        var carver = ScratchCarver(scratch)
-        let s = carver.take(nq * ld), kT = carver.take(d * ld), vBlock = carver.take(nkp * dp), acc = carver.take(nq * dp)
-        let mask = problem.mask(b), probabilities = p + probabilityOffset(problem, batch: b, head: h)
-        let placement = RowPlacement.whole(problem)
-        let firstKey = placement.keyIndex(batch: b, key: 0, kvHead: kvHead), kvStride = problem.kvHeads * d
-        packTransposed(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kT, paddedRows: d, paddedColumns: ld,
-                       times: problem.options.softmaxScale)
-        for j in stride(from: 0, to: nkp, by: panel) {
-            multiply(m: nq, n: min(panel, nkp - j), k: d, a: q + placement.queryIndex(batch: b, row: 0, head: h),
-                     aRowStride: problem.heads * d, aColumnStride: 1, b: kT + j, bRowStride: ld, c: s + j, cRowStride: ld,
-                     accumulate: false)
-        }
-        for i in 0..<nq {
-            let row = s + i * ld
-            maskScores(row, count: nkp, visibleFrom: mask.firstKey(row: i), through: min(mask.lastKey(row: i), nk - 1))
-            lse[placement.lseIndex(batch: b, head: h, row: i)] = softmax(row, count: nkp, into: probabilities + i * ld)
-        }
-        packRows(v + firstKey, sourceStride: kvStride, rows: nk, width: d, into: vBlock, paddedWidth: dp)
-        acc.update(repeating: 0, count: nq * dp)
-        for j in stride(from: 0, to: nk, by: panel) {
-            multiply(m: nq, n: dp, k: min(panel, nk - j), a: probabilities + j, aRowStride: ld, aColumnStride: 1,
-                     b: vBlock + j * dp, bRowStride: dp, c: acc, cRowStride: dp, accumulate: true)
-        }
-        for i in 0..<nq {
-            (o + placement.queryIndex(batch: b, row: i, head: h)).update(from: acc + i * dp, count: d)
-        }
-    }
-
-    /// One row's softmax of `count` scores (a multiple of the lanes, masked ones −∞) into `p`;
-    /// returns the row's lse. A row with every score masked gets P = 0 and lse = −∞.
-    private static func softmax(_ scores: UnsafePointer<Float>, count: Int, into p: UnsafeMutablePointer<Float>) -> Float {
-        var top = Lanes(repeating: -.infinity)
-        for c in stride(from: 0, to: count, by: lanes) { top = larger(top, Lanes.load(scores + c)) }
-        let peak = top.max(), pivot = peak == -.infinity ? 0 : peak
-        var sums = Lanes.zero
-        for c in stride(from: 0, to: count, by: lanes) {
-            let e = exp(Lanes.load(scores + c) - Lanes(repeating: pivot))
-            e.store(p + c)
-            sums += e
-        }
-        let sum = sums.sum()
-        scaleScores(p, count: count, by: sum == 0 ? 0 : 1 / sum)
-        return sum == 0 ? -.infinity : pivot + Foundation.log(sum)
-    }
-
-    /// The gradients of one kv head: its query heads' dQ, and dK, dV summed over them in head order.
-    private static func backwardGroup(_ problem: AttentionProblem, batch b: Int, kvHead: Int,
-                                      q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                      o: UnsafePointer<Float>, dO: UnsafePointer<Float>, p: UnsafePointer<Float>,
-                                      dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
-                                      dV: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        let (nq, nk, d) = (problem.seqlenQ(b), problem.seqlenK(b), problem.headDim)
-        let (nkp, ld, dp, scale) = (roundUpToLanes(nk), rowStride(nk), roundUpToLanes(d), problem.options.softmaxScale)
-        var carver = ScratchCarver(scratch)
-        let dS = carver.take(nq * ld), vT = carver.take(dp * ld), kBlock = carver.take(nkp * dp)
-        let dKSum = carver.take(nkp * dp), dVSum = carver.take(nkp * dp)
-        let qBlock = carver.take(nq * dp), dOBlock = carver.take(nq * dp), dQBlock = carver.take(nq * dp)
-        let placement = RowPlacement.whole(problem)
-        let firstKey = placement.keyIndex(batch: b, key: 0, kvHead: kvHead), kvStride = problem.kvHeads * d
-        let rowStride = problem.heads * d
-        packTransposed(v + firstKey, sourceStride: kvStride, rows: nk, width: d, into: vT, paddedRows: d, paddedColumns: ld)
-        packRows(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kBlock, paddedWidth: dp)
-        dKSum.update(repeating: 0, count: nk * dp)
-        dVSum.update(repeating: 0, count: nk * dp)
-        for h in kvHead * problem.groupSize..<(kvHead + 1) * problem.groupSize where nq > 0 {
-            let first = placement.queryIndex(batch: b, row: 0, head: h)
-            let probabilities = p + probabilityOffset(problem, batch: b, head: h)
-            packRows(q + first, sourceStride: rowStride, rows: nq, width: d, into: qBlock, paddedWidth: dp)
-            packRows(dO + first, sourceStride: rowStride, rows: nq, width: d, into: dOBlock, paddedWidth: dp)
-            // dV += Pᵀ·dO, Pᵀ read down the columns of P.
-            for i in stride(from: 0, to: nq, by: panel) {
-                multiply(m: nk, n: dp, k: min(panel, nq - i), a: probabilities + i * ld, aRowStride: 1, aColumnStride: ld,
-                         b: dOBlock + i * dp, bRowStride: dp, c: dVSum, cRowStride: dp, accumulate: true)
-            }
-            // dP = dO·Vᵀ, then dS = P ∘ (dP − D) in place, D = rowsum(dO ∘ O).
-            for j in stride(from: 0, to: nkp, by: panel) {
-                multiply(m: nq, n: min(panel, nkp - j), k: d, a: dO + first, aRowStride: rowStride, aColumnStride: 1,
-                         b: vT + j, bRowStride: ld, c: dS + j, cRowStride: ld, accumulate: false)
-            }
-            for i in 0..<nq {
-                let index = first + i * rowStride
-                var delta: Float = 0
-                for c in 0..<d { delta = delta.addingProduct(dO[index + c], o[index + c]) }
-                let row = dS + i * ld, pRow = probabilities + i * ld
-                for c in stride(from: 0, to: nkp, by: lanes) {
-                    (Lanes.load(pRow + c) * (Lanes.load(row + c) - Lanes(repeating: delta))).store(row + c)
-                }
-            }
-            dQBlock.update(repeating: 0, count: nq * dp)
-            for j in stride(from: 0, to: nk, by: panel) {
-                multiply(m: nq, n: dp, k: min(panel, nk - j), a: dS + j, aRowStride: ld, aColumnStride: 1,
-                         b: kBlock + j * dp, bRowStride: dp, c: dQBlock, cRowStride: dp, accumulate: true)
-            }
-            for i in 0..<nq {
-                let to = dQ + first + i * rowStride, from = dQBlock + i * dp
-                for c in 0..<d { to[c] = from[c] * scale }
-            }
-            // dK += dSᵀ·Q (scaled once, at the end).
-            for i in stride(from: 0, to: nq, by: panel) {
-                multiply(m: nk, n: dp, k: min(panel, nq - i), a: dS + i * ld, aRowStride: 1, aColumnStride: ld,
-                         b: qBlock + i * dp, bRowStride: dp, c: dKSum, cRowStride: dp, accumulate: true)
-            }
-        }
-        for j in 0..<nk {
-            let index = firstKey + j * kvStride
-            for c in 0..<d {
-                dK[index + c] = dKSum[j * dp + c] * scale
-                dV[index + c] = dVSum[j * dp + c]
-            }
-        }
-    }
-
-    /// Where the stored P of (batch, head) starts: entries one after the other, heads within each.
-    private static func probabilityOffset(_ problem: AttentionProblem, batch: Int, head: Int) -> Int {
-        let before = (0..<batch).reduce(0) { $0 + problem.heads * problem.seqlenQ($1) * rowStride(problem.seqlenK($1)) }
-        return batch < problem.batch ? before + head * problem.seqlenQ(batch) * rowStride(problem.seqlenK(batch)) : before
-    }
-
-    /// Floats between rows of S, P and the packed Kᵀ, Vᵀ: the keys padded to whole vectors and one
-    /// vector more, so that rows are never a power of two apart: a column of them would otherwise
-    /// fall into one cache set, and the 32 rows of Kᵀ a product walks would evict each other.
-    static func rowStride(_ keys: Int) -> Int { roundUpToLanes(keys) + lanes }
-
-    private static func longest(_ problem: AttentionProblem, _ length: (Int) -> Int) -> Int {
-        (0..<problem.batch).map(length).max() ?? 0
     }
 }

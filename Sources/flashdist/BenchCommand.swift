@@ -27,9 +27,9 @@ struct BenchCommand: DistributedCommand {
     var ulysses: Int?
     @Option(parsing: .unconditional, help: "flash (tiled) or standard: textbook attention storing every head's N×N probabilities (without mpirun; causal and window masks).")
     var algorithm: Algorithm = .flash
-    @Option(parsing: .unconditional, help: "Query rows of the flash forward's tiles, a multiple of 16 (default: 64 to 256 by key length).")
+    @Option(parsing: .unconditional, help: "Query rows of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64 to 256, from the keys and the caches).")
     var blockQ: Int?
-    @Option(parsing: .unconditional, help: "Keys of the flash forward's tiles (default: 64).") var blockK: Int?
+    @Option(parsing: .unconditional, help: "Keys of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64).") var blockK: Int?
     @Option(parsing: .unconditional, help: "Report this FMA peak (GFLOP/s per rank) instead of measuring it: for runs under a cache simulator, where the probe would take minutes.")
     var peakGflops: Double?
     @Option(parsing: .unconditional, help: "Untimed runs before the timed ones.") var warmup = 1
@@ -59,6 +59,20 @@ struct BenchCommand: DistributedCommand {
         }
     }
 
+    /// --block-q and --block-k in place of the forward's row block and key block in the tiles every
+    /// call of this process uses (the same on every rank: all take the same options).
+    private func overrideForwardTiles() throws {
+        var tiling = KernelConfiguration.current.tiling
+        for (option, value, keys) in [("--block-q", blockQ, false), ("--block-k", blockK, true)] {
+            guard let value else { continue }
+            var trial = tiling
+            if keys { trial.keyColumns = value } else { trial.forwardRows = value }
+            if let problem = trial.problem { throw ValidationError("\(option): \(problem)") }
+            tiling = trial
+        }
+        KernelConfiguration.current.tiling = tiling
+    }
+
     func run(on communicator: Communicator) throws {
         // Checked on every rank and agreed on, so a bad option or record file is one error line.
         let (problem, recordFile) = try communicator.agree { () throws -> (AttentionProblem, RecordFile?) in
@@ -70,8 +84,8 @@ struct BenchCommand: DistributedCommand {
             if algorithm == .standard && communicator.isDistributed {
                 throw ValidationError("--algorithm standard runs without mpirun only")
             }
-            var options = mask.attentionOptions(headDim: headDim)
-            if blockQ != nil || blockK != nil { options.forwardTiles = ForwardTiles(rows: blockQ, keys: blockK) }
+            let options = mask.attentionOptions(headDim: headDim)
+            try overrideForwardTiles()
             let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
                                                kvHeads: kvHeads ?? heads, headDim: headDim, options: options)
             if algorithm == .standard { try StandardMemory(problem, threads: threads.count).checkFits() }

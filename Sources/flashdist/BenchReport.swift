@@ -79,7 +79,8 @@ struct BenchReport {
         var lines = ["flashdist bench\(algorithm == .standard ? " (standard attention)" : ""): batch \(batch), heads \(problem.heads)/\(problem.kvHeads) kv, seqlen \(nq)x\(nk), head dim \(problem.headDim)"
                      + (options.causal ? ", causal" : "")
                      + (options.windowLeft >= 0 || options.windowRight >= 0 ? ", window (\(options.windowLeft), \(options.windowRight))" : "")
-                     + ", \(layout)"]
+                     + ", \(layout)",
+                     "  \(MachineProbe.kernelPath())"]
         let phases = [("fwd", measurement.forwardSeconds, problem.forwardFlops)]
             + (measurement.backwardSeconds.map { [("bwd", $0, backwardFlops)] } ?? [])
         for (phase, seconds, flops) in phases {

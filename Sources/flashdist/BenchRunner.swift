@@ -116,7 +116,7 @@ struct BenchRunner {
                         errors: [(name: String, error: Double)]) throws -> BenchMeasurement {
         progress?.started("measuring the FMA peak")
         _ = try communicator.allgather([0.0])
-        let peak = givenPeak ?? MachineProbe.fmaPeakGFLOPS(threads: threads)
+        let peak = givenPeak ?? FlashAttention.fmaPeakGFLOPS(threads: threads)
         let traffic = communicator.traffic, runs = Double(warmup + repeats)
         let mine = [MachineProbe.median(forward.mine), backward.map { MachineProbe.median($0.mine) } ?? .nan, peak,
                     Double(MachineProbe.peakResidentBytes()), Double(traffic.bytesSent - trafficBefore.bytesSent) / runs,

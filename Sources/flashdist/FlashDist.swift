@@ -38,6 +38,9 @@ struct FlashDist: ParsableCommand {
             exit(after: error, on: communicator, shared: true)
         }
         do {
+            // Every rank runs the kernels of one instruction set with rank 0's tiles.
+            KernelConfiguration.current = try KernelConfiguration.agreed(on: communicator,
+                                                                         environment: ProcessInfo.processInfo.environment)
             if let distributed = command as? DistributedCommand {
                 try distributed.run(on: communicator)
             } else {

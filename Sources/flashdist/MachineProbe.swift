@@ -1,33 +1,8 @@
-import Dispatch
+import FlashAttention
 import Foundation
-import Synchronization
 
 /// Facts about this machine and process that benchmarks report.
 enum MachineProbe {
-    /// The fp32 FMA throughput of `threads` threads, in GFLOP/s: each runs twelve independent
-    /// 8-lane FMA chains held in registers (enough to cover FMA latency on two pipes), so the loop
-    /// measures the arithmetic units and nothing else.
-    static func fmaPeakGFLOPS(threads: Int) -> Double {
-        let iterations = 40_000_000
-        let start = DispatchTime.now().uptimeNanoseconds
-        let sink = Mutex<Float>(0)
-        DispatchQueue.concurrentPerform(iterations: threads) { _ in
-            let x = SIMD8<Float>(repeating: 0.999_999), y = SIMD8<Float>(repeating: 1e-7)
-            var a0 = SIMD8<Float>(repeating: 1), a1 = a0 + 1, a2 = a0 + 2, a3 = a0 + 3, a4 = a0 + 4, a5 = a0 + 5
-            var a6 = a0 + 6, a7 = a0 + 7, a8 = a0 + 8, a9 = a0 + 9, a10 = a0 + 10, a11 = a0 + 11
-            for _ in 0..<iterations {
-                a0 = a0.addingProduct(a0, x) ; a1 = a1.addingProduct(a1, x); a2 = a2.addingProduct(a2, x)
-                a3 = a3.addingProduct(a3, x); a4 = a4.addingProduct(a4, x); a5 = a5.addingProduct(a5, x)
-                a6 = a6.addingProduct(a6, y); a7 = a7.addingProduct(a7, y); a8 = a8.addingProduct(a8, y)
-                a9 = a9.addingProduct(a9, y); a10 = a10.addingProduct(a10, y); a11 = a11.addingProduct(a11, y)
-            }
-            let total = (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11).sum()
-            sink.withLock { $0 += total }
-        }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        return Double(threads * iterations * 12 * 8 * 2) / seconds / 1e9
-    }
-
     /// The most memory this process has held resident, in bytes.
     static func peakResidentBytes() -> Int {
         var usage = rusage()
@@ -42,13 +17,8 @@ enum MachineProbe {
         return line.flatMap { Double($0.split(separator: " ")[1]) }.map { $0 * 1024 } ?? .infinity
     }
 
-    /// The processor's name as /proc/cpuinfo gives it ("unknown" where there is none).
-    static func cpuModel() -> String {
-        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let line = info.split(separator: "\n").first { $0.hasPrefix("model name") }
-        return line.flatMap { $0.split(separator: ":", maxSplits: 1).last }
-            .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
-    }
+    /// The processor's name as /proc/cpuinfo gives it, with its family and model numbers.
+    static func cpuModel() -> String { CPUInfo.host.model }
 
     static func hostName() -> String {
         var name = [CChar](repeating: 0, count: 256)
@@ -56,15 +26,15 @@ enum MachineProbe {
         return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// The compiler's target CPU as far as a running binary can tell: `Package.swift` reads
-    /// FLASHDIST_TARGET_CPU at build time and cannot hand it to the code, so this is the variable
-    /// at run time (set it alike for both), or the build's default.
-    static func targetCPU() -> String {
-        #if DEBUG
-        return "debug build"
-        #else
-        return ProcessInfo.processInfo.environment["FLASHDIST_TARGET_CPU"] ?? "haswell"
-        #endif
+    /// The target CPU the running kernels were compiled for: haswell (the AVX2 path) or
+    /// skylake-avx512 (the AVX-512 path).
+    static func targetCPU() -> String { KernelConfiguration.current.instructionSet.targetCPU }
+
+    /// The kernels' path and the caches the tiles were fitted to, for reports.
+    static func kernelPath() -> String {
+        let configuration = KernelConfiguration.current
+        return "\(configuration.instructionSet.rawValue) kernels (\(configuration.instructionSet.targetCPU)) on \(cpuModel()), "
+            + "\(configuration.tiling.caches); key block \(configuration.tiling.keyColumns)"
     }
 
     /// The middle value, or the mean of the two middle ones.

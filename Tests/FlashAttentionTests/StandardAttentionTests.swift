@@ -37,26 +37,22 @@ func standardMatchesReference(_ c: Case) throws {
     #expect(one.o == three.o && one.lse == three.lse && one.dQ == three.dQ && one.dK == three.dK && one.dV == three.dV)
 }
 
-@Test("the forward's tile override keeps the results within the reference tolerance",
-      arguments: [ForwardTiles(rows: 16, keys: 1), ForwardTiles(rows: 32, keys: 100), ForwardTiles(rows: nil, keys: 256)])
-func forwardTileOverride(_ tiles: ForwardTiles) throws {
+@Test("the forward's tile override (bench --block-q/--block-k) keeps the results within the reference tolerance",
+      arguments: [(16, 16), (32, 112), (nil, 256)] as [(Int?, Int)])
+func forwardTileOverride(_ rows: Int?, _ keys: Int) throws {
     let c = Case(batch: 2, seqlenQ: 130, seqlenK: 77, heads: 4, kvHeads: 2, headDim: 40, causal: true), x = c.inputs()
-    var options = c.options
-    options.forwardTiles = tiles
-    let problem = try AttentionProblem(batch: c.batch, seqlenQ: c.seqlenQ, seqlenK: c.seqlenK, heads: c.heads,
-                                       kvHeads: c.kvHeads, headDim: c.headDim, options: options)
-    let (o, lse) = FlashAttention.forward(problem, q: x.q, k: x.k, v: x.v, threads: 2)
+    var configuration = KernelConfiguration.current
+    (configuration.tiling.forwardRows, configuration.tiling.keyColumns) = (rows, keys)
+    let (o, lse) = FlashAttention.forward(try c.problem(), q: x.q, k: x.k, v: x.v, threads: 2, configuration: configuration)
     let expected = runReference(c, x)
     expectClose(o, expected.o, tolerance: forwardTolerance, "o")
     expectClose(lse, expected.lse, tolerance: forwardTolerance, "lse")
 }
 
 @Test func forwardTileOverrideIsValidated() {
-    for tiles in [ForwardTiles(rows: 20, keys: nil), ForwardTiles(rows: 0, keys: nil), ForwardTiles(rows: nil, keys: 0)] {
-        var options = AttentionOptions(softmaxScale: 1)
-        options.forwardTiles = tiles
-        #expect(throws: AttentionError.self) {
-            try AttentionProblem(batch: 1, seqlenQ: 4, seqlenK: 4, heads: 1, kvHeads: 1, headDim: 8, options: options)
-        }
+    for (rows, keys) in [(20, 64), (0, 64), (64, 0), (64, 24)] {
+        var tiling = KernelConfiguration.current.tiling
+        (tiling.forwardRows, tiling.keyColumns) = (rows, keys)
+        #expect(tiling.problem != nil, "rows \(rows), keys \(keys)")
     }
 }

@@ -83,16 +83,18 @@ struct Outputs<Scalar: Sendable>: Sendable {
 
 /// Runs forward then backward through the pointer entry points, on output buffers pre-filled with
 /// NaN so that any element the kernels forget to write shows up in the comparisons.
-func runKernels(_ c: Case, _ x: Inputs, threads: Int = 2) throws -> Outputs<Float> {
+func runKernels(_ c: Case, _ x: Inputs, threads: Int = 2,
+                configuration: KernelConfiguration = .current) throws -> Outputs<Float> {
     let problem = try c.problem()
     let q = Buffer(x.q), k = Buffer(x.k), v = Buffer(x.v), dO = Buffer(x.dO)
     let o = Buffer(nanCount: problem.queryElements), lse = Buffer(nanCount: problem.lseElements)
     let dQ = Buffer(nanCount: problem.queryElements)
     let dK = Buffer(nanCount: problem.keyElements), dV = Buffer(nanCount: problem.keyElements)
     FlashAttention.forward(problem, q: q.pointer, k: k.pointer, v: v.pointer, o: o.pointer, lse: lse.pointer,
-                           threads: threads)
+                           threads: threads, configuration: configuration)
     FlashAttention.backward(problem, q: q.pointer, k: k.pointer, v: v.pointer, o: o.pointer, lse: lse.pointer,
-                            dO: dO.pointer, dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer, threads: threads)
+                            dO: dO.pointer, dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer, threads: threads,
+                            configuration: configuration)
     return Outputs(o: o.array, lse: lse.array, dQ: dQ.array, dK: dK.array, dV: dV.array)
 }
 

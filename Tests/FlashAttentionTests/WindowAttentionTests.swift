@@ -4,21 +4,36 @@ import Testing
 // The ring partition's promise at the kernel level, in one process: rows cut into uneven
 // windows, keys handed over a block at a time in key order, each key block's per-head dK/dV sums
 // passed from window to window in row order and their heads added at the end give exactly the
-// bits of the whole-problem kernels. Windows cut row blocks (50, 123 are not multiples of 64).
+// bits of the whole-problem kernels, on every instruction set and for tiles other than the
+// caches' (the key blocks then cover forward blocks of 32 and backward blocks of 128 keys at
+// once). Windows cut row blocks (50, 123 are not multiples of 64).
 
 private let windowCases: [Case] = [
     Case(seqlenQ: 200, seqlenK: 200, heads: 4, kvHeads: 2, headDim: 40, causal: true),
     Case(seqlenQ: 130, seqlenK: 260, heads: 3, kvHeads: 1, headDim: 33, windowLeft: 16, windowRight: 4,
          softcap: 5, dropout: Dropout(probability: 0.2, seed: 9)),
-    Case(seqlenQ: 300, seqlenK: 90, heads: 2, kvHeads: 2, headDim: 64, causal: true),
+    Case(seqlenQ: 300, seqlenK: 150, heads: 2, kvHeads: 2, headDim: 64, causal: true),
 ]
 
-@Test("windows of rows with keys a block at a time give the bits of the whole problem", arguments: windowCases)
-func windowsGiveTheBitsOfTheWholeProblem(_ c: Case) throws {
+private let windowTilings: [Tiling] = [
+    .fitted(to: CPUInfo.host.caches),
+    Tiling(keyColumns: 32, backwardRows: 48, backwardKeys: 128, forwardRows: 80, caches: CPUInfo.host.caches),
+]
+
+@Test("windows of rows with keys a block at a time give the bits of the whole problem",
+      arguments: windowCases, windowTilings)
+func windowsGiveTheBitsOfTheWholeProblem(_ c: Case, _ tiling: Tiling) throws {
+    for isa in InstructionSet.supported {
+        try windowsGiveTheBits(c, KernelConfiguration(instructionSet: isa, tiling: tiling))
+    }
+}
+
+private func windowsGiveTheBits(_ c: Case, _ configuration: KernelConfiguration) throws {
     let problem = try c.problem()
     let x = c.inputs()
-    let (o, lse) = FlashAttention.forward(problem, q: x.q, k: x.k, v: x.v, threads: 2)
-    let whole = FlashAttention.backward(problem, q: x.q, k: x.k, v: x.v, o: o, lse: lse, dO: x.dO, threads: 2)
+    let (o, lse) = FlashAttention.forward(problem, q: x.q, k: x.k, v: x.v, threads: 2, configuration: configuration)
+    let whole = FlashAttention.backward(problem, q: x.q, k: x.k, v: x.v, o: o, lse: lse, dO: x.dO, threads: 2,
+                                        configuration: configuration)
     let (h, hkv, d) = (c.heads, c.kvHeads, c.headDim)
     let cuts = [0, c.seqlenQ / 4, c.seqlenQ * 5 / 8, c.seqlenQ]
     let windows = zip(cuts, cuts.dropFirst()).map { $0..<$1 }
@@ -26,10 +41,10 @@ func windowsGiveTheBitsOfTheWholeProblem(_ c: Case) throws {
     func lseRows(_ values: [Float], _ window: Range<Int>) -> [Float] {
         (0..<h).flatMap { head in values[head * c.seqlenQ + window.lowerBound..<head * c.seqlenQ + window.upperBound] }
     }
-    let blocks = WindowAttention.keyBlocks(problem)
+    let blocks = WindowAttention.keyBlocks(problem, tiling: configuration.tiling)
     #expect(blocks.count > 1)
 
-    let forwards = windows.map { WindowForward(problem, rows: $0, q: rows(x.q, $0), threads: 2) }
+    let forwards = windows.map { WindowForward(problem, rows: $0, q: rows(x.q, $0), threads: 2, configuration: configuration) }
     for block in blocks {
         let part = block.lowerBound * hkv * d..<block.upperBound * hkv * d
         let (k, v) = (Array(x.k[part]), Array(x.v[part]))
@@ -42,7 +57,8 @@ func windowsGiveTheBitsOfTheWholeProblem(_ c: Case) throws {
     }
 
     let backwards = windows.map {
-        WindowBackward(problem, rows: $0, q: rows(x.q, $0), o: rows(o, $0), lse: lseRows(lse, $0), dO: rows(x.dO, $0), threads: 2)
+        WindowBackward(problem, rows: $0, q: rows(x.q, $0), o: rows(o, $0), lse: lseRows(lse, $0), dO: rows(x.dO, $0), threads: 2,
+                       configuration: configuration)
     }
     for block in blocks {
         let part = block.lowerBound * hkv * d..<block.upperBound * hkv * d

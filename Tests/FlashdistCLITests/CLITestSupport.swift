@@ -36,12 +36,15 @@ struct CLIResult {
     var stderrLines: [Substring] { stderr.split(separator: "\n", omittingEmptySubsequences: false).dropLast() }
 }
 
-/// Runs `flashdist` with `arguments`, capturing its output through files (no pipe can fill up).
-func runFlashdist(_ arguments: [String], in scratch: ScratchDirectory) throws -> CLIResult {
+/// Runs `flashdist` with `arguments` (and `environment` added to this process's), capturing its
+/// output through files (no pipe can fill up).
+func runFlashdist(_ arguments: [String], in scratch: ScratchDirectory,
+                  environment: [String: String] = [:]) throws -> CLIResult {
     let binary = try #require(flashdistBinary, "flashdist was not found next to the test bundle; build it first")
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let outPath = scratch.file("stdout-\(UUID().uuidString)"), errPath = scratch.file("stderr-\(UUID().uuidString)")
     _ = FileManager.default.createFile(atPath: outPath, contents: nil)
     _ = FileManager.default.createFile(atPath: errPath, contents: nil)

@@ -2,7 +2,7 @@
 # The MPI tests: the all-to-all re-shard round trip on uneven shapes; every output byte-for-byte
 # equal to the single-process threaded run for 1 to 4 ranks with the heads and sequence partitions
 # and 1 to 5 with the ring and hybrid ones, forward and `flashdist backward`; a rank killed mid-run;
-# bad input. Ends with "N passed, M failed" and exits
+# bad input; one instruction set for all ranks. Ends with "N passed, M failed" and exits
 # non-zero if any failed.
 #
 # usage: Tests/mpi/run.sh [FLASHDIST_BIN] [RESHARD_CHECK_BIN]
@@ -147,6 +147,17 @@ bad "--ulysses not dividing the ranks" 3 "--ulysses 2" "$work/bad4" attention --
 touch "$work/a-file"
 bad "output path is a file" 2 "$work/a-file" "$work/a-file" attention --q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy" \
     --partition sequence
+
+# One kernel configuration for all ranks: rank 1 forced to avx2 makes rank 0 (which would take
+# its widest) run avx2 too; an instruction set rank 1 does not know is one error line from all.
+tiny=(bench --seqlen-q 32 --heads 2 --warmup 0 --repeats 1)
+log=$("${mpirun[@]}" -np 1 env -u FLASHDIST_ISA "$bin" "${tiny[@]}" : -np 1 env FLASHDIST_ISA=avx2 "$bin" "${tiny[@]}" 2>&1)
+grep -q "avx2 kernels" <<<"$log"
+result $? "rank 1 forced to avx2: every rank runs avx2" "$(head -2 <<<"$log")"
+log=$(timeout 60 "${mpirun[@]}" -np 1 env -u FLASHDIST_ISA "$bin" "${tiny[@]}" : -np 1 env FLASHDIST_ISA=avx9 "$bin" "${tiny[@]}" 2>&1)
+status=$?
+result $(( status == 0 || status == 124 || $(grep -c "^flashdist: error: FLASHDIST_ISA: 'avx9'" <<<"$log") != 1 )) \
+    "unknown FLASHDIST_ISA on rank 1: one error line, non-zero exit" "exit $status: $(head -2 <<<"$log")"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

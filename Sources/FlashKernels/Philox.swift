@@ -1,3 +1,5 @@
+import FlashAttentionCore
+
 /// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011), sixteen
 /// counters at a time: a keyed bijection of a 128-bit counter, so the value for any counter can be
 /// computed anywhere, in any order, by any thread or rank, and comes out the same.

@@ -8,12 +8,12 @@ import Synchronization
 /// the long tiles start first and the short ones fill in at the end (longest-processing-time
 /// first). Each tile writes only its own outputs and fully initialises the scratch it reads, so
 /// results do not depend on which worker ran which tile, nor on the thread count.
-struct TileScheduler {
-    let threads: Int
+package struct TileScheduler {
+    package let threads: Int
 
-    init(threads: Int) { self.threads = max(1, threads) }
+    package init(threads: Int) { self.threads = max(1, threads) }
 
-    func run(_ tiles: [Tile], scratchFloats: Int,
+    package func run(_ tiles: [Tile], scratchFloats: Int,
              _ body: (Tile, UnsafeMutablePointer<Float>) -> Void) {
         guard !tiles.isEmpty else { return }
         let order = tiles.sorted { $0.cost > $1.cost }
@@ -38,25 +38,32 @@ struct TileScheduler {
 }
 
 /// Lets the scheduler hand pointers to its workers; safety comes from the tiles' disjoint writes.
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
+package struct UncheckedSendable<Value>: @unchecked Sendable {
+    package let value: Value
+
+    package init(value: Value) { self.value = value }
+}
+
+extension UnsafeMutableBufferPointer<Float> {
+    /// The base address; for an empty buffer, which no tile touches, any non-nil pointer.
+    package var start: UnsafeMutablePointer<Float> { baseAddress ?? UnsafeMutablePointer(bitPattern: 64)! }
 }
 
 /// Hands out consecutive pieces of one scratch area.
-struct ScratchCarver {
+package struct ScratchCarver {
     private var cursor: UnsafeMutablePointer<Float>
-    private(set) var floats = 0
+    package private(set) var floats = 0
 
-    init(_ base: UnsafeMutablePointer<Float>) { cursor = base }
+    package init(_ base: UnsafeMutablePointer<Float>) { cursor = base }
 
     /// How many floats `carve` takes, found by carving from a base that is never dereferenced.
-    static func floats<T>(_ carve: (inout ScratchCarver) -> T) -> Int {
+    package static func floats<T>(_ carve: (inout ScratchCarver) -> T) -> Int {
         var counter = ScratchCarver(UnsafeMutablePointer(bitPattern: 64)!)
         _ = carve(&counter)
         return counter.floats
     }
 
-    mutating func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+    package mutating func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         let piece = cursor
         let padded = roundUpToLanes(count)
         cursor += padded
@@ -64,3 +71,9 @@ struct ScratchCarver {
         return piece
     }
 }
+
+/// Floats per vector in every kernel (SIMD16: one zmm register, or two ymm): scratch pieces,
+/// padded widths and row blocks are whole vectors.
+@inlinable package var lanes: Int { 16 }
+
+@inlinable package func roundUpToLanes(_ x: Int) -> Int { (x + lanes - 1) / lanes * lanes }

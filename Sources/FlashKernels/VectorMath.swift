@@ -1,6 +1,14 @@
+import FlashAttentionCore
+
 /// Sixteen floats: one zmm register with AVX-512, two ymm with AVX2. Every kernel works in these.
 typealias Lanes = SIMD16<Float>
-let lanes = 16
+
+/// The floats of one vector register of the instruction set this copy is compiled for.
+#if FLASHDIST_AVX512
+typealias Register = SIMD16<Float>
+#else
+typealias Register = SIMD8<Float>
+#endif
 
 extension Lanes {
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Lanes {

@@ -12,10 +12,6 @@ public struct AttentionOptions: Sendable, Equatable {
     public var softcap: Float
     public var alibiSlopes: AlibiSlopes?
     public var dropout: Dropout?
-    /// The forward's tile (rows × keys) in place of the sizes `Tiling` picks, for experiments on
-    /// tile size and memory traffic. The key block changes how the online softmax groups its sums,
-    /// so the last bits of a result depend on it; they still never depend on the thread count.
-    public var forwardTiles: ForwardTiles?
 
     public init(softmaxScale: Float, causal: Bool = false, windowLeft: Int = -1, windowRight: Int = -1,
                 softcap: Float = 0, alibiSlopes: AlibiSlopes? = nil, dropout: Dropout? = nil) {
@@ -31,7 +27,7 @@ public struct AttentionOptions: Sendable, Equatable {
     /// flash-attn's default scale, 1/√headDim.
     public static func defaultScale(headDim: Int) -> Float { 1 / Float(headDim).squareRoot() }
 
-    func validate() throws(AttentionError) {
+    package func validate() throws(AttentionError) {
         guard softmaxScale.isFinite else { throw .invalid("softmax scale must be finite, got \(softmaxScale)") }
         guard windowLeft >= -1, windowRight >= -1 else {
             throw .invalid("window sizes must be -1 (unbounded) or non-negative, got (\(windowLeft), \(windowRight))")
@@ -41,21 +37,6 @@ public struct AttentionOptions: Sendable, Equatable {
             throw .invalid("dropout probability must be in [0, 1), got \(dropout.probability)")
         }
         if let alibiSlopes, !alibiSlopes.values.allSatisfy(\.isFinite) { throw .invalid("ALiBi slopes must be finite") }
-        if let rows = forwardTiles?.rows, rows < lanes || rows % lanes != 0 {
-            throw .invalid("tile rows must be a positive multiple of \(lanes), got \(rows)")
-        }
-        if let keys = forwardTiles?.keys, keys < 1 { throw .invalid("tile keys must be positive, got \(keys)") }
-    }
-}
-
-/// Rows of queries and keys in one forward tile; nil leaves `Tiling`'s choice.
-public struct ForwardTiles: Sendable, Equatable {
-    public let rows: Int?
-    public let keys: Int?
-
-    public init(rows: Int?, keys: Int?) {
-        self.rows = rows
-        self.keys = keys
     }
 }
 
@@ -71,7 +52,7 @@ public struct AlibiSlopes: Sendable, Equatable {
         self.heads = heads
     }
 
-    func slope(batch b: Int, head h: Int) -> Float { values.count == heads ? values[h] : values[b * heads + h] }
+    package func slope(batch b: Int, head h: Int) -> Float { values.count == heads ? values[h] : values[b * heads + h] }
 }
 
 /// Dropout on the attention probabilities: each is kept with probability 1 − p and scaled by

@@ -8,9 +8,9 @@
 /// `base[b] + i` of such an array; for a window the base may be negative, as rows before the
 /// window are never asked for.
 public struct RowPlacement: Sendable {
-    let heads, kvHeads, headDim: Int
-    let queryBase, keyBase, lseBase: [Int]
-    let lseHeadStride: Int
+    package let heads, kvHeads, headDim: Int
+    package let queryBase, keyBase, lseBase: [Int]
+    package let lseHeadStride: Int
 
     /// The arrays of `queries` and `keys` of the sequence axis (each within 0..<`sequenceLength`).
     public init(_ problem: AttentionProblem, queries: Range<Int>, keys: Range<Int>) {
@@ -29,7 +29,7 @@ public struct RowPlacement: Sendable {
     }
 
     /// The whole problem's layouts.
-    static func whole(_ problem: AttentionProblem) -> RowPlacement {
+    package static func whole(_ problem: AttentionProblem) -> RowPlacement {
         RowPlacement(problem, queries: 0..<problem.sequenceLength(keys: false), keys: 0..<problem.sequenceLength(keys: true))
     }
 
@@ -46,12 +46,12 @@ public struct RowPlacement: Sendable {
     }
 
     /// Offset of element (row i of entry b, head h, 0) of q, o, dO, dQ.
-    @inline(__always) func queryIndex(batch b: Int, row i: Int, head h: Int) -> Int { queryIndex(batch: b, row: i, head: h, width: headDim) }
+    @inline(__always) package func queryIndex(batch b: Int, row i: Int, head h: Int) -> Int { queryIndex(batch: b, row: i, head: h, width: headDim) }
     /// The same in an array of rows `width` floats per head (padded accumulators).
-    @inline(__always) func queryIndex(batch b: Int, row i: Int, head h: Int, width: Int) -> Int { ((queryBase[b] + i) * heads + h) * width }
+    @inline(__always) package func queryIndex(batch b: Int, row i: Int, head h: Int, width: Int) -> Int { ((queryBase[b] + i) * heads + h) * width }
     /// Offset of element (key j of entry b, kv head, 0) of k, v, dK, dV.
-    @inline(__always) func keyIndex(batch b: Int, key j: Int, kvHead: Int) -> Int { ((keyBase[b] + j) * kvHeads + kvHead) * headDim }
-    @inline(__always) func lseIndex(batch b: Int, head h: Int, row i: Int) -> Int { lseBase[b] + h * lseHeadStride + i }
+    @inline(__always) package func keyIndex(batch b: Int, key j: Int, kvHead: Int) -> Int { ((keyBase[b] + j) * kvHeads + kvHead) * headDim }
+    @inline(__always) package func lseIndex(batch b: Int, head h: Int, row i: Int) -> Int { lseBase[b] + h * lseHeadStride + i }
 }
 
 extension AttentionProblem {

@@ -5,16 +5,16 @@
 /// right after it. Every row therefore sees one contiguous range of keys, and both ends of that
 /// range never decrease with i, so the keys a block of rows can see (and the rows a block of keys
 /// can be seen by) are a single range too: that is what lets whole blocks be skipped.
-struct AttentionMask {
-    let seqlenQ: Int
-    let seqlenK: Int
+package struct AttentionMask {
+    package let seqlenQ: Int
+    package let seqlenK: Int
     /// Diagonal offset: query i is aligned with key i + shift.
-    let shift: Int
+    package let shift: Int
     /// -1 when unbounded.
-    let left: Int
-    let right: Int
+    package let left: Int
+    package let right: Int
 
-    init(seqlenQ: Int, seqlenK: Int, options: AttentionOptions) {
+    package init(seqlenQ: Int, seqlenK: Int, options: AttentionOptions) {
         self.seqlenQ = seqlenQ
         self.seqlenK = seqlenK
         shift = seqlenK - seqlenQ
@@ -28,21 +28,21 @@ struct AttentionMask {
     }
 
     /// First key row i sees (may exceed lastKey: the row then sees nothing).
-    @inline(__always) func firstKey(row i: Int) -> Int { left < 0 ? 0 : max(0, i + shift - left) }
+    @inline(__always) package func firstKey(row i: Int) -> Int { left < 0 ? 0 : max(0, i + shift - left) }
     /// Last key row i sees (may be below firstKey, or negative).
-    @inline(__always) func lastKey(row i: Int) -> Int {
+    @inline(__always) package func lastKey(row i: Int) -> Int {
         right < 0 ? seqlenK - 1 : min(seqlenK - 1, i + shift + right)
     }
 
     /// The keys some row of `rows` may see, as a half-open range; empty when all are masked.
-    func keys(seenBy rows: Range<Int>) -> Range<Int> {
+    package func keys(seenBy rows: Range<Int>) -> Range<Int> {
         guard !rows.isEmpty else { return 0..<0 }
         let lo = firstKey(row: rows.lowerBound), hi = lastKey(row: rows.upperBound - 1) + 1
         return lo < hi ? lo..<hi : 0..<0
     }
 
     /// The rows that may see some key of `keys`, as a half-open range; empty when none does.
-    func rows(seeing keys: Range<Int>) -> Range<Int> {
+    package func rows(seeing keys: Range<Int>) -> Range<Int> {
         guard !keys.isEmpty else { return 0..<0 }
         let lo = right < 0 ? 0 : max(0, keys.lowerBound - shift - right)
         let hi = left < 0 ? seqlenQ : min(seqlenQ, keys.upperBound - 1 - shift + left + 1)
@@ -50,7 +50,7 @@ struct AttentionMask {
     }
 
     /// Whether every row of `rows` sees every key of `keys`, so no entry needs masking.
-    func isFullyVisible(rows: Range<Int>, keys: Range<Int>) -> Bool {
+    package func isFullyVisible(rows: Range<Int>, keys: Range<Int>) -> Bool {
         firstKey(row: rows.upperBound - 1) <= keys.lowerBound && lastKey(row: rows.lowerBound) >= keys.upperBound - 1
     }
 }

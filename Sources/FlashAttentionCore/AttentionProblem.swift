@@ -89,9 +89,9 @@ public struct AttentionProblem: Sendable {
     public var keyElements: Int { totalKeys * kvHeads * headDim }
     public var lseElements: Int { totalQueries * heads }
 
-    func seqlenQ(_ b: Int) -> Int { queryOffsets[b + 1] - queryOffsets[b] }
-    func seqlenK(_ b: Int) -> Int { keyOffsets[b + 1] - keyOffsets[b] }
-    func mask(_ b: Int) -> AttentionMask {
+    package func seqlenQ(_ b: Int) -> Int { queryOffsets[b + 1] - queryOffsets[b] }
+    package func seqlenK(_ b: Int) -> Int { keyOffsets[b + 1] - keyOffsets[b] }
+    package func mask(_ b: Int) -> AttentionMask {
         AttentionMask(seqlenQ: seqlenQ(b), seqlenK: seqlenK(b), options: options)
     }
 

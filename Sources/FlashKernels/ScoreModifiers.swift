@@ -1,3 +1,5 @@
+import FlashAttentionCore
+
 /// What happens to a block of scores between Q·Kᵀ·scale and the product with V, besides masking:
 /// softcap `c·tanh(S/c)`, the ALiBi bias `−slope·|i + Nk − Nq − j|`, and dropout of the
 /// probabilities.

@@ -1,3 +1,4 @@
+import FlashAttentionCore
 import Foundation
 
 /// The forward pass of one tile: a block of query rows of one head against every key block they

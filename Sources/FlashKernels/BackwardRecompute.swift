@@ -1,3 +1,5 @@
+import FlashAttentionCore
+
 /// The backward pass, recomputing the attention probabilities block by block from Q, K and the
 /// saved lse instead of storing them.
 ///
@@ -29,6 +31,9 @@ struct BackwardTiles {
     /// D = rowsum(dO ∘ O), laid out like lse.
     let delta: UnsafePointer<Float>
     let keyGradients: KeyGradientLayout
+    /// Query rows and keys per block.
+    let rowsPerBlock: Int
+    let keysPerBlock: Int
 
     /// Per-worker scratch: packed Q and dO rows with their lse and D, packed Kᵀ, Vᵀ and K of the
     /// key block, P and dS of the tile, and the gradient block being accumulated.
@@ -36,8 +41,7 @@ struct BackwardTiles {
         let qBlock, dOBlock, rowLSE, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
         /// Only with softcap or dropout: 1 − tanh²(S/c), the keep factors, and P∘keep.
         let capDerivative, keep, pDropped: UnsafeMutablePointer<Float>
-        init(_ carver: inout ScratchCarver, paddedDim dp: Int) {
-            let br = Tiling.queryRows, bc = Tiling.keyColumns
+        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int, keys bc: Int) {
             qBlock = carver.take(br * dp); dOBlock = carver.take(br * dp)
             rowLSE = carver.take(br); rowDelta = carver.take(br)
             kT = carver.take(dp * bc); vT = carver.take(dp * bc); kBlock = carver.take(bc * dp)
@@ -48,14 +52,18 @@ struct BackwardTiles {
         }
     }
 
-    var scratchFloats: Int { ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim)) } }
+    var scratchFloats: Int { ScratchCarver.floats { buffers(&$0) } }
+
+    func buffers(_ carver: inout ScratchCarver) -> Buffers {
+        Buffers(&carver, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerBlock, keys: keysPerBlock)
+    }
 
     /// dK and dV of one key block of one kv head (the dK/dV pass).
     func runKeyTile(_ tile: Tile, scratch: UnsafeMutablePointer<Float>,
                     dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>) {
         var carver = ScratchCarver(scratch)
         keyBlockGradients(batch: tile.batch, kvHead: tile.head, block: tile.block,
-                          buffers: Buffers(&carver, paddedDim: roundUpToLanes(problem.headDim)), dK: dK, dV: dV, dQ: nil)
+                          buffers: buffers(&carver), dK: dK, dV: dV, dQ: nil)
     }
 
     /// All gradients of one kv head and its query heads in one pass: the tile owns their dQ rows,
@@ -73,8 +81,8 @@ struct BackwardTiles {
             }
         }
         var carver = ScratchCarver(scratch)
-        let buf = Buffers(&carver, paddedDim: d)
-        for block in 0..<Tile.keyBlockCount(mask) {
+        let buf = buffers(&carver)
+        for block in 0..<Tile.blockCount(mask.seqlenK, keysPerBlock) {
             keyBlockGradients(batch: b, kvHead: tile.head, block: block, buffers: buf, dK: dK, dV: dV, dQ: dQ)
         }
         for g in 0..<problem.groupSize {
@@ -92,7 +100,7 @@ struct BackwardTiles {
                                    dQ: UnsafeMutablePointer<Float>?) {
         let d = problem.headDim, dp = roundUpToLanes(d)
         let mask = problem.mask(b)
-        let keys = Tile.keyBlock(block, of: mask)
+        let keys = Tile.keyBlock(block, of: mask, keys: keysPerBlock)
         packKeyBlock(batch: b, kvHead: kvHead, keys: keys, into: buf, transposedOnly: dQ == nil)
         let (dKBlock, dVBlock, dKHead, dVHead) = (buf.gradA, buf.gradB, buf.headK, buf.headV)
         dKBlock.update(repeating: 0, count: keys.count * dp)
@@ -118,14 +126,14 @@ struct BackwardTiles {
     }
 
     /// Adds to one head's dK and dV of a key block (packed in `buf`) the contributions of the rows
-    /// that see it, in blocks of `queryRows` from the first such row, in row order, and with `dQ`
+    /// that see it, in blocks of `rowsPerBlock` from the first such row, in row order, and with `dQ`
     /// (rows `width` floats per head apart) adds the block's dS·K into their dQ rows. Only the
     /// rows within `window` are visited: a rank holding part of the rows goes through its own and
     /// hands the sums on, and the additions stay those of one pass over all rows.
     func accumulateHead(batch b: Int, head h: Int, keys: Range<Int>, rows window: Range<Int>, buffers buf: Buffers,
                         dKHead: UnsafeMutablePointer<Float>, dVHead: UnsafeMutablePointer<Float>,
                         dQ: (base: UnsafeMutablePointer<Float>, width: Int)?) {
-        let dp = roundUpToLanes(problem.headDim), br = Tiling.queryRows
+        let dp = roundUpToLanes(problem.headDim), br = rowsPerBlock
         let mask = problem.mask(b)
         let seen = mask.rows(seeing: keys)
         var i0 = seen.lowerBound / br * br
@@ -136,9 +144,9 @@ struct BackwardTiles {
             packRowBlock(batch: b, head: h, rows: rows, into: buf)
             let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
             // dV += Pᵀ·dO and dK += dSᵀ·Q: P and dS are read column by column.
-            multiply(m: keys.count, n: dp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: Tiling.keyColumns,
+            multiply(m: keys.count, n: dp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: keysPerBlock,
                      b: buf.dOBlock, bRowStride: dp, c: dVHead, cRowStride: dp, accumulate: true)
-            multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: Tiling.keyColumns,
+            multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: keysPerBlock,
                      b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
             if let dQ {
                 let firstRow = dQ.base + placement.queryIndex(batch: b, row: rows.lowerBound, head: h, width: dQ.width)
@@ -162,11 +170,11 @@ struct BackwardTiles {
 
     /// dQ of one row block of one head.
     func runQueryTile(_ tile: Tile, scratch: UnsafeMutablePointer<Float>, dQ: UnsafeMutablePointer<Float>) {
-        let d = problem.headDim, dp = roundUpToLanes(d), bc = Tiling.keyColumns
+        let d = problem.headDim, dp = roundUpToLanes(d), bc = keysPerBlock
         var carver = ScratchCarver(scratch)
-        let buf = Buffers(&carver, paddedDim: dp)
+        let buf = buffers(&carver)
         let b = tile.batch, h = tile.head, mask = problem.mask(b)
-        let rows = Tile.rowBlock(tile.block, of: mask, rows: Tiling.queryRows)
+        let rows = Tile.rowBlock(tile.block, of: mask, rows: rowsPerBlock)
         packRowBlock(batch: b, head: h, rows: rows, into: buf)
         let dQBlock = buf.gradA
         dQBlock.update(repeating: 0, count: rows.count * dp)
@@ -191,7 +199,7 @@ struct BackwardTiles {
     private func accumulateQueryGradient(rows: Int, keys: Int, buffers buf: Buffers,
                                          into dQ: UnsafeMutablePointer<Float>, rowStride: Int) {
         multiply(m: rows, n: roundUpToLanes(problem.headDim), k: roundUpToLanes(keys),
-                 a: buf.dS, aRowStride: Tiling.keyColumns, aColumnStride: 1,
+                 a: buf.dS, aRowStride: keysPerBlock, aColumnStride: 1,
                  b: buf.kBlock, bRowStride: roundUpToLanes(problem.headDim), c: dQ, cRowStride: rowStride, accumulate: true)
     }
 
@@ -212,7 +220,7 @@ struct BackwardTiles {
     /// Packs Kᵀ and Vᵀ of one key block (the B operands of S and dP) and, for the dQ pass, K
     /// itself, zero-padded to a whole number of vectors of keys.
     func packKeyBlock(batch b: Int, kvHead: Int, keys: Range<Int>, into buf: Buffers, transposedOnly: Bool) {
-        let d = problem.headDim, dp = roundUpToLanes(d), bc = Tiling.keyColumns, stride = problem.kvHeads * d
+        let d = problem.headDim, dp = roundUpToLanes(d), bc = keysPerBlock, stride = problem.kvHeads * d
         let first = placement.keyIndex(batch: b, key: keys.lowerBound, kvHead: kvHead)
         packTransposed(k + first, sourceStride: stride, rows: keys.count, width: d, into: buf.kT, paddedRows: dp, paddedColumns: bc)
         packTransposed(v + first, sourceStride: stride, rows: keys.count, width: d, into: buf.vT, paddedRows: dp, paddedColumns: bc)
@@ -222,11 +230,11 @@ struct BackwardTiles {
         }
     }
 
-    /// P and dS of a tile into `buf.p` and `buf.dS` (rows × padded keys, row stride keyColumns);
+    /// P and dS of a tile into `buf.p` and `buf.dS` (rows × padded keys, row stride backwardKeys);
     /// masked entries, padding, and rows that see no key (lse = −∞) get P = dS = 0.
     private func recompute(batch b: Int, head h: Int, mask: AttentionMask, rows: Range<Int>, keys: Range<Int>,
                            buffers buf: Buffers) -> UnsafePointer<Float> {
-        let dp = roundUpToLanes(problem.headDim), bc = Tiling.keyColumns, wp = roundUpToLanes(keys.count)
+        let dp = roundUpToLanes(problem.headDim), bc = keysPerBlock, wp = roundUpToLanes(keys.count)
         multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
                  b: buf.kT, bRowStride: bc, c: buf.p, cRowStride: bc, accumulate: false)
         multiply(m: rows.count, n: wp, k: dp, a: buf.dOBlock, aRowStride: dp, aColumnStride: 1,

@@ -1,3 +1,5 @@
+import FlashAttentionCore
+
 /// The matrix products of a tile, register-blocked for SIMD, and the packing that feeds them.
 ///
 /// Every product here is `C (m×n) (+)= A (m×k) · B (k×n)` with B and C row-major and n a multiple
@@ -121,5 +123,3 @@ func packTransposed(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int
         for d in 0..<width { block[d * paddedColumns + r] = from[d] * factor }
     }
 }
-
-@inline(__always) func roundUpToLanes(_ x: Int) -> Int { (x + lanes - 1) / lanes * lanes }

@@ -1,0 +1,179 @@
+import Foundation
+import Synchronization
+
+/// Tile sizes, chosen at run time from the CPU's caches: how many query rows a tile of the forward
+/// and of the backward holds, and how many keys each of their blocks takes. All are multiples of
+/// 16 (one vector of floats).
+///
+/// Only the forward's `keyColumns` changes results: the forward rescales its running max and sum
+/// at the end of every key block. A row's result does not depend on the row block it is computed
+/// in, and every product sums over its inner dimension in one order whatever the blocks, so the
+/// other sizes never change a bit. Callers that must reproduce another process's bits (MPI ranks,
+/// ring attention) use that process's `keyColumns`.
+public struct Tiling: Sendable, Equatable {
+    /// Keys per block of the forward.
+    public var keyColumns: Int
+    /// Query rows per block of the backward.
+    public var backwardRows: Int
+    /// Keys per block of the backward and rows of a forward tile; nil lets `backwardKeys(for:)`
+    /// and `forwardRows(for:)` pick them per problem from the caches.
+    public var backwardKeys: Int?
+    public var forwardRows: Int?
+    public var caches: CacheSizes
+
+    public init(keyColumns: Int = 64, backwardRows: Int = 64, backwardKeys: Int? = nil, forwardRows: Int? = nil,
+                caches: CacheSizes) {
+        self.keyColumns = keyColumns
+        self.backwardRows = backwardRows
+        self.backwardKeys = backwardKeys
+        self.forwardRows = forwardRows
+        self.caches = caches
+    }
+
+    public static func fitted(to caches: CacheSizes) -> Tiling { Tiling(caches: caches) }
+
+    /// The backward walks the key blocks of a head and, for each, every row block that sees it,
+    /// packing those rows of Q and dO afresh: the fewer key blocks, the fewer times Q and dO come
+    /// in from L3. So its key blocks are 128 wide where a tile's blocks at that width still fit in
+    /// half of L2, and 64 otherwise. (The forward's key block stays 64: a 64 × 64 block of scores,
+    /// 16 KiB, stays in L1 beside the vector it multiplies.)
+    package func backwardKeys(for problem: AttentionProblem) -> Int {
+        if let backwardKeys { return backwardKeys }
+        let dp = roundUpToLanes(problem.headDim), wide = 128
+        // Packed Kᵀ, Vᵀ, K and four gradient blocks per key, Q and dO per row, P and dS per pair.
+        let bytes = 4 * (7 * wide * dp + 2 * backwardRows * dp + 2 * backwardRows * wide)
+        return bytes <= caches.l2 / 2 ? wide : 64
+    }
+
+    /// The forward streams every key and value of its head once per row block. While K and V of
+    /// one head stay in L2 that costs little and small blocks balance best (causal problems waste
+    /// work on the diagonal in big ones); once they spill to L3, and again once K and V of every
+    /// head spill past L3 to memory, the row block doubles so each key brought in serves more rows.
+    /// The tile's own blocks (Qᵀ, Sᵀ, the accumulator) stay within half of L2.
+    package func forwardRows(for problem: AttentionProblem) -> Int {
+        if let forwardRows { return forwardRows }
+        let keys = (0..<problem.batch).map(problem.seqlenK).max() ?? 0
+        let headBytes = 2 * keys * problem.headDim * 4
+        var rows = headBytes <= caches.l2 ? 64 : headBytes * problem.kvHeads <= caches.l3 ? 128 : 256
+        let dp = roundUpToLanes(problem.headDim)
+        while rows > 64 && 4 * rows * (2 * dp + keyColumns) > caches.l2 / 2 { rows /= 2 }
+        return rows
+    }
+
+    /// Why the tiles cannot be used, or nil.
+    public var problem: String? {
+        for (name, size) in [("key block", keyColumns), ("backward row block", backwardRows), ("backward key block", backwardKeys ?? 16),
+                             ("forward row block", forwardRows ?? 16)]
+            where size < 16 || size % 16 != 0 || size > 1024 {
+            return "\(name) must be a multiple of 16 from 16 to 1024, got \(size)"
+        }
+        return nil
+    }
+}
+
+/// The instruction set and tiles the kernels run with.
+public struct KernelConfiguration: Sendable, Equatable {
+    public var instructionSet: InstructionSet
+    public var tiling: Tiling
+
+    public init(instructionSet: InstructionSet, tiling: Tiling) {
+        self.instructionSet = instructionSet
+        self.tiling = tiling
+    }
+
+    /// This machine's: `FLASHDIST_ISA` or the widest instruction set it has, tiles fitted to its caches.
+    public static func host(environment: [String: String]) throws(AttentionError) -> KernelConfiguration {
+        KernelConfiguration(instructionSet: try InstructionSet.chosen(environment: environment),
+                            tiling: .fitted(to: CPUInfo.host.caches))
+    }
+
+    private static let shared = Mutex<KernelConfiguration?>(nil)
+
+    /// What every call uses unless given another: `host` until set. A program sets it once at the
+    /// start, before any call (the command line does so from its options and, under mpirun, from
+    /// what all ranks agree on); reading it first with an unusable FLASHDIST_ISA stops the process
+    /// with that error.
+    public static var current: KernelConfiguration {
+        get {
+            shared.withLock { stored in
+                if let stored { return stored }
+                do {
+                    let host = try host(environment: ProcessInfo.processInfo.environment)
+                    stored = host
+                    return host
+                } catch {
+                    fatalError("flashdist: \(error)")
+                }
+            }
+        }
+        set { shared.withLock { $0 = newValue } }
+    }
+}
+
+/// One unit of scheduled work: a block of rows (or keys) of one head of one batch entry.
+package struct Tile {
+    package let batch: Int
+    package let head: Int
+    package let block: Int
+    /// Relative cost (blocks visited): under a causal mask tiles differ by up to 2×.
+    package let cost: Int
+
+    package init(batch: Int, head: Int, block: Int, cost: Int) {
+        (self.batch, self.head, self.block, self.cost) = (batch, head, block, cost)
+    }
+
+    /// One tile per block of `rows` rows of each query head; its cost is the key blocks its rows see.
+    package static func rowTiles(_ problem: AttentionProblem, rows: Int, keyColumns: Int) -> [Tile] {
+        var tiles: [Tile] = []
+        for b in 0..<problem.batch {
+            let mask = problem.mask(b)
+            // Head by head, so that tiles run back to back share K and V (of equal cost, the
+            // scheduler keeps this order).
+            for h in 0..<problem.heads {
+                for block in 0..<blockCount(mask.seqlenQ, rows) {
+                    let keys = mask.keys(seenBy: rowBlock(block, of: mask, rows: rows))
+                    tiles.append(Tile(batch: b, head: h, block: block, cost: 1 + blockCount(keys.count, keyColumns)))
+                }
+            }
+        }
+        return tiles
+    }
+
+    /// One tile per key block of each kv head; its cost is the row blocks of its group that see it.
+    package static func keyTiles(_ problem: AttentionProblem, rows: Int, keys: Int) -> [Tile] {
+        var tiles: [Tile] = []
+        for b in 0..<problem.batch {
+            let mask = problem.mask(b)
+            for block in 0..<blockCount(mask.seqlenK, keys) {
+                let seers = mask.rows(seeing: keyBlock(block, of: mask, keys: keys))
+                let cost = 1 + problem.groupSize * blockCount(seers.count, rows)
+                for kvHead in 0..<problem.kvHeads { tiles.append(Tile(batch: b, head: kvHead, block: block, cost: cost)) }
+            }
+        }
+        return tiles
+    }
+
+    /// One tile per kv head of each batch entry, for the fused backward; its cost is the row
+    /// blocks that its key blocks see, over the group.
+    package static func groupTiles(_ problem: AttentionProblem, rows: Int, keys: Int) -> [Tile] {
+        var tiles: [Tile] = []
+        for b in 0..<problem.batch {
+            let mask = problem.mask(b)
+            let cost = (0..<blockCount(mask.seqlenK, keys)).reduce(1) {
+                $0 + problem.groupSize * blockCount(mask.rows(seeing: keyBlock($1, of: mask, keys: keys)).count, rows)
+            }
+            for kvHead in 0..<problem.kvHeads { tiles.append(Tile(batch: b, head: kvHead, block: 0, cost: cost)) }
+        }
+        return tiles
+    }
+
+    package static func rowBlock(_ block: Int, of mask: AttentionMask, rows: Int) -> Range<Int> {
+        block * rows..<min((block + 1) * rows, mask.seqlenQ)
+    }
+
+    package static func keyBlock(_ block: Int, of mask: AttentionMask, keys: Int) -> Range<Int> {
+        block * keys..<min((block + 1) * keys, mask.seqlenK)
+    }
+
+    package static func blockCount(_ n: Int, _ size: Int) -> Int { (n + size - 1) / size }
+}
