@@ -33,6 +33,12 @@ if [ "$(id -u)" != 0 ]; then
     exit 0
 fi
 
+# ip and tc (iproute2) are not on every fresh machine.
+if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+    echo "cluster tests: installing iproute2" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+fi
+
 why=$(setpriv --reuid=65534 --regid=65534 --clear-groups bash "$cluster" up 2 2>&1)
 status=$?
 result $(( status == 0 || $(wc -l <<<"$why") != 1 )) "without root: one line, non-zero exit" "exit $status: $why"
