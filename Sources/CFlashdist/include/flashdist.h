@@ -4,7 +4,8 @@
  *   q, o, dout, dq   (batch, seqlen_q, heads, head_dim)     varlen: (total_q, heads, head_dim)
  *   k, v, dk, dv     (batch, seqlen_k, kv_heads, head_dim)  varlen: (total_k, kv_heads, head_dim)
  *   lse              (batch, heads, seqlen_q)               varlen: (heads, total_q)
- * Every buffer comes with its element count, checked against the problem before any work.
+ * Every buffer comes with its element count, checked against the problem before any work;
+ * pointers must be non-NULL, even for an empty tensor.
  *
  * Every function returns FLASHDIST_OK or an error code and, on error, writes a one-line
  * NUL-terminated message into `message` (at most message_size bytes; NULL or 0 to skip). No
@@ -70,6 +71,10 @@ typedef struct flashdist_problem {
     /* Dropout probability in [0, 1) on the attention probabilities; kept ones scale by 1/(1-p). */
     float dropout_p;
 } flashdist_problem;
+
+/* Zeroes every field but the window, set to (-1, -1), unbounded: a problem without options, to
+ * fill in the shapes of. (A zeroed window would be (0, 0), each query seeing one key.) */
+void flashdist_problem_defaults(flashdist_problem *problem);
 
 /* O and lse. */
 int flashdist_forward(const flashdist_problem *problem,
