@@ -104,7 +104,8 @@ int flashdist_dropout_mask(const flashdist_problem *problem, float *mask, int64_
  * as flashdist_shard says; the results are bitwise those of one process. Checks are agreed on by
  * all ranks: when one rank's input is bad, every rank returns the lowest failing rank's error and
  * none is left waiting. Fixed-length batches only. The library duplicates the communicator for
- * the call and frees it; MPI must be initialised by the caller. */
+ * the call and frees it; MPI must be initialised by the caller. Unlike the calls above, these
+ * copy the rank's inputs (the partitions re-shard and keep them for the backward). */
 enum flashdist_partition {
     /* Each rank a contiguous range of query heads over the full sequence. */
     FLASHDIST_PARTITION_HEADS = 0,
