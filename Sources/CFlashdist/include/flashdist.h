@@ -148,7 +148,8 @@ int flashdist_backward_mpi(const flashdist_problem *problem, int32_t partition, 
                            float *dv, int64_t dv_count,
                            int32_t threads, char *message, size_t message_size);
 
-/* All cores of this machine: the default thread count. */
+/* The default thread count: all cores of this machine, divided among the ranks mpirun started on
+ * it (OMPI_COMM_WORLD_LOCAL_SIZE), as the CLI's --threads defaults. */
 int32_t flashdist_default_threads(void);
 
 /* FLASHDIST_ABI_VERSION of the library, for callers to check against their header. */
