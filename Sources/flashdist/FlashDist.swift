@@ -121,8 +121,10 @@ struct ThreadOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads: must be at least 1, got \(threads)") }
     }
 
-    var count: Int {
-        let ranksHere = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? 1
-        return threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, ranksHere))
+    var count: Int { threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / Self.ranksHere) }
+
+    /// The ranks mpirun starts on this machine (1 without mpirun): they share its cores and memory.
+    static var ranksHere: Int {
+        max(1, ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? 1)
     }
 }
