@@ -119,7 +119,12 @@ struct ThreadOptions: ParsableArguments {
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads: must be at least 1, got \(threads)") }
+        // Each thread has its own scratch and stack; far more threads than any machine has cores
+        // is a typo, not a plan.
+        if let threads, threads > Self.maximum { throw ValidationError("--threads: must be at most \(Self.maximum), got \(threads)") }
     }
+
+    static let maximum = 4096
 
     var count: Int { threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / Self.ranksHere) }
 
