@@ -1,7 +1,8 @@
 """`launch/model.py validate`: the model against runs on emulated nodes (launch/cluster.sh).
 
 For each configuration: the per-core throughput is measured first, as the model takes it
-(`flashdist bench` on all of this machine's cores, its GFLOP/s per core); then the nodes come up
+(`flashdist bench` on one rank's share of the heads, one copy per node at once, so that every
+core is busy as during the run); then the nodes come up
 with the link bandwidth, `flashdist bench --partition …` runs across them over TCP, and the row
 holds the measured time (the slowest rank's, fastest of two alternating rounds of calibration and
 run), the predicted one, the bytes the
@@ -39,20 +40,24 @@ def run(a):
             problem = dict(zip(FIELDS, config))
             # Other work on a shared machine only slows a run down: calibration and run alternate
             # ROUNDS times and the fastest of each phase is kept.
+            shape = dict(batch=1, seqlen=problem["seqlen"], heads=problem["heads"], kv_heads=problem["kv_heads"],
+                         head_dim=problem["head_dim"], causal=problem["causal"])
+            # One rank's share (the busiest rank's heads and the kv heads they read) on CORES
+            # threads, NODES copies at once so that every core is busy, as during the run.
+            heads = model.Heads(shape["heads"], shape["kv_heads"], NODES)
+            share = dict(problem, heads=len(heads.of(0)), kv_heads=len(heads.read(0)))
             calibration, measured = {}, {}
             for _ in range(ROUNDS):
-                # Every core busy, as during the run across the nodes.
-                fastest(calibration, bench(a, problem, [], ["--threads", str(NODES * CORES)]))
+                copies = bench_all(a, share, ["--threads", str(CORES)], NODES)
+                fastest(calibration, dict(copies[0], fwd_s=max(c["fwd_s"] for c in copies),
+                                          bwd_s=max(c["bwd_s"] for c in copies)))
                 fastest(measured, bench(a, problem, ["bash", os.path.join(HERE, "cluster.sh"), "run", str(NODES),
                                                      "--bandwidth", rate_name, "--", "mpirun", "-np", str(NODES),
                                                      "--bind-to", "none"],
                                         ["--threads", "1", "--partition", problem["partition"]]))
-            shape = dict(batch=1, seqlen=problem["seqlen"], heads=problem["heads"], kv_heads=problem["kv_heads"],
-                         head_dim=problem["head_dim"], causal=problem["causal"])
-            flops_f, flops_b = (f / 1e9 for f in model.flops(shape))
-            cluster = dict(nodes=NODES, cores=CORES, core_gflops_fwd=flops_f / calibration["fwd_s"] / (NODES * CORES),
-                           core_gflops_bwd=flops_b / calibration["bwd_s"] / (NODES * CORES), bandwidth=rate,
-                           latency=LATENCY)
+            flops_f, flops_b = (f / 1e9 for f in model.flops(dict(shape, heads=share["heads"])))
+            cluster = dict(nodes=NODES, cores=CORES, core_gflops_fwd=flops_f / calibration["fwd_s"] / CORES,
+                           core_gflops_bwd=flops_b / calibration["bwd_s"] / CORES, bandwidth=rate, latency=LATENCY)
             predicted = model.predict(problem["partition"], shape, cluster)
             print(f"validate: {rate_name}, {describe(problem)}: predicted {predicted['fwd_s']:.3f} + {predicted['bwd_s']:.3f} s",
                   flush=True)
@@ -113,17 +118,37 @@ def predicted_total_bytes(problem, shape):
     return sum(a.split_group_bytes(r, 1, shape["seqlen"], shape["head_dim"]) for r in range(NODES))
 
 
+def bench_all(a, problem, extra, copies):
+    """`copies` bench runs of `problem` at once (each one rank's share on its own cores)."""
+    with tempfile.TemporaryDirectory() as work:
+        paths = [os.path.join(work, f"{i}.jsonl") for i in range(copies)]
+        running = [subprocess.Popen(command(a, problem, [], extra + ["--record", path]), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL) for path in paths]
+        if any(p.wait() != 0 for p in running):
+            sys.exit("validate: a calibration run failed")
+        return [records.read(path)[0][-1] for path in paths]
+
+
+def command(a, problem, prefix, extra):
+    return prefix + [a.flashdist, "bench", "--backward", "--seqlen-q", str(problem["seqlen"]),
+                     "--heads", str(problem["heads"]), "--kv-heads", str(problem["kv_heads"]),
+                     "--head-dim", str(problem["head_dim"]), "--warmup", "1", "--repeats", str(a.repeats)] \
+        + (["--causal"] if problem["causal"] else []) + extra
+
+
 def bench(a, problem, prefix, extra):
     """One `flashdist bench --backward` row (5 timed runs, the median), under `prefix`."""
     with tempfile.TemporaryDirectory() as work:
         path = os.path.join(work, "row.jsonl")
-        command = prefix + [a.flashdist, "bench", "--backward", "--seqlen-q", str(problem["seqlen"]),
-                            "--heads", str(problem["heads"]), "--kv-heads", str(problem["kv_heads"]),
-                            "--head-dim", str(problem["head_dim"]), "--warmup", "1", "--repeats", str(a.repeats),
-                            "--record", path] + (["--causal"] if problem["causal"] else []) + extra
-        p = subprocess.run(command, capture_output=True, text=True)
-        if p.returncode != 0:
-            sys.exit(f"validate: failed: {' '.join(command)}\n{p.stderr.strip()[-600:]}")
+        run = command(a, problem, prefix, extra + ["--record", path])
+        for attempt in (1, 2):
+            p = subprocess.run(run, capture_output=True, text=True)
+            if p.returncode == 0:
+                break
+            why = [line for line in p.stderr.splitlines() if "flashdist" in line or "error" in line.lower()][:5]
+            print(f"validate: failed (attempt {attempt}): {' '.join(run)}\n  " + "\n  ".join(why), flush=True)
+        else:
+            sys.exit("validate: failed twice; stopped")
         rows, _ = records.read(path)
         return rows[-1]
 

@@ -30,12 +30,11 @@ public final class CollectiveOutput {
         try communicator.broadcast(&tagBytes, from: 0)
         let tag = String(decoding: tagBytes, as: UTF8.self)
         do {
-            directory = try communicator.agree {
-                guard rank == 0 else { return nil }
+            try communicator.agree {
+                guard rank == 0 else { return }
                 let directory = try OutputDirectory(path, names: layout.files.map(\.name), tag: tag)
                 self.directory = directory
                 for (name, header) in layout.files { try directory.create(name, header: header, size: layout.size(of: name)) }
-                return directory
             }
             guard communicator.isDistributed else { return }
             for (name, _) in layout.files {

@@ -119,8 +119,12 @@ public func flashdistDropoutMask(_ problem: UnsafePointer<flashdist_problem>?,
     }
 }
 
+/// All cores, shared out among the ranks mpirun starts on this machine, as `--threads` defaults.
 @_cdecl("flashdist_default_threads")
-public func flashdistDefaultThreads() -> Int32 { Int32(clamping: ProcessInfo.processInfo.activeProcessorCount) }
+public func flashdistDefaultThreads() -> Int32 {
+    let ranksHere = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? 1
+    return Int32(clamping: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, ranksHere)))
+}
 
 @_cdecl("flashdist_abi_version")
 public func flashdistABIVersion() -> Int32 { FLASHDIST_ABI_VERSION }

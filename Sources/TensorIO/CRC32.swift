@@ -1,3 +1,5 @@
+import Foundation
+
 /// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320): the checksum of zlib's `crc32` and
 /// Python's `zlib.crc32`, so a reader can check the manifest's values with the standard library.
 /// Slicing by 8: eight tables let each step fold in eight bytes at once.
@@ -38,5 +40,21 @@ public struct CRC32 {
             }
         }
         value = ~crc
+    }
+
+    /// The CRC-32 of the first `size` bytes of the open file, read a mebibyte at a time; an
+    /// error names `label`.
+    static func of(_ descriptor: Int32, size: Int, label: String) throws(TensorIOError) -> UInt32 {
+        var checksum = CRC32()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var offset = 0
+        while offset < size {
+            let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, min($0.count, size - offset), off_t(offset)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { throw TensorIOError(label, "cannot be read back (\(count == 0 ? "shorter than expected" : systemError()))") }
+            buffer.withUnsafeBytes { checksum.update(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            offset += count
+        }
+        return checksum.value
     }
 }

@@ -20,8 +20,9 @@ import Foundation
 /// run in DIR, as are leftovers of steps 3 and 5.
 public final class OutputDirectory {
     public let path: String
-    /// The new set's directory, where every output of this run is written.
+    /// The new set's directory, `DIR/.flashdist-set-TAG`, where every output of this run is written.
     public let setPath: String
+    private let tag: String
     /// Each file of the new set with the size it must have.
     private var files: [(name: String, size: Int)] = []
     private var finished = false
@@ -36,6 +37,7 @@ public final class OutputDirectory {
     /// dead runs left, and creates this run's (empty) set directory.
     public init(_ path: String, names: [String], tag: String = OutputDirectory.newTag()) throws(TensorIOError) {
         self.path = path
+        self.tag = tag
         setPath = OutputDirectory.setPath(in: path, tag: tag)
         try Self.createDirectory(path)
         for name in names + [Self.manifestName] {
@@ -102,7 +104,7 @@ public final class OutputDirectory {
         FaultPoint.reached("linked")
         let earlier = current()
         try InterruptCleanup.shared.keep(setPath) { () throws(TensorIOError) in
-            try replace(Self.currentLink, withLinkTo: (setPath as NSString).lastPathComponent)
+            try replace(Self.currentLink, withLinkTo: "\(Self.setPrefix)\(tag)")
         }
         finished = true
         try syncDirectory(path)
@@ -130,11 +132,13 @@ public final class OutputDirectory {
                 throw TensorIOError(manifestPath, "is not a flashdist manifest")
             }
             let file = "\(path)/\(name)"
-            let data = try readBytes(file, count: try fileSize(file), at: 0)
-            var checksum = CRC32()
-            data.withUnsafeBytes { checksum.update($0) }
-            guard data.count == bytes, Int(checksum.value) == crc else {
-                throw TensorIOError(file, "differs from the manifest (\(data.count) bytes, CRC-32 \(checksum.value))")
+            let size = try fileSize(file)
+            let descriptor = FilePath.withSystemPath(file) { open($0, O_RDONLY) }
+            guard descriptor >= 0 else { throw TensorIOError(file, "cannot be opened (\(systemError()))") }
+            defer { close(descriptor) }
+            let checksum = try CRC32.of(descriptor, size: size, label: file)
+            guard size == bytes, Int(checksum) == crc else {
+                throw TensorIOError(file, "differs from the manifest (\(size) bytes, CRC-32 \(checksum))")
             }
             names.append(name)
         }
@@ -168,19 +172,10 @@ public final class OutputDirectory {
                 throw TensorIOError(label, "holds \(info.st_size) bytes after writing, expected \(size)")
             }
             guard fsync(descriptor) == 0 else { throw TensorIOError(label, "cannot be synced to disk (\(systemError()))") }
-            var checksum = CRC32()
-            var buffer = [UInt8](repeating: 0, count: 1 << 20)
-            var offset = 0
-            while offset < size {
-                let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, min($0.count, size - offset), off_t(offset)) }
-                if count < 0 && errno == EINTR { continue }
-                guard count > 0 else { throw TensorIOError(label, "cannot be read back (\(count == 0 ? "shorter than written" : systemError()))") }
-                buffer.withUnsafeBytes { checksum.update(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
-                offset += count
-            }
-            entries.append("    {\"name\": \(jsonQuoted(name)), \"bytes\": \(size), \"crc32\": \(checksum.value)}")
+            let checksum = try CRC32.of(descriptor, size: size, label: label)
+            entries.append("    {\"name\": \(jsonQuoted(name)), \"bytes\": \(size), \"crc32\": \(checksum)}")
         }
-        return "{\"set\": \(jsonQuoted((setPath as NSString).lastPathComponent)), \"files\": [\n"
+        return "{\"set\": \(jsonQuoted("\(Self.setPrefix)\(tag)")), \"files\": [\n"
             + entries.joined(separator: ",\n") + "\n]}\n"
     }
 
@@ -202,7 +197,7 @@ public final class OutputDirectory {
 
     /// Makes `DIR/name` a symbolic link to `target` in one rename (a link made aside first).
     private func replace(_ name: String, withLinkTo target: String) throws(TensorIOError) {
-        let temporary = "\(path)/\(Self.temporaryPrefixes[0])\((setPath as NSString).lastPathComponent.dropFirst(Self.setPrefix.count))-\(name)"
+        let temporary = "\(path)/\(Self.temporaryPrefixes[0])\(tag)-\(name)"
         FilePath.withSystemPath(temporary) { _ = unlink($0) }
         let made = FilePath.withSystemPath(target) { target in FilePath.withSystemPath(temporary) { symlink(target, $0) } }
         guard made == 0 else { throw TensorIOError(finalPath(for: name), "cannot be linked (\(systemError()))") }

@@ -122,10 +122,17 @@ struct ThreadOptions: ParsableArguments {
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads: must be at least 1, got \(threads)") }
+        // Each thread has its own scratch and stack; far more threads than any machine has cores
+        // is a typo, not a plan.
+        if let threads, threads > Self.maximum { throw ValidationError("--threads: must be at most \(Self.maximum), got \(threads)") }
     }
 
-    var count: Int {
-        let ranksHere = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? 1
-        return threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, ranksHere))
+    static let maximum = 4096
+
+    var count: Int { threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / Self.ranksHere) }
+
+    /// The ranks mpirun starts on this machine (1 without mpirun): they share its cores and memory.
+    static var ranksHere: Int {
+        max(1, ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? 1)
     }
 }

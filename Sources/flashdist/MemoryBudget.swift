@@ -14,7 +14,7 @@ struct MemoryBudget {
     init(threads: Int, ranks: Int) {
         self.threads = threads
         self.ranks = ranks
-        ranksHere = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? 1
+        ranksHere = ThreadOptions.ranksHere
     }
 
     /// Per-thread scratch: the kernels' tiles (64 × 64 scores, rows of up to 256 dims) with room to spare.

@@ -85,6 +85,7 @@ private func expectOneError(_ arguments: [String], in dir: ScratchDirectory, pre
     let k = try dir.writeFloats("k.npy", pattern(40, seed: 2), shape: [1, 5, 1, 8])
     let inputs = ["attention", "--q", q, "--k", k, "--v", k, "--out", dir.file("out")]
     try expectOneError(inputs + ["--threads", "-1"], in: dir, prefix: "--threads: ", "at least 1, got -1")
+    try expectOneError(inputs + ["--threads", String(Int.max)], in: dir, prefix: "--threads: ", "at most 4096")
     try expectOneError(inputs + ["--dropout", "0.999999999"], in: dir, prefix: "--dropout: ", "0.999999999 rounds to 1")
     try expectOneError(inputs + ["--seed", "3"], in: dir, prefix: "--seed: ", "without --dropout")
     try expectOneError(inputs + ["--softmax-scale", "nan"], in: dir, prefix: "--softmax-scale: ", "finite")

@@ -33,6 +33,12 @@ if [ "$(id -u)" != 0 ]; then
     exit 0
 fi
 
+# ip and tc (iproute2) are not on every fresh machine.
+if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+    echo "cluster tests: installing iproute2" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+fi
+
 why=$(setpriv --reuid=65534 --regid=65534 --clear-groups bash "$cluster" up 2 2>&1)
 status=$?
 result $(( status == 0 || $(wc -l <<<"$why") != 1 )) "without root: one line, non-zero exit" "exit $status: $why"
@@ -65,20 +71,20 @@ sys.exit(run_case('$bin', '$golden/$case', $NODES, 1, '$out', ['--partition', '$
     done
 done
 
-# A node killed mid-run: once the job has made its temporaries, every process of node 1 is
+# A node killed mid-run: once the job has made its unfinished output set, every process of node 1 is
 # killed. mpirun must exit non-zero and leave no output file.
 python3 "$here/../mpi/make_inputs.py" "$work/big/in" 1 4096 4096 3 3 64
 mpirun -np $NODES "$bin" attention --q "$work/big/in/q.npy" --k "$work/big/in/k.npy" --v "$work/big/in/v.npy" \
     --do "$work/big/in/do.npy" --threads 1 --partition sequence --out "$work/big/out" >"$work/big/log" 2>&1 &
 job=$!
-for _ in $(seq 300); do compgen -G "$work/big/out/.flashdist-tmp-*" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do compgen -G "$work/big/out/.flashdist-set-*" >/dev/null && break; sleep 0.1; done
 for pid in $(ip netns pids fdnode1); do kill -9 "$pid"; done
 start=$SECONDS
 wait $job
 status=$?
-leftovers=$(ls -A "$work/big/out" 2>/dev/null | grep -v '^\.flashdist-tmp-')
+leftovers=$(ls -A "$work/big/out" 2>/dev/null | grep -v '^\.flashdist-set-')
 result $(( status == 0 || ${#leftovers} > 0 )) "node killed mid-run: mpirun fails within $((SECONDS - start)) s, no output file" \
-    "exit $status, left: ${leftovers:-nothing but temporaries}"
+    "exit $status, left: ${leftovers:-nothing but the unfinished set}"
 
 bash "$cluster" down
 left=$( (ip netns list | grep '^fdnode'; ip -o link show | grep -o 'fd\(br\|veth\)[0-9]*') 2>/dev/null | tr '\n' ' ')

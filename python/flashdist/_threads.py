@@ -1,4 +1,5 @@
-"""Worker threads of every call: set_num_threads(n), else FLASHDIST_THREADS, else all cores."""
+"""Worker threads of every call: set_num_threads(n), else FLASHDIST_THREADS, else all cores (shared
+out among the ranks mpirun starts on this machine, as the CLI's --threads)."""
 import os
 
 from . import _native

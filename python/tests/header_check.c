@@ -1,12 +1,17 @@
 /* flashdist.h from C: a causal GQA forward and backward on caller-owned buffers, and an error
- * returned as a code and a message. Prints "o[0] dq[0]" for the test to compare. */
+ * returned as a code and a message. Prints o, dq, dk, dv (a line each, %.9g: exact for float32) and
+ * the message, for the test to compare. */
 #include <stdio.h>
-#include <string.h>
 
 #include "flashdist.h"
 
 enum { BATCH = 1, SEQLEN = 5, HEADS = 2, KV_HEADS = 1, HEAD_DIM = 4 };
 enum { Q = BATCH * SEQLEN * HEADS * HEAD_DIM, K = BATCH * SEQLEN * KV_HEADS * HEAD_DIM, LSE = BATCH * HEADS * SEQLEN };
+
+static void print(const float *values, int count) {
+    for (int i = 0; i < count; i++) printf(i ? " %.9g" : "%.9g", values[i]);
+    printf("\n");
+}
 
 int main(void) {
     if (flashdist_abi_version() != FLASHDIST_ABI_VERSION) return 10;
@@ -15,14 +20,13 @@ int main(void) {
     for (int i = 0; i < Q; i++) q[i] = dout[i] = (float)(i % 7 - 3) * 0.25f;
     for (int i = 0; i < K; i++) k[i] = v[i] = (float)(i * 3 % 5 - 2) * 0.5f;
     flashdist_problem problem;
-    memset(&problem, 0, sizeof problem);
+    flashdist_problem_defaults(&problem);
     problem.batch = BATCH;
     problem.seqlen_q = problem.seqlen_k = SEQLEN;
     problem.heads = HEADS;
     problem.kv_heads = KV_HEADS;
     problem.head_dim = HEAD_DIM;
     problem.causal = 1;
-    problem.window_left = problem.window_right = -1;
     char message[256];
     if (flashdist_forward(&problem, q, Q, k, K, v, K, o, Q, lse, LSE, 2, message, sizeof message) != FLASHDIST_OK) return 11;
     if (flashdist_backward(&problem, q, Q, k, K, v, K, o, Q, lse, LSE, dout, Q, dq, Q, dk, K, dv, K, 2,
@@ -30,6 +34,10 @@ int main(void) {
     problem.kv_heads = 3;
     if (flashdist_forward(&problem, q, Q, k, K, v, K, o, Q, lse, LSE, 1, message, sizeof message)
         != FLASHDIST_INVALID_PROBLEM) return 13;
-    printf("%.9g %.9g\n%s\n", o[0], dq[0], message);
+    print(o, Q);
+    print(dq, Q);
+    print(dk, K);
+    print(dv, K);
+    printf("%s\n", message);
     return 0;
 }

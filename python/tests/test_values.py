@@ -183,3 +183,12 @@ def test_threads_change_no_bit():
         results.append([out] + [x.grad for x in leaves])
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_default_threads_shared_among_local_ranks(monkeypatch):
+    monkeypatch.delenv("FLASHDIST_THREADS", raising=False)
+    cores = flashdist.get_num_threads()
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+    assert flashdist.get_num_threads() == max(1, cores // 2)
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", str(4 * cores))
+    assert flashdist.get_num_threads() == 1

@@ -4,7 +4,8 @@
  *   q, o, dout, dq   (batch, seqlen_q, heads, head_dim)     varlen: (total_q, heads, head_dim)
  *   k, v, dk, dv     (batch, seqlen_k, kv_heads, head_dim)  varlen: (total_k, kv_heads, head_dim)
  *   lse              (batch, heads, seqlen_q)               varlen: (heads, total_q)
- * Every buffer comes with its element count, checked against the problem before any work.
+ * Every buffer comes with its element count, checked against the problem before any work;
+ * pointers must be non-NULL, even for an empty tensor.
  *
  * Every function returns FLASHDIST_OK or an error code and, on error, writes a one-line
  * NUL-terminated message into `message` (at most message_size bytes; NULL or 0 to skip). No
@@ -71,6 +72,10 @@ typedef struct flashdist_problem {
     float dropout_p;
 } flashdist_problem;
 
+/* Zeroes every field but the window, set to (-1, -1), unbounded: a problem without options, to
+ * fill in the shapes of. (A zeroed window would be (0, 0), each query seeing one key.) */
+void flashdist_problem_defaults(flashdist_problem *problem);
+
 /* O and lse. */
 int flashdist_forward(const flashdist_problem *problem,
                       const float *q, int64_t q_count, const float *k, int64_t k_count,
@@ -99,7 +104,8 @@ int flashdist_dropout_mask(const flashdist_problem *problem, float *mask, int64_
  * as flashdist_shard says; the results are bitwise those of one process. Checks are agreed on by
  * all ranks: when one rank's input is bad, every rank returns the lowest failing rank's error and
  * none is left waiting. Fixed-length batches only. The library duplicates the communicator for
- * the call and frees it; MPI must be initialised by the caller. */
+ * the call and frees it; MPI must be initialised by the caller. Unlike the calls above, these
+ * copy the rank's inputs (the partitions re-shard and keep them for the backward). */
 enum flashdist_partition {
     /* Each rank a contiguous range of query heads over the full sequence. */
     FLASHDIST_PARTITION_HEADS = 0,
@@ -142,7 +148,8 @@ int flashdist_backward_mpi(const flashdist_problem *problem, int32_t partition, 
                            float *dv, int64_t dv_count,
                            int32_t threads, char *message, size_t message_size);
 
-/* All cores of this machine: the default thread count. */
+/* The default thread count: all cores of this machine, divided among the ranks mpirun started on
+ * it (OMPI_COMM_WORLD_LOCAL_SIZE), as the CLI's --threads defaults. */
 int32_t flashdist_default_threads(void);
 
 /* FLASHDIST_ABI_VERSION of the library, for callers to check against their header. */
