@@ -40,6 +40,7 @@ struct BenchCommand: DistributedCommand {
     func validate() throws {
         if warmup < 0 { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
+        if ulysses != nil && partition != .hybrid { throw ValidationError("--ulysses goes with --partition hybrid") }
     }
 
     func run(on communicator: Communicator) throws {
