@@ -70,18 +70,16 @@ for entry in "${cases[@]}"; do
     done
 done
 
-# Many key blocks (64): more sums and gradients in flight than a rank lets run at once, so the
-# ring's backward recycles its send buffers; causal, so the rows are zigzagged.
+# Many key blocks (256): far more sums and gradients in flight than a rank lets run at once, so
+# the ring's backward recycles its send buffers (a buffer freed before its send completed once
+# corrupted dk here); causal, so the rows are zigzagged. About 20 s.
 many="$work/many"
-python3 "$here/make_inputs.py" "$many/in" 1 4096 4096 2 2 16
+python3 "$here/make_inputs.py" "$many/in" 1 16384 16384 2 2 64
 manyflags=(--q "$many/in/q.npy" --k "$many/in/k.npy" --v "$many/in/v.npy" --do "$many/in/do.npy" --causal)
 "$bin" attention "${manyflags[@]}" --threads 2 --out "$many/ref"
-for run in "4 --partition ring" "4 --partition hybrid --ulysses 2"; do
-    read -ra extra <<<"${run#* }"
-    why=$("${mpirun[@]}" -np ${run%% *} "$bin" attention "${manyflags[@]}" --threads 1 "${extra[@]}" --out "$many/${run// /}" 2>&1 \
-          && same "$many/ref" "$many/${run// /}" o lse dq dk dv)
-    result $? "attention, ${extra[*]}, ${run%% *} ranks, 64 key blocks" "$why"
-done
+why=$("${mpirun[@]}" -np 4 "$bin" attention "${manyflags[@]}" --threads 1 --partition ring --out "$many/ring" 2>&1 \
+      && same "$many/ref" "$many/ring" o lse dq dk dv)
+result $? "attention, --partition ring, 4 ranks, 256 key blocks" "$why"
 
 # safetensors in and out with half-precision outputs: out.safetensors byte-for-byte the threaded
 # run's, forward (bfloat16) and `flashdist backward` (float16), both partitions.
