@@ -29,6 +29,18 @@ final class Message {
 
     private init(_ communicator: Communicator) { self.communicator = communicator }
 
+    /// Whether the transfer is complete, letting MPI move it along without waiting (a rank
+    /// between two pieces of compute: without a progress thread, MPI moves data only inside its
+    /// calls).
+    @discardableResult
+    func isComplete() throws(MPIError) -> Bool {
+        guard !done else { return true }
+        var flag: Int32 = 0
+        try Communicator.check(MPI_Test(&request, &flag, cmpi_status_ignore()), "MPI_Test")
+        done = flag != 0
+        return done
+    }
+
     /// Returns once the transfer is complete; later calls return at once.
     func wait() throws(MPIError) {
         guard !done else { return }

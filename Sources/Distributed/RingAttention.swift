@@ -10,9 +10,10 @@ import TensorIO
 /// (ranks of earlier keys first) rather than from its ring neighbour, and the per-head dK/dV sums
 /// of each key block pass from the ranks of earlier rows to those of later ones, a pipeline in
 /// row order, the last rank adding the heads of each group and sending the block's dK and dV to
-/// its owner. Receives are posted ahead (two sets of key/value buffers in flight in the forward,
-/// three key blocks in the backward), and every send starts as soon as its data exists, so
-/// transfers overlap compute; no rank is sent keys that its rows never see.
+/// its owner (`RingBackward`). Receives are posted ahead (two sets of key/value buffers in flight
+/// in the forward, one item ahead in the backward), every send starts as soon as its data exists,
+/// and the forward calls into MPI every few key blocks so that transfers move on while it
+/// computes; no rank is sent keys that its rows never see.
 public struct RingAttention: AttentionPartition {
     let problem: AttentionProblem
     let shapes: TensorShapes
@@ -74,16 +75,24 @@ public struct RingAttention: AttentionPartition {
                                      try .receive(into: slot.v.base, count: count, from: source, tag: 1, on: communicator)))
                 }
                 for index in 0..<buffers.count { try receive(index) }
+                /// Visits keys `keys` held in k and v a few blocks at a time, letting the transfers
+                /// in flight move on between the pieces.
+                func visit(_ keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>) throws(MPIError) {
+                    for piece in layout.pieces(of: keys) {
+                        for window in windows { window.visit(keys: keys, k: k, v: v, only: piece) }
+                        for message in sends + receives.flatMap({ [$0.k, $0.v] }) { try message.isComplete() }
+                    }
+                }
                 var next = 0
                 for source in sources {
                     if source == rank {
-                        for window in windows { window.visit(keys: held, k: k.baseAddress!, v: v.baseAddress!) }
+                        try visit(held, k: k.baseAddress!, v: v.baseAddress!)
                         continue
                     }
                     try receives[next].k.wait()
                     try receives[next].v.wait()
                     let slot = buffers[next % buffers.count]
-                    for window in windows { window.visit(keys: layout.keys(source), k: slot.k.base, v: slot.v.base) }
+                    try visit(layout.keys(source), k: slot.k.base, v: slot.v.base)
                     try receive(next + buffers.count)
                     next += 1
                 }

@@ -6,11 +6,13 @@ import TensorIO
 /// rows before (`RingLayout.contributors`), this rank's rows added (`WindowBackward`), the sums
 /// handed to the window of the rows after, or, from the last, the block's dK and dV to its owner.
 ///
-/// A rank works through its (key block, window) items in pipeline order: block index plus the
-/// window's stage, which is one more than that of the window it waits for, so every item waits
-/// only on items of earlier steps and the pipeline cannot deadlock. Receives are posted one item
-/// ahead; a rank keeps a block's keys and values from its first item on the block to its last,
-/// and lets at most `sendsInFlight` sends of sums run at once, so it holds O(P) blocks at a time.
+/// Each window of a rank works through its key blocks in key order (its dq's order). With several
+/// windows (zigzag), the rank takes whichever window's next item has what it needs, the earlier
+/// pipeline step (block index plus the window's stage, one more than that of the window it
+/// waits for) first, so a rank never idles while its other window could work, and waits only on
+/// earlier steps: the pipeline cannot deadlock. Receives are posted one item ahead per window; a
+/// rank keeps a block's keys and values from its first item on the block to its last, and lets
+/// at most `sendsInFlight` sends run at once, so it holds O(P) blocks at a time.
 struct RingBackward {
     let layout: RingLayout
     let communicator: Communicator
@@ -23,12 +25,21 @@ struct RingBackward {
 
     private var rank: Int { communicator.rank }
     private var problem: AttentionProblem { layout.problem }
-    private static let sendsInFlight = 8
+    private static let sendsInFlight = 32
 
-    /// Tags: each key block's keys and values, its sums for a rank's first or second window, and
-    /// its final dK and dV.
-    private enum Kind: Int { case keys, values, sumsForFirst, sumsForSecond, dK, dV }
-    private func tag(_ block: Int, _ kind: Kind) -> Int { 6 * block + kind.rawValue }
+    /// Tags: each key block's keys and values, its final dK and dV, and its sums for each window
+    /// of the receiving rank.
+    private enum Kind { case keys, values, dK, dV, sums(window: Int) }
+    private func tag(_ block: Int, _ kind: Kind) -> Int {
+        let kinds = 4 + layout.windowCount
+        switch kind {
+        case .keys: return kinds * block
+        case .values: return kinds * block + 1
+        case .dK: return kinds * block + 2
+        case .dV: return kinds * block + 3
+        case .sums(let window): return kinds * block + 4 + window
+        }
+    }
 
     /// dK and dV of the keys this rank holds, `(batch, keys, kvHeads, headDim)`.
     func run() throws(MPIError) -> (dK: [Float], dV: [Float]) {
@@ -71,74 +82,101 @@ struct RingBackward {
         var link: RingLayout.Link { chain[position] }
     }
 
-    /// What an item receives: the block's keys and values (unless held or kept), and the sums.
-    private struct Inbox {
-        var keys: (k: FloatBuffer, v: FloatBuffer)?
-        var sums: FloatBuffer
-        var messages: [Message]
+    /// A block's keys and values received from its owner, kept from this rank's first item on
+    /// the block to its last.
+    private struct Kept {
+        let k, v: FloatBuffer
+        let messages: [Message]
     }
 
     private func pipeline(chains: [[RingLayout.Link]], kBlocks: UnsafeBufferPointer<Float>, vBlocks: UnsafeBufferPointer<Float>,
                           dK: UnsafeMutableBufferPointer<Float>, dV: UnsafeMutableBufferPointer<Float>, held: Range<Int>) throws(MPIError) {
-        let items = chains.indices.flatMap { block in
-            chains[block].indices.compactMap { position in
-                chains[block][position].rank == rank ? Item(block: block, window: chains[block][position].window, position: position, chain: chains[block]) : nil
+        // Each window's items in key order: the order its dq needs.
+        let queues = windows.indices.map { w in
+            chains.indices.compactMap { block in
+                chains[block].firstIndex { $0.rank == rank && $0.window == w }.map { Item(block: block, window: w, position: $0, chain: chains[block]) }
             }
-        }.sorted { ($0.block + $0.link.stage, $0.link.stage) < ($1.block + $1.link.stage, $1.link.stage) }
-        var lastItem: [Int: Int] = [:]
-        for (index, item) in items.enumerated() { lastItem[item.block] = index }
-        var kept: [Int: (k: FloatBuffer, v: FloatBuffer)] = [:]
+        }
+        var cursors = queues.map { _ in 0 }
+        var remaining: [Int: Int] = [:]
+        for item in queues.joined() { remaining[item.block, default: 0] += 1 }
+        var kept: [Int: Kept] = [:]
         var handedToSelf: [Int: FloatBuffer] = [:]
-        var inboxes: [Int: Inbox] = [:]
+        var inboxes: [Int: [Int: (sums: FloatBuffer, message: Message?)]] = [:]
         var sends: [(message: Message, buffers: [FloatBuffer])] = []
 
-        /// Posts the receives of item `index`.
-        func post(_ index: Int) throws(MPIError) {
-            guard index < items.count else { return }
-            let item = items[index], keys = layout.blocks[item.block], owner = layout.owner(ofBlock: item.block)
-            var inbox = Inbox(keys: nil, sums: FloatBuffer(WindowAttention.partialFloats(problem, keys: keys)), messages: [])
+        /// Posts the receives of the `index`th item of window `w`.
+        func post(_ w: Int, _ index: Int) throws(MPIError) {
+            guard index < queues[w].count, inboxes[w]?[index] == nil else { return }
+            let item = queues[w][index], keys = layout.blocks[item.block], owner = layout.owner(ofBlock: item.block)
             if owner != rank && kept[item.block] == nil {
-                let count = layout.keyFloats(keys), buffers = (k: FloatBuffer(count), v: FloatBuffer(count))
-                inbox.messages.append(try .receive(into: buffers.k.base, count: count, from: owner, tag: tag(item.block, .keys), on: communicator))
-                inbox.messages.append(try .receive(into: buffers.v.base, count: count, from: owner, tag: tag(item.block, .values), on: communicator))
-                inbox.keys = buffers
-                kept[item.block] = buffers
+                let count = layout.keyFloats(keys), (k, v) = (FloatBuffer(count), FloatBuffer(count))
+                kept[item.block] = Kept(k: k, v: v, messages: [
+                    try .receive(into: k.base, count: count, from: owner, tag: tag(item.block, .keys), on: communicator),
+                    try .receive(into: v.base, count: count, from: owner, tag: tag(item.block, .values), on: communicator)])
             }
+            var message: Message?
+            let sums = FloatBuffer(WindowAttention.partialFloats(problem, keys: keys))
             if item.position == 0 {
-                inbox.sums.base.update(repeating: 0, count: inbox.sums.count)
+                sums.base.update(repeating: 0, count: sums.count)
             } else if item.chain[item.position - 1].rank != rank {
-                inbox.messages.append(try .receive(into: inbox.sums.base, count: inbox.sums.count, from: item.chain[item.position - 1].rank,
-                                                   tag: tag(item.block, item.window == 0 ? .sumsForFirst : .sumsForSecond), on: communicator))
+                message = try .receive(into: sums.base, count: sums.count, from: item.chain[item.position - 1].rank,
+                                       tag: tag(item.block, .sums(window: item.window)), on: communicator)
             }
-            inboxes[index] = inbox
+            inboxes[w, default: [:]][index] = (sums, message)
         }
-        /// Starts a send whose buffers must live until it completes, keeping at most `sendsInFlight`.
+        /// Whether the `index`th item of window `w` has all it needs; with `wait`, once it has.
+        func ready(_ w: Int, _ index: Int, wait: Bool) throws(MPIError) -> Bool {
+            let item = queues[w][index], inbox = inboxes[w]![index]!
+            if item.position > 0 && item.chain[item.position - 1].rank == rank && handedToSelf[item.block] == nil { return false }
+            for message in (kept[item.block]?.messages ?? []) + (inbox.message.map { [$0] } ?? []) {
+                if wait { try message.wait() } else if try !message.isComplete() { return false }
+            }
+            return true
+        }
+        /// Starts a send whose buffers must live until it completes.
         func send(_ buffer: FloatBuffer, count: Int, to target: Int, tag: Int) throws(MPIError) {
-            if sends.count >= Self.sendsInFlight { try sends.removeFirst().message.wait() }
+            if sends.count >= Self.sendsInFlight {
+                // The buffers must outlive the wait, which Swift cannot see.
+                let oldest = sends.removeFirst()
+                try withExtendedLifetime(oldest.buffers) { () throws(MPIError) in try oldest.message.wait() }
+            }
             sends.append((try .send(buffer.base, count: count, to: target, tag: tag, on: communicator), [buffer]))
         }
 
-        try post(0)
-        for (index, item) in items.enumerated() {
-            try post(index + 1)
-            let inbox = inboxes.removeValue(forKey: index)!
-            for message in inbox.messages { try message.wait() }
+        for w in queues.indices { try post(w, 0); try post(w, 1) }
+        while true {
+            // The heads of the windows' queues, earliest pipeline step first; the first that has
+            // all it needs goes, or, if none has, the earliest once it has (it waits only on
+            // earlier steps of other ranks, or on this rank's other window).
+            let heads = queues.indices.filter { cursors[$0] < queues[$0].count }
+                .sorted { queues[$0][cursors[$0]].block + queues[$0][cursors[$0]].link.stage < queues[$1][cursors[$1]].block + queues[$1][cursors[$1]].link.stage }
+            guard !heads.isEmpty else { break }
+            var chosen: Int?
+            while chosen == nil {
+                for w in heads where try ready(w, cursors[w], wait: heads.count == 1) { chosen = w; break }
+            }
+            let w = chosen!, index = cursors[w], item = queues[w][index]
+            cursors[w] += 1
+            try post(w, index + 2)
+            let inbox = inboxes[w]!.removeValue(forKey: index)!
             let keys = layout.blocks[item.block], owner = layout.owner(ofBlock: item.block)
             let sums = item.position > 0 && item.chain[item.position - 1].rank == rank ? handedToSelf.removeValue(forKey: item.block)! : inbox.sums
             let offset = owner == rank ? self.offset(item.block, in: held) : 0
             if owner == rank {
-                windows[item.window].accumulate(keys: keys, k: kBlocks.baseAddress! + offset, v: vBlocks.baseAddress! + offset, partials: sums.base)
+                windows[w].accumulate(keys: keys, k: kBlocks.baseAddress! + offset, v: vBlocks.baseAddress! + offset, partials: sums.base)
             } else {
                 let buffers = kept[item.block]!
-                windows[item.window].accumulate(keys: keys, k: buffers.k.base, v: buffers.v.base, partials: sums.base)
+                windows[w].accumulate(keys: keys, k: buffers.k.base, v: buffers.v.base, partials: sums.base)
             }
-            if lastItem[item.block] == index { kept[item.block] = nil }
+            remaining[item.block]! -= 1
+            if remaining[item.block] == 0 { kept[item.block] = nil }
             if item.position + 1 < item.chain.count {
                 let next = item.chain[item.position + 1]
                 if next.rank == rank {
                     handedToSelf[item.block] = sums
                 } else {
-                    try send(sums, count: sums.count, to: next.rank, tag: tag(item.block, next.window == 0 ? .sumsForFirst : .sumsForSecond))
+                    try send(sums, count: sums.count, to: next.rank, tag: tag(item.block, .sums(window: next.window)))
                 }
                 continue
             }

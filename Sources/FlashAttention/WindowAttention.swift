@@ -16,10 +16,12 @@ public final class WindowForward {
         }
     }
 
-    /// Merges the keys `keys` of the sequence axis (whole blocks of `WindowAttention.keyBlocks`),
-    /// held in k and v `(batch, keys, kvHeads, headDim)`, into the rows that visit them. Called in
-    /// key order.
-    public func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>) { kernel.visit(keys: keys, k: k, v: v) }
+    /// Merges the keys `only` (whole blocks of `WindowAttention.keyBlocks`, by default all) of those
+    /// held in k and v, `keys` of the sequence axis `(batch, keys, kvHeads, headDim)`, into the rows
+    /// that visit them. Called in key order.
+    public func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>? = nil) {
+        kernel.visit(keys: keys, k: k, v: v, only: only)
+    }
 
     /// O `(batch, window, heads, headDim)` and lse `(batch, heads, window)` once every key has
     /// been visited.

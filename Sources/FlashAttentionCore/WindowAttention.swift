@@ -174,7 +174,7 @@ package struct ForwardParts {
 /// The forward of a window of rows on one instruction set's kernels (FlashAttention's
 /// `WindowForward` holds one).
 package protocol WindowForwardKernel: AnyObject {
-    func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>)
+    func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>?)
     func finish() -> (o: [Float], lse: [Float])
 }
 

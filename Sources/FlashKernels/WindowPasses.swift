@@ -31,10 +31,12 @@ package final class WindowForwardPass: WindowForwardKernel {
 
     deinit { state.deallocate() }
 
-    /// Merges the keys `keys` of the sequence axis (whole key blocks), held in k and v
-    /// `(batch, keys, kvHeads, headDim)`, into the rows that visit them. Called in key order.
-    package func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>) {
+    /// Merges the keys `only` (whole key blocks, nil for all) of those held in k and v, `keys` of
+    /// the sequence axis `(batch, keys, kvHeads, headDim)`, into the rows that visit them. Called
+    /// in key order.
+    package func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>?) {
         let tile = Self.tile(problem, placement.with(problem, keys: keys), tiling, q: nil, k: k, v: v)
+        let keys = only ?? keys
         let work = parts.indices.compactMap { index -> Tile? in
             let part = parts[index]
             let visited = part.keys.clamped(to: problem.entryRange(part.batch, of: keys, keys: true))

@@ -53,6 +53,7 @@ struct BenchCommand: DistributedCommand {
         }
         if headDim > 256 { throw ValidationError("--head-dim: must be at most 256, got \(headDim)") }
         if heads % (kvHeads ?? heads) != 0 { throw ValidationError("--kv-heads: \(kvHeads!) does not divide --heads \(heads)") }
+        if ulysses != nil && partition != .hybrid { throw ValidationError("--ulysses: goes with --partition hybrid") }
         if let peakGflops, !(peakGflops > 0) { throw ValidationError("--peak-gflops: must be positive, got \(peakGflops)") }
         if algorithm == .standard && (blockQ != nil || blockK != nil) {
             throw ValidationError("--block-q and --block-k set the flash algorithm's tiles; --algorithm standard has none")

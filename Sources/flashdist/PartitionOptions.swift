@@ -53,6 +53,10 @@ struct PartitionOptions: ParsableArguments {
     @Option(help: "With --partition hybrid: ranks per all-to-all group (a divisor of the rank count, at most the kv heads; ranks of a group should share a node). Default: the largest such.")
     var ulysses: Int?
 
+    func validate() throws {
+        if ulysses != nil && partition != .hybrid { throw ValidationError("--ulysses goes with --partition hybrid") }
+    }
+
     @Flag(help: "After the run, print the partition chosen and why, and each rank's phase times, busy times and bytes sent to other ranks per phase on stderr (from rank 0).")
     var stats = false
 }

@@ -70,6 +70,17 @@ for entry in "${cases[@]}"; do
     done
 done
 
+# Many key blocks (256): far more sums and gradients in flight than a rank lets run at once, so
+# the ring's backward recycles its send buffers (a buffer freed before its send completed once
+# corrupted dk here); causal, so the rows are zigzagged. About 20 s.
+many="$work/many"
+python3 "$here/make_inputs.py" "$many/in" 1 16384 16384 2 2 64
+manyflags=(--q "$many/in/q.npy" --k "$many/in/k.npy" --v "$many/in/v.npy" --do "$many/in/do.npy" --causal)
+"$bin" attention "${manyflags[@]}" --threads 2 --out "$many/ref"
+why=$("${mpirun[@]}" -np 4 "$bin" attention "${manyflags[@]}" --threads 1 --partition ring --out "$many/ring" 2>&1 \
+      && same "$many/ref" "$many/ring" o lse dq dk dv)
+result $? "attention, --partition ring, 4 ranks, 256 key blocks" "$why"
+
 # safetensors in and out with half-precision outputs: out.safetensors byte-for-byte the threaded
 # run's, forward (bfloat16) and `flashdist backward` (float16), both partitions.
 st="$work/safetensors"
@@ -94,28 +105,34 @@ done
 h2="$work/h2"
 python3 "$here/make_inputs.py" "$h2/in" 1 40 40 2 1 16
 
-# A rank killed mid-run: once the run has created its new output set (before any compute), kill
-# -9 one rank. mpirun must fail, DIR must hold nothing but that set's directory, and the next run
-# in DIR must succeed and remove it (leaving its own set, the current one, alone).
+# A rank killed mid-run: once the run has created its new output set (before any compute, or
+# DELAY seconds later, in the ring's compute and transfers), kill -9 one rank. mpirun must fail,
+# DIR must hold nothing but that set's directory, and the next run in DIR must succeed and remove
+# it (leaving its own set, the current one, alone).
 big="$work/big"
 python3 "$here/make_inputs.py" "$big/in" 1 8192 8192 4 4 64
-"${mpirun[@]}" -np 2 "$bin" attention --q "$big/in/q.npy" --k "$big/in/k.npy" --v "$big/in/v.npy" --do "$big/in/do.npy" \
-    --threads 1 --out "$big/out" >"$big/log" 2>&1 &
-job=$!
-for _ in $(seq 300); do compgen -G "$big/out/.flashdist-set-*" >/dev/null && break; sleep 0.1; done
-victim=$(pgrep -P $job | tail -1)
-kill -9 "$victim"
-wait $job
-status=$?
-leftovers=$(ls -A "$big/out" | grep -v '^\.flashdist-set-')
-result $(( status == 0 || ${#leftovers} > 0 )) "rank killed mid-run: mpirun fails, no output file" \
-    "exit $status, left: ${leftovers:-nothing but the unfinished set}"
 small=(--q "$h2/in/q.npy" --k "$h2/in/k.npy" --v "$h2/in/v.npy")
-"${mpirun[@]}" -np 2 "$bin" attention "${small[@]}" --out "$big/out" >/dev/null 2>&1
-status=$?
-left=$(ls -A "$big/out" | tr '\n' ' ')
-result $(( status != 0 || $(ls -A "$big/out" | grep -c '^\.flashdist-set-') != 1 )) "run after the kill succeeds and cleans up" \
-    "exit $status, directory holds: $left"
+# killed NAME DELAY OUT FLAGS...
+killed() {
+    local name=$1 delay=$2 out=$3; shift 3
+    "${mpirun[@]}" -np 2 "$bin" attention --q "$big/in/q.npy" --k "$big/in/k.npy" --v "$big/in/v.npy" --do "$big/in/do.npy" \
+        --threads 1 "$@" --out "$out" >"$out.log" 2>&1 &
+    local job=$!
+    for _ in $(seq 300); do compgen -G "$out/.flashdist-set-*" >/dev/null && break; sleep 0.1; done
+    sleep "$delay"
+    kill -9 "$(pgrep -P $job | tail -1)"
+    wait $job
+    local status=$?
+    local leftovers=$(ls -A "$out" | grep -v '^\.flashdist-set-')
+    result $(( status == 0 || ${#leftovers} > 0 )) "$name: mpirun fails, no output file" \
+        "exit $status, left: ${leftovers:-nothing but the unfinished set}"
+    "${mpirun[@]}" -np 2 "$bin" attention "${small[@]}" --out "$out" >/dev/null 2>&1
+    status=$?
+    result $(( status != 0 || $(ls -A "$out" | grep -c '^\.flashdist-set-') != 1 )) "run after the kill succeeds and cleans up" \
+        "exit $status, directory holds: $(ls -A "$out" | tr '\n' ' ')"
+}
+killed "rank killed mid-run" 0 "$big/out"
+killed "rank killed in the ring's compute" 1 "$big/ring" --partition ring
 
 # Bad input under mpirun -np N: exactly one "flashdist: error:" line naming the problem, a
 # non-zero exit within seconds, and nothing written.
