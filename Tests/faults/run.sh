@@ -112,7 +112,9 @@ result $(( $? != 0 || status == 0 )) "an output name that is a directory: one er
 # or 130 alone, the unfinished set removed, the earlier one whole. mpirun exits non-zero and
 # SIGKILLs the ranks a second after its SIGTERM, which on a loaded machine can come before rank 0
 # has removed the set: then the next run in DIR must remove it.
-python3 "$here/../mpi/make_inputs.py" "$work/long" 1 4096 4096 4 4 64
+# The run is long enough (16384 rows: seconds even on the AVX-512 kernels) for the signal to land
+# before the output switch.
+python3 "$here/../mpi/make_inputs.py" "$work/long" 1 16384 16384 4 4 64
 for launch in "TERM threaded" "INT threaded" "TERM mpirun"; do
     set -- $launch
     signal=$1 out="$work/signal-$1-$2"
