@@ -20,12 +20,8 @@ NODES=3
 export FLASHDIST_CLUSTER_DIR=$(mktemp -d)/cluster
 work=$(mktemp -d)
 trap 'bash "$cluster" down; rm -rf "$work" "$(dirname "$FLASHDIST_CLUSTER_DIR")"' EXIT
-passed=0 failed=0
+. "$here/../results.sh"
 
-result() {
-    if [ "$1" = 0 ]; then passed=$((passed + 1)); echo "ok   $2"
-    else failed=$((failed + 1)); echo "FAIL $2${3:+: $3}"; fi
-}
 
 if [ "$(id -u)" != 0 ]; then
     echo "cluster tests need root (network namespaces); skipped"
@@ -105,5 +101,4 @@ status=$?
 left=$( (ip netns list | grep '^fdnode'; ip -o link show | grep -o 'fd\(br\|veth\)[0-9]*') 2>/dev/null | tr '\n' ' ')
 result $(( status == 0 || ${#left} > 0 )) "cluster.sh run, interrupted: non-zero exit, nothing left" "exit $status, left: $left"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

@@ -15,13 +15,8 @@ mpirun=(mpirun --oversubscribe ${FLASHDIST_MPIRUN_FLAGS:-})
 if [ "$(id -u)" = 0 ]; then mpirun+=(--allow-run-as-root); fi
 work=$(mktemp -d)
 trap 'mountpoint -q "$work/small" && umount "$work/small"; rm -rf "$work"' EXIT
-passed=0 failed=0
+. "$here/../results.sh"
 
-# result STATUS NAME [WHY]: counts and prints one test.
-result() {
-    if [ "$1" = 0 ]; then passed=$((passed + 1)); echo "ok   $2"
-    else failed=$((failed + 1)); echo "FAIL $2${3:+: $3}"; fi
-}
 
 # holds DIR REF NAMES: DIR's current set is exactly NAMES, byte for byte REF's files.
 holds() {
@@ -180,5 +175,4 @@ for launch in threaded mpirun; do
     result $(( $? != 0 || status != 0 )) "non-UTF-8 paths, $launch: read and written as given" "exit $status; $why; $log"
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

@@ -15,13 +15,8 @@ mpirun=(mpirun --oversubscribe ${FLASHDIST_MPIRUN_FLAGS:-})
 if [ "$(id -u)" = 0 ]; then mpirun+=(--allow-run-as-root); fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-passed=0 failed=0
+. "$here/../results.sh"
 
-# result STATUS NAME [WHY]: counts and prints one test.
-result() {
-    if [ "$1" = 0 ]; then passed=$((passed + 1)); echo "ok   $2"
-    else failed=$((failed + 1)); echo "FAIL $2${3:+: $3}"; fi
-}
 
 # same REF DIR NAMES...: every named .npy in DIR is byte-for-byte the one in REF.
 same() {
@@ -176,5 +171,4 @@ status=$?
 result $(( status == 0 || status == 124 || $(grep -c "^flashdist: error: FLASHDIST_ISA: 'avx9'" <<<"$log") != 1 )) \
     "unknown FLASHDIST_ISA on rank 1: one error line, non-zero exit" "exit $status: $(head -2 <<<"$log")"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

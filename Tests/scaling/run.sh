@@ -15,14 +15,9 @@ if [ "$(id -u)" = 0 ]; then mpirun+=(--allow-run-as-root); fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 [ -n "${KEEP_WORK:-}" ] && trap - EXIT && echo "work: $work"
-passed=0 failed=0
+. "$here/../results.sh"
 tiny=(bench --seqlen-q 128 --heads 2 --head-dim 32 --warmup 0 --repeats 1)
 
-# result STATUS NAME [WHY]: counts and prints one test.
-result() {
-    if [ "$1" = 0 ]; then passed=$((passed + 1)); echo "ok   $2"
-    else failed=$((failed + 1)); echo "FAIL $2${3:+: $3}"; fi
-}
 
 # check NAME PYTHON-CODE: runs the code with records.py importable; any output is the failure.
 check() {
@@ -202,5 +197,4 @@ status=$?
 grep -q "nothing to plot" "$work/none.log"
 result $(( status == 0 || $? != 0 )) "plot of nothing usable fails with a clear message" "exit $status: $(cat "$work/none.log")"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary
