@@ -25,9 +25,12 @@ Transfers (bytes per rank as `--stats` reports them, float32):
   sequence  all-to-alls (Reshard): forward q, k, v to heads and o back; backward dO to heads,
             dQ, dK, dV back; rank r sends its N/P rows of the heads other ranks own
             (for k, v: the kv heads they read, so kv heads are sent twice when P > kv_heads)
-  ring      (issue 15) K/V blocks of 2·(N/P)·kv_heads·D·4 bytes per step, P−1 steps per pass;
-            the backward sends K/V again and the dK/dV partial sums (fp32): twice the bytes.
+  ring      K/V blocks of 2·(N/P)·kv_heads·D·4 bytes per step, P−1 steps per pass; the
+            backward sends K/V again, the per-head dK/dV sums of every key block to the next
+            rank in row order (2·N·H·D_p·4, D_p = D rounded up to 16; not from the last rank),
+            and from the last rank each block's dK, dV to its owner (2·(N − N/P)·kv_heads·D·4).
             Blocks travel while the current one is computed: a step costs the longer of the two.
+            (Without a mask; zigzag under causal masks hands sums on more often.)
   hybrid    sequence's all-to-alls within groups of U (on N/R rows), then the ring over R with
             the kv heads of the group's share (at least one).
 Blocking transfers add to compute (heads, sequence); a collective of P ranks costs (P − 1)
@@ -133,7 +136,7 @@ def predict(partition, problem, cluster, ulysses=None):
             comm_b = collective(bwd_bytes, 4 * (p - 1), cluster) if p > 1 else 0
         return result(partition, compute_f + comm_f, compute_b + comm_b, comm_f + comm_b, fwd_bytes, bwd_bytes)
     if partition == "ring":
-        return ring(problem, cluster, p, kv, f_flops / p / speed_f, b_flops / p / speed_b, 0, 0, "ring")
+        return ring(problem, cluster, p, h, kv, f_flops / p / speed_f, b_flops / p / speed_b, 0, 0, "ring")
     # hybrid: the best U (1 < U < P, U | P, U ≤ H) unless one is given.
     choices = [ulysses] if ulysses else [u for u in range(2, p) if p % u == 0 and u <= h]
     best = None
@@ -144,24 +147,40 @@ def predict(partition, problem, cluster, ulysses=None):
         kv_share = max(len(Heads(h, kv, u).read(x)) for x in range(u))
         a2a_f = collective(max(forward), 4 * (u - 1), cluster)
         a2a_b = collective(max(backward), 4 * (u - 1), cluster)
-        guess = ring(problem, cluster, r, kv_share, f_flops * busiest / h / r / speed_f, b_flops * busiest / h / r / speed_b,
+        guess = ring(problem, cluster, r, busiest, kv_share, f_flops * busiest / h / r / speed_f, b_flops * busiest / h / r / speed_b,
                      a2a_f, a2a_b, f"hybrid U={u}", a2a_bytes=(max(forward), max(backward)))
         if best is None or guess["total_s"] < best["total_s"]:
             best = dict(guess, ulysses=u)
     return best
 
 
-def ring(problem, cluster, r, kv_heads, compute_f, compute_b, a2a_f, a2a_b, name, a2a_bytes=(0, 0)):
+def ring_bytes(r, batch, n, heads, kv_heads, d, key_block=64):
+    """(forward, backward) bytes each of R ring ranks sends, without a mask (the README's formulas,
+    which `--stats` matches): its keys and values to the others; in the backward the same again,
+    the per-head sums of every key block to the next rank (not from the last), and the last
+    rank's final dK, dV of the blocks others own. Keys are dealt in whole blocks of `key_block`
+    (64, or 128 where the backward's key blocks are 128 wide)."""
+    padded = -(-d // 16) * 16
+    blocks = -(-n // key_block)
+    keys = [min(n, b.stop * key_block) - min(n, b.start * key_block) for b in (even(blocks, r, x) for x in range(r))]
+    forward = [(r - 1) * 2 * batch * m * kv_heads * d * FLOAT for m in keys]
+    backward = [f + (2 * batch * n * heads * padded * FLOAT if x < r - 1 else 2 * batch * (n - keys[x]) * kv_heads * d * FLOAT)
+                for x, f in enumerate(forward)] if r > 1 else [0]
+    return forward, backward
+
+
+def ring(problem, cluster, r, heads, kv_heads, compute_f, compute_b, a2a_f, a2a_b, name, a2a_bytes=(0, 0)):
     """R ring steps per pass, each the longer of its compute and its transfer (overlapped); the
-    first step needs no transfer."""
+    first step needs no transfer. A backward step sends a K/V block and the sums of a block."""
     b, n, d = problem["batch"], problem["seqlen"], problem["head_dim"]
-    block = 2 * b * math.ceil(n / r) * kv_heads * d * FLOAT
+    forward, backward = ring_bytes(r, b, n, heads, kv_heads, d)
     step_f, step_b = compute_f / r, compute_b / r
-    send_f, send_b = collective(block, 1, cluster), collective(2 * block, 1, cluster)
+    steps = max(r - 1, 1)
+    send_f, send_b = collective(max(forward) / steps, 1, cluster), collective(max(backward) / steps, 1, cluster)
     fwd = a2a_f + step_f + (r - 1) * max(step_f, send_f)
     bwd = a2a_b + step_b + (r - 1) * max(step_b, send_b)
     exposed = a2a_f + a2a_b + (r - 1) * (max(0, send_f - step_f) + max(0, send_b - step_b))
-    return result(name, fwd, bwd, exposed, a2a_bytes[0] + (r - 1) * block, a2a_bytes[1] + (r - 1) * 2 * block)
+    return result(name, fwd, bwd, exposed, a2a_bytes[0] + max(forward), a2a_bytes[1] + max(backward))
 
 
 def result(name, fwd, bwd, transfers, fwd_bytes, bwd_bytes):

@@ -20,7 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NODES, CORES = 2, 1
 # (partition, seqlen, heads, kv_heads, head_dim, causal), each at both bandwidths.
 CONFIGS = [("sequence", 4096, 4, 4, 64, False), ("sequence", 8192, 4, 4, 64, True),
-           ("heads", 4096, 4, 1, 64, False), ("heads", 8192, 4, 4, 64, True)]
+           ("heads", 4096, 4, 1, 64, False), ("heads", 8192, 4, 4, 64, True),
+           ("ring", 4096, 4, 4, 64, False), ("ring", 8192, 4, 2, 64, False)]
 BANDWIDTHS = (("100mbit", 100e6), ("1gbit", 1e9))
 ROUNDS = 2
 LATENCY = 100e-6  # veth, TCP and OpenMPI's progress between namespaces, per message (measured order)
@@ -114,6 +115,9 @@ def predicted_total_bytes(problem, shape):
         forward, backward = model.sequence_bytes(NODES, 1, shape["seqlen"], shape["heads"], shape["kv_heads"],
                                                  shape["head_dim"], NODES)
         return sum(forward) + sum(backward)
+    if problem["partition"] == "ring":
+        forward, backward = model.ring_bytes(NODES, 1, shape["seqlen"], shape["heads"], shape["kv_heads"], shape["head_dim"])
+        return sum(forward) + sum(backward)
     a = model.Heads(shape["heads"], shape["kv_heads"], NODES)
     return sum(a.split_group_bytes(r, 1, shape["seqlen"], shape["head_dim"]) for r in range(NODES))
 
@@ -171,7 +175,7 @@ def plot(rows, out):
     figure, panel = plt.subplots(figsize=(6.5, 5))
     figure.suptitle("Scaling model against emulated nodes", fontweight="bold")
     for i, (rate, _) in enumerate(BANDWIDTHS):
-        for marker, partition in (("o", "sequence"), ("s", "heads")):
+        for marker, partition in (("o", "sequence"), ("s", "heads"), ("^", "ring")):
             mine = [r for r in rows if r["bandwidth"] == rate and r["partition"] == partition]
             if mine:
                 panel.scatter([r["measured_fwd_s"] + r["measured_bwd_s"] for r in mine],

@@ -45,6 +45,11 @@ public final class Communicator: @unchecked Sendable {
         guard environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["PMIX_RANK"] != nil else {
             return Communicator(rank: 0, size: 1, comm: nil)
         }
+        // OpenMPI's TCP transport moves a large message only inside MPI calls unless its progress
+        // thread runs: without it the ring's K/V transfers wait for the compute of each step
+        // instead of overlapping it (measured on emulated nodes at 1 Gbit/s: backward 0.44 s
+        // against 0.31 s). Set before MPI_Init, never overriding a user's choice.
+        setenv("OMPI_MCA_btl_tcp_progress_thread", "1", 0)
         var provided: Int32 = 0
         try check(MPI_Init_thread(nil, nil, cmpi_thread_funneled(), &provided), "MPI_Init_thread")
         let world = cmpi_comm_world()

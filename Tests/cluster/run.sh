@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# flashdist across 3 emulated nodes (launch/cluster.sh: network namespaces, TCP only): golden
+# flashdist across 3–4 emulated nodes (launch/cluster.sh: network namespaces, TCP only): golden
 # cases under each partition of PARTITIONS, every output byte-for-byte equal to the threaded run
 # and within the golden tolerance; a node killed mid-run ends the job with a non-zero exit and no
 # outputs; the script refusing without root and removing every namespace when done. Ends with
@@ -11,12 +11,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 cluster="$here/../../launch/cluster.sh"
 bin=$(realpath "${1:-$here/../../.build/release/flashdist}")
 golden=$(realpath "${2:-${FLASHDIST_GOLDEN:-$here/../../../shared/golden}}")
-# The partitions every case runs under; one word each, as --partition takes them.
-PARTITIONS="heads sequence ring"
+# The partitions every case runs under, as PARTITION:RANKS[:ULYSSES]: the hybrid needs 4 ranks
+# (a Ulysses group of 2 and a ring of 2 across groups).
+PARTITIONS="heads:3 sequence:3 ring:3 hybrid:4:2"
 # Small cases with at least 3 heads (the heads partition needs a head per rank): GQA, causal with
 # ALiBi, odd sizes.
 CASES="gqa alibi_causal odd_sizes"
-NODES=3
+NODES=4
 export FLASHDIST_CLUSTER_DIR=$(mktemp -d)/cluster
 work=$(mktemp -d)
 trap 'bash "$cluster" down; rm -rf "$work" "$(dirname "$FLASHDIST_CLUSTER_DIR")"' EXIT
@@ -45,7 +46,7 @@ result $? "cluster.sh up $NODES"
 # Host names from stdout only: mpirun's rsh launcher may warn on stderr that setpgid lost a race
 # with the child's exec (EACCES), which is harmless.
 hosts=$(mpirun -np $NODES hostname 2>"$work/placement.err" | sort | tr '\n' ' ')
-result $([ "$hosts" = "fdnode0 fdnode1 fdnode2 " ]; echo $?) "mpirun places one rank on each node" "$hosts $(head -c 300 "$work/placement.err")"
+result $([ "$hosts" = "fdnode0 fdnode1 fdnode2 fdnode3 " ]; echo $?) "mpirun places one rank on each node" "$hosts $(head -c 300 "$work/placement.err")"
 
 # Each case: the threaded run (and its check against the float64 reference), then the same case
 # on the nodes under each partition, byte-for-byte the threaded outputs.
@@ -54,17 +55,19 @@ for case in $CASES; do
 import sys; from check import run_case
 sys.exit(run_case('$bin', '$golden/$case', None, 2, '$work/$case-threaded') or None)" 2>&1)
     result $? "$case: threaded run within the golden tolerance" "$why"
-    for partition in $PARTITIONS; do
+    for spec in $PARTITIONS; do
+        IFS=: read -r partition ranks ulysses <<<"$spec"
         out="$work/$case-$partition"
         why=$(PYTHONPATH="$golden" python3 -c "
 import sys; from check import run_case
-sys.exit(run_case('$bin', '$golden/$case', $NODES, 1, '$out', ['--partition', '$partition']) or None)" 2>&1)
-        result $? "$case: $NODES nodes, $partition partition, within the golden tolerance" "$why"
+extra = ['--partition', '$partition'] + (['--ulysses', '$ulysses'] if '$ulysses' else [])
+sys.exit(run_case('$bin', '$golden/$case', $ranks, 1, '$out', extra) or None)" 2>&1)
+        result $? "$case: $ranks nodes, $partition partition, within the golden tolerance" "$why"
         differ=""
         for file in "$work/$case-threaded"/*.npy; do
             cmp -s "$file" "$out/$(basename "$file")" || differ+="$(basename "$file") "
         done
-        result $([ -z "$differ" ]; echo $?) "$case: $NODES nodes, $partition partition, byte-for-byte the threaded run" \
+        result $([ -z "$differ" ]; echo $?) "$case: $ranks nodes, $partition partition, byte-for-byte the threaded run" \
             "differ: $differ"
     done
 done

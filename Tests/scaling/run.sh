@@ -104,7 +104,8 @@ done
 
 # launch/model.py counts the bytes the partitions send as --stats does: bench's comm_bytes (all
 # ranks, per forward + backward) under mpirun equals the model's, for uneven splits and GQA.
-for shape in "sequence 3 4 2 100" "sequence 2 6 3 77" "heads 3 6 2 64" "heads 2 4 1 50"; do
+for shape in "sequence 3 4 2 100" "sequence 2 6 3 77" "heads 3 6 2 64" "heads 2 4 1 50" "ring 2 4 2 512" \
+             "ring 3 6 3 960"; do
     set -- $shape
     "${mpirun[@]}" -np $2 "$bin" bench --seqlen-q $5 --heads $3 --kv-heads $4 --head-dim 32 --warmup 0 --repeats 1 \
         --backward --threads 1 --partition $1 --record "$work/model-$1-$2-$3.csv" >/dev/null 2>&1
@@ -113,6 +114,9 @@ import model, records
 row = records.read('$work/model-$1-$2-$3.csv')[0][0]
 if '$1' == 'sequence':
     forward, backward = model.sequence_bytes($2, 1, $5, $3, $4, 32, $2)
+    predicted = sum(forward) + sum(backward)
+elif '$1' == 'ring':
+    forward, backward = model.ring_bytes($2, 1, $5, $3, $4, 32)
     predicted = sum(forward) + sum(backward)
 else:
     a = model.Heads($3, $4, $2)
