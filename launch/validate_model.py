@@ -25,6 +25,9 @@ CONFIGS = [("sequence", 4096, 4, 4, 64, False), ("sequence", 8192, 4, 4, 64, Tru
 BANDWIDTHS = (("100mbit", 100e6), ("1gbit", 1e9))
 ROUNDS = 2
 LATENCY = 100e-6  # veth, TCP and OpenMPI's progress between namespaces, per message (measured order)
+# tc tbf limits the bytes of whole Ethernet frames; of a full 1514-byte frame TCP carries 1448 bytes of
+# payload (20 IP + 32 TCP header with timestamps + 14 Ethernet), which is what the model's bytes count.
+PAYLOAD_SHARE = 1448 / 1514
 
 
 def run(a):
@@ -58,7 +61,8 @@ def run(a):
                                         ["--threads", "1", "--partition", problem["partition"]]))
             flops_f, flops_b = (f / 1e9 for f in model.flops(dict(shape, heads=share["heads"])))
             cluster = dict(nodes=NODES, cores=CORES, core_gflops_fwd=flops_f / calibration["fwd_s"] / CORES,
-                           core_gflops_bwd=flops_b / calibration["bwd_s"] / CORES, bandwidth=rate, latency=LATENCY)
+                           core_gflops_bwd=flops_b / calibration["bwd_s"] / CORES, bandwidth=rate * PAYLOAD_SHARE,
+                           latency=LATENCY)
             predicted = model.predict(problem["partition"], shape, cluster)
             print(f"validate: {rate_name}, {describe(problem)}: predicted {predicted['fwd_s']:.3f} + {predicted['bwd_s']:.3f} s",
                   flush=True)
