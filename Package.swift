@@ -69,5 +69,8 @@ let package = Package(
         .testTarget(name: "FlashAttentionTests", dependencies: ["FlashAttention", "FlashAttentionCore", "AttentionReference"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "AttentionReference"]),
         .testTarget(name: "FlashdistCLITests", dependencies: ["TensorIO"]),
+        // The pure logic of Distributed (head assignment, re-shard slices, ring layout, reduction
+        // order) and every partition on a single-rank communicator, without mpirun.
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "FlashAttention", "TensorIO"]),
     ]
 )

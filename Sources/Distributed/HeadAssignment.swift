@@ -44,8 +44,8 @@ public struct HeadAssignment: Sendable {
     }
 
     /// The query heads of kv head `kvHead`'s group.
-    func group(_ kvHead: Int) -> Range<Int> { kvHead * groupSize..<(kvHead + 1) * groupSize }
+    package func group(_ kvHead: Int) -> Range<Int> { kvHead * groupSize..<(kvHead + 1) * groupSize }
 
     /// The rank that owns query head `head`.
-    func rank(owning head: Int) -> Int { (0..<ranks).first { heads(of: $0).contains(head) }! }
+    package func rank(owning head: Int) -> Int { (0..<ranks).first { heads(of: $0).contains(head) }! }
 }

@@ -13,14 +13,14 @@ import FlashAttention
 /// twice the dK/dV sums on the wire. Keys are split into contiguous runs of whole key blocks
 /// (`WindowAttention.keyBlocks` of the tiles all ranks agreed on), so no block is ever cut
 /// between ranks. With fewer rows or blocks than ranks, some ranks hold none.
-struct RingLayout {
-    let problem: AttentionProblem
-    let ranks: Int
-    let tiling: Tiling
-    let blocks: [Range<Int>]
-    let zigzag: Bool
+package struct RingLayout {
+    package let problem: AttentionProblem
+    package let ranks: Int
+    package let tiling: Tiling
+    package let blocks: [Range<Int>]
+    package let zigzag: Bool
 
-    init(_ problem: AttentionProblem, ranks: Int, tiling: Tiling) {
+    package init(_ problem: AttentionProblem, ranks: Int, tiling: Tiling) {
         (self.problem, self.ranks, self.tiling) = (problem, ranks, tiling)
         blocks = WindowAttention.keyBlocks(problem, tiling: tiling)
         let options = problem.options
@@ -29,35 +29,35 @@ struct RingLayout {
     }
 
     /// Zigzag passes over the ranks.
-    static let passes = 4
+    package static let passes = 4
 
     /// Windows each rank holds.
-    var windowCount: Int { zigzag ? Self.passes : 1 }
+    package var windowCount: Int { zigzag ? Self.passes : 1 }
 
     /// Chunks of the rows, in row order.
     private var chunks: EvenSplit { EvenSplit(count: problem.sequenceLength(keys: false), parts: windowCount * ranks) }
 
     /// The chunks `rank` holds, in row order.
-    func chunkIndices(_ rank: Int) -> [Int] {
+    package func chunkIndices(_ rank: Int) -> [Int] {
         (0..<windowCount).map { pass in pass % 2 == 0 ? pass * ranks + rank : (pass + 1) * ranks - 1 - rank }
     }
 
     /// The rows of the sequence axis that `rank` holds, window by window in row order.
-    func windows(_ rank: Int) -> [Range<Int>] { chunkIndices(rank).map { chunks.range($0) } }
+    package func windows(_ rank: Int) -> [Range<Int>] { chunkIndices(rank).map { chunks.range($0) } }
 
     /// A rank's window, as a link of the chain that passes a key block's dK/dV sums in row order.
-    struct Link: Equatable {
-        let rank, window: Int
+    package struct Link: Equatable {
+        package let rank, window: Int
         /// The place of the window's rows among all non-empty windows in row order: the stage of
         /// the pipeline it works in.
-        let stage: Int
+        package let stage: Int
     }
 
     /// The key blocks (indices into `blocks`) that `rank` holds.
-    func ownedBlocks(_ rank: Int) -> Range<Int> { EvenSplit(count: blocks.count, parts: ranks).range(rank) }
+    package func ownedBlocks(_ rank: Int) -> Range<Int> { EvenSplit(count: blocks.count, parts: ranks).range(rank) }
 
     /// The keys of the sequence axis that `rank` holds.
-    func keys(_ rank: Int) -> Range<Int> {
+    package func keys(_ rank: Int) -> Range<Int> {
         let owned = ownedBlocks(rank)
         guard let first = owned.first else {
             let start = owned.lowerBound < blocks.count ? blocks[owned.lowerBound].lowerBound : problem.sequenceLength(keys: true)
@@ -68,7 +68,7 @@ struct RingLayout {
 
     /// `keys` (a run of whole blocks) cut into pieces of at most `blocksPerPiece` blocks, for a
     /// rank that visits a buffer of keys piece by piece.
-    func pieces(of keys: Range<Int>) -> [Range<Int>] {
+    package func pieces(of keys: Range<Int>) -> [Range<Int>] {
         let inside = blocks.filter { keys.contains($0.lowerBound) }
         return stride(from: 0, to: inside.count, by: Self.blocksPerPiece).map {
             inside[$0].lowerBound..<inside[min($0 + Self.blocksPerPiece, inside.count) - 1].upperBound
@@ -76,12 +76,12 @@ struct RingLayout {
     }
 
     /// Key blocks visited between two calls into MPI in the forward.
-    static let blocksPerPiece = 8
+    package static let blocksPerPiece = 8
 
-    func owner(ofBlock block: Int) -> Int { (0..<ranks).first { ownedBlocks($0).contains(block) }! }
+    package func owner(ofBlock block: Int) -> Int { (0..<ranks).first { ownedBlocks($0).contains(block) }! }
 
     /// Every non-empty window of every rank, in row order.
-    var links: [Link] {
+    package var links: [Link] {
         let all = (0..<ranks).flatMap { rank in windows(rank).indices.map { (rank: rank, window: $0, rows: windows(rank)[$0]) } }
         return all.filter { !$0.rows.isEmpty }.sorted { $0.rows.lowerBound < $1.rows.lowerBound }.enumerated().map {
             Link(rank: $1.rank, window: $1.window, stage: $0)
@@ -89,13 +89,13 @@ struct RingLayout {
     }
 
     /// The windows, in row order, whose rows add to the dK/dV of key block `block`.
-    func contributors(ofBlock block: Int, links: [Link]) -> [Link] {
+    package func contributors(ofBlock block: Int, links: [Link]) -> [Link] {
         let visiting = WindowAttention.rowsVisiting(problem, keys: blocks[block], tiling: tiling)
         return links.filter { link in visiting.contains { $0.overlaps(windows(link.rank)[link.window]) } }
     }
 
     /// Whether the forward of `rank`'s rows visits any key `source` holds.
-    func forwardNeeds(_ rank: Int, keysOf source: Int) -> Bool {
+    package func forwardNeeds(_ rank: Int, keysOf source: Int) -> Bool {
         let held = keys(source)
         return !held.isEmpty && windows(rank).contains { window in
             WindowAttention.keysVisited(problem, rows: window, tiling: tiling).contains { $0.overlaps(held) }
@@ -103,7 +103,7 @@ struct RingLayout {
     }
 
     /// Floats of k or v for `keys` of the sequence axis: `(batch, keys, kvHeads, headDim)`.
-    func keyFloats(_ keys: Range<Int>) -> Int {
+    package func keyFloats(_ keys: Range<Int>) -> Int {
         keys.count * problem.totalKeys / max(1, problem.sequenceLength(keys: true)) * problem.kvHeads * problem.headDim
     }
 }

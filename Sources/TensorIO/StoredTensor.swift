@@ -17,12 +17,6 @@ public struct StoredTensor: Sendable {
         return StoredTensor(path: path, label: path, dtype: header.dtype, shape: header.shape, dataOffset: header.dataOffset)
     }
 
-    /// Tensor `name` of a safetensors file.
-    public static func safetensors(_ path: String, name: String) throws(TensorIOError) -> StoredTensor {
-        guard let tensor = try Safetensors.readTensors(path)[name] else { throw TensorIOError(path, "holds no tensor '\(name)'") }
-        return tensor
-    }
-
     /// The whole tensor as float32.
     public func readFloats() throws(TensorIOError) -> [Float] { try readFloats(slice: .whole(shape.isEmpty ? [1] : shape)) }
 

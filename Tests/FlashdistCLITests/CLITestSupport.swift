@@ -5,28 +5,18 @@ import Testing
 // Shared helpers for the CLI tests: finding the built `flashdist` next to this test bundle,
 // running it as a subprocess, and writing/reading the .npy files it consumes and produces.
 
-/// The `flashdist` executable of the build that produced this test bundle: the products
-/// directory holds both (e.g. .build-tests/release/ or .build/release/).
+/// The `flashdist` executable of the build that produced this test bundle, in SwiftPM's products
+/// directory: on Linux the test runner itself is an executable there (`Bundle.main`), on macOS
+/// the `.xctest` bundle sits there.
 let flashdistBinary: String? = {
-    var directories: [URL] = []
-    if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-        directories.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
+    #if os(macOS)
+    let products = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL.deletingLastPathComponent()
+    #else
+    let products: URL? = Bundle.main.bundleURL
+    #endif
+    return products.map { $0.appendingPathComponent("flashdist").path }.flatMap {
+        FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil
     }
-    directories.append(Bundle.main.bundleURL)
-    directories.append(Bundle.main.bundleURL.deletingLastPathComponent())
-    directories += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
-    if let argument = CommandLine.arguments.first {
-        directories.append(URL(fileURLWithPath: argument).deletingLastPathComponent())
-    }
-    // Last resort, from this source file: <package>/Tests/FlashdistCLITests/ → <package>/.build*/release.
-    let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    for scratch in [".build-tests", ".build"] {
-        directories.append(package.appendingPathComponent("\(scratch)/release"))
-        directories.append(package.appendingPathComponent("\(scratch)/debug"))
-    }
-    return directories.map { $0.appendingPathComponent("flashdist").path }
-        .first { FileManager.default.isExecutableFile(atPath: $0) }
 }()
 
 struct CLIResult {
@@ -40,7 +30,7 @@ struct CLIResult {
 /// output through files (no pipe can fill up).
 func runFlashdist(_ arguments: [String], in scratch: ScratchDirectory,
                   environment: [String: String] = [:]) throws -> CLIResult {
-    let binary = try #require(flashdistBinary, "flashdist was not found next to the test bundle; build it first")
+    let binary = try #require(flashdistBinary, "flashdist was not found in the products directory (\(Bundle.main.bundleURL.path)); build it first")
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = arguments
