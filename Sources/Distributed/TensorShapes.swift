@@ -1,4 +1,5 @@
 import FlashAttention
+import TensorIO
 
 /// The tensor shapes of a problem in flash-attn's layout: what the partitions cut. A
 /// variable-length batch is seen as one entry of all its packed rows, `(1, total_q, heads,
@@ -34,6 +35,17 @@ public struct TensorShapes: Sendable {
     /// k, v, dK, dV.
     public var key: [Int] { [batch, seqlenK, kvHeads, headDim] }
     public var lse: [Int] { [batch, heads, seqlenQ] }
+
+    /// `shape` (one of the above) as the files hold it: a variable-length batch's files are its
+    /// packed layout itself, `(total, heads, headDim)` and lse `(heads, total_q)`, without the
+    /// leading axis of 1.
+    public func inFile(_ shape: [Int]) -> [Int] { packedLSE ? Array(shape.dropFirst()) : shape }
+
+    /// A slice of one of the above as the file holds it (see `inFile(_:)` for shapes).
+    public func inFile(_ slice: AxisSlice) -> AxisSlice {
+        guard packedLSE else { return slice }
+        return AxisSlice(shape: inFile(slice.shape), axis: slice.axis - 1, range: slice.range)
+    }
 
     /// The problem of query heads `heads` (global indices, so ALiBi slopes and dropout masks are
     /// those of the whole problem) over `kvHeads` kv heads, all rows.

@@ -3,14 +3,16 @@ import FlashAttention
 
 extension flashdist_problem {
     /// The library's problem, checked by the library's own rules (heads, head size, offsets,
-    /// window, softcap, dropout, slopes), so C callers get exactly the CLI's errors.
-    func attentionProblem() throws(AttentionError) -> AttentionProblem {
-        guard batch >= 1 else { throw .invalid("batch must be at least 1, got \(batch)") }
+    /// window, softcap, dropout, slopes), so C callers get exactly the CLI's errors; what only a C
+    /// struct can get wrong (a missing buffer) is this layer's own `CallFailure`.
+    func attentionProblem() throws -> AttentionProblem {
+        guard batch >= 1 else { throw AttentionError.batchBelowOne(Int(batch)) }
         guard (cu_seqlens_q == nil) == (cu_seqlens_k == nil) else {
-            throw .invalid("cu_seqlens_q and cu_seqlens_k go together: give both or neither")
+            throw CallFailure(status: FLASHDIST_INVALID_PROBLEM,
+                              message: "cu_seqlens_q and cu_seqlens_k go together: give both or neither")
         }
         guard alibi_slopes != nil || alibi_count == 0, alibi_count >= 0 else {
-            throw .invalid("ALiBi slopes: \(alibi_count) values but no buffer")
+            throw CallFailure(status: FLASHDIST_INVALID_PROBLEM, message: "ALiBi slopes: \(alibi_count) values but no buffer")
         }
         let (heads, kvHeads, headDim) = (Int(heads), Int(kv_heads), Int(head_dim))
         var options = AttentionOptions(

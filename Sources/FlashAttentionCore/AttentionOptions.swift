@@ -28,15 +28,11 @@ public struct AttentionOptions: Sendable, Equatable {
     public static func defaultScale(headDim: Int) -> Float { 1 / Float(headDim).squareRoot() }
 
     package func validate() throws(AttentionError) {
-        guard softmaxScale.isFinite else { throw .invalid("softmax scale must be finite, got \(softmaxScale)") }
-        guard windowLeft >= -1, windowRight >= -1 else {
-            throw .invalid("window sizes must be -1 (unbounded) or non-negative, got (\(windowLeft), \(windowRight))")
-        }
-        guard softcap.isFinite, softcap >= 0 else { throw .invalid("softcap must be 0 (off) or positive, got \(softcap)") }
-        if let dropout, !(0..<1).contains(dropout.probability) {
-            throw .invalid("dropout probability must be in [0, 1), got \(dropout.probability)")
-        }
-        if let alibiSlopes, !alibiSlopes.values.allSatisfy(\.isFinite) { throw .invalid("ALiBi slopes must be finite") }
+        guard softmaxScale.isFinite else { throw .softmaxScaleNotFinite(softmaxScale) }
+        guard windowLeft >= -1, windowRight >= -1 else { throw .windowOutOfRange(left: windowLeft, right: windowRight) }
+        guard softcap.isFinite, softcap >= 0 else { throw .softcapOutOfRange(softcap) }
+        if let dropout, !(0..<1).contains(dropout.probability) { throw .dropoutOutOfRange(dropout.probability) }
+        if let alibiSlopes, !alibiSlopes.values.allSatisfy(\.isFinite) { throw .alibiSlopesNotFinite }
     }
 }
 

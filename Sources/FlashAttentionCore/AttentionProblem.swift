@@ -23,10 +23,8 @@ public struct AttentionProblem: Sendable {
     /// A fixed-length batch: every entry has `seqlenQ` queries and `seqlenK` keys.
     public init(batch: Int, seqlenQ: Int, seqlenK: Int, heads: Int, kvHeads: Int, headDim: Int,
                 firstHead: Int = 0, options: AttentionOptions) throws(AttentionError) {
-        guard batch >= 1 else { throw .invalid("batch must be at least 1, got \(batch)") }
-        guard seqlenQ >= 0, seqlenK >= 0 else {
-            throw .invalid("sequence lengths must be non-negative, got \(seqlenQ) and \(seqlenK)")
-        }
+        guard batch >= 1 else { throw .batchBelowOne(batch) }
+        guard seqlenQ >= 0, seqlenK >= 0 else { throw .negativeSequenceLength(query: seqlenQ, key: seqlenK) }
         try self.init(heads: heads, kvHeads: kvHeads, headDim: headDim,
                       queryOffsets: (0...batch).map { $0 * seqlenQ },
                       keyOffsets: (0...batch).map { $0 * seqlenK },
@@ -36,37 +34,30 @@ public struct AttentionProblem: Sendable {
     /// A variable-length batch given by cu_seqlens offsets (flash_attn_varlen_func).
     public init(heads: Int, kvHeads: Int, headDim: Int, queryOffsets: [Int], keyOffsets: [Int],
                 packedLSE: Bool = true, firstHead: Int = 0, options: AttentionOptions) throws(AttentionError) {
-        guard heads >= 1, kvHeads >= 1 else {
-            throw .invalid("heads and kv heads must be at least 1, got \(heads) and \(kvHeads)")
-        }
-        guard heads % kvHeads == 0 else {
-            throw .invalid("heads (\(heads)) must be a multiple of kv heads (\(kvHeads))")
-        }
-        guard (1...256).contains(headDim) else {
-            throw .invalid("head dim must be between 1 and 256, got \(headDim)")
-        }
-        for (name, offsets) in [("query", queryOffsets), ("key", keyOffsets)] {
-            guard offsets.count >= 2, offsets[0] == 0,
-                  zip(offsets, offsets.dropFirst()).allSatisfy({ $0 <= $1 }) else {
-                throw .invalid("\(name) offsets must start at 0 and never decrease")
+        guard heads >= 1, kvHeads >= 1 else { throw .headsBelowOne(heads: heads, kvHeads: kvHeads) }
+        guard heads % kvHeads == 0 else { throw .headsNotMultipleOfKVHeads(heads: heads, kvHeads: kvHeads) }
+        guard (1...256).contains(headDim) else { throw .headDimOutOfRange(headDim) }
+        for (keys, offsets) in [(false, queryOffsets), (true, keyOffsets)] {
+            guard offsets.count >= 2 else { throw .offsetsTooFew(keys: keys) }
+            guard offsets[0] == 0 else { throw .offsetsNotStartingAtZero(keys: keys, first: offsets[0]) }
+            if let drop = offsets.indices.dropFirst().first(where: { offsets[$0] < offsets[$0 - 1] }) {
+                throw .offsetsDecreasing(keys: keys, index: drop, previous: offsets[drop - 1], next: offsets[drop])
             }
         }
         guard queryOffsets.count == keyOffsets.count else {
-            throw .invalid("query and key offsets name different batch sizes")
+            throw .offsetBatchesDiffer(queries: queryOffsets.count - 1, keys: keyOffsets.count - 1)
         }
         if !packedLSE {
             let lengths = Set(zip(queryOffsets, queryOffsets.dropFirst()).map { $1 - $0 })
-            guard lengths.count <= 1 else {
-                throw .invalid("lse laid out (batch, heads, seqlen_q) needs equal query lengths; use the packed layout")
-            }
+            guard lengths.count <= 1 else { throw .unequalQueryLengths }
         }
         try options.validate()
-        guard firstHead >= 0 else { throw .invalid("first head must be non-negative, got \(firstHead)") }
+        guard firstHead >= 0 else { throw .negativeFirstHead(firstHead) }
         if let alibi = options.alibiSlopes {
             let batch = queryOffsets.count - 1
             guard alibi.heads >= firstHead + heads,
                   alibi.values.count == alibi.heads || alibi.values.count == batch * alibi.heads else {
-                throw .invalid("ALiBi slopes must have \(firstHead + heads) (heads) or \(batch)×\(firstHead + heads) (batch, heads) values, got \(alibi.values.count)")
+                throw .alibiSlopeCount(values: alibi.values.count, heads: firstHead + heads, batch: batch)
             }
         }
         self.heads = heads
@@ -102,9 +93,4 @@ public struct AttentionProblem: Sendable {
         for b in 0..<batch { pairs += Double(seqlenQ(b)) * Double(seqlenK(b)) }
         return 4 * pairs * Double(heads * headDim) * (options.causal ? 0.5 : 1)
     }
-}
-
-public struct AttentionError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-    public static func invalid(_ message: String) -> AttentionError { AttentionError(description: message) }
 }

@@ -28,13 +28,8 @@ public enum InstructionSet: String, Sendable, CaseIterable, Comparable {
     /// widest supported set.
     public static func chosen(environment: [String: String]) throws(AttentionError) -> InstructionSet {
         guard let name = environment["FLASHDIST_ISA"], !name.isEmpty else { return supported.last ?? .avx2 }
-        guard let forced = InstructionSet(rawValue: name.lowercased()) else {
-            throw .invalid("FLASHDIST_ISA: '\(name)' is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard supported.contains(forced) else {
-            throw .invalid("FLASHDIST_ISA: \(forced.rawValue) is not supported by this CPU (\(CPUInfo.host.model)),"
-                           + " which has \(supported.map(\.rawValue).joined(separator: ", "))")
-        }
+        guard let forced = InstructionSet(rawValue: name.lowercased()) else { throw .unknownInstructionSet(name) }
+        guard supported.contains(forced) else { throw .unsupportedInstructionSet(forced) }
         return forced
     }
 

@@ -15,9 +15,9 @@ struct AttentionCommand: DistributedCommand {
     @OptionGroup var scores: ScoreOptions
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var partition: PartitionOptions
+    @OptionGroup var stats: StatsOption
     @OptionGroup var output: OutputOptions
 
-    /// Under mpirun (or with --stats) the partitioned run; otherwise the threaded one below.
     func run(on communicator: Communicator) throws {
         let (tensors, layout) = try communicator.agree {
             let tensors = try AttentionTensors(files, dO: dO, requireDO: false)
@@ -26,38 +26,8 @@ struct AttentionCommand: DistributedCommand {
             if scores.saveDropoutMask { try DropoutMaskOutput.check(layout) }
             return (tensors, layout)
         }
-        guard communicator.isDistributed || partition.stats else { return try runThreaded(tensors, layout, on: communicator) }
-        try PartitionedRun(communicator: communicator, options: partition, threads: threads.count, layout: layout,
-                           saveDropoutMask: scores.saveDropoutMask, output: output)
+        try PartitionedRun(communicator: communicator, options: partition, stats: stats.stats, threads: threads.count,
+                           layout: layout, saveDropoutMask: scores.saveDropoutMask, output: output)
             .attention(tensors)
-    }
-
-    /// The whole problem on this process's threads, without the partitions' copies.
-    private func runThreaded(_ tensors: AttentionTensors, _ layout: AttentionLayout, on communicator: Communicator) throws {
-        let (q, k, v) = (try tensors.q.readFloats(), try tensors.k.readFloats(), try tensors.v.readFloats())
-        let dO = try tensors.dO?.readFloats()
-        let problem = layout.problem
-        let names = ["o", "lse"] + (dO == nil ? [] : ["dq", "dk", "dv"])
-        let out = try CollectiveOutput(output.out, layout: output.layout(layout.outputs(names, dropoutMask: scores.saveDropoutMask)),
-                                       communicator: communicator)
-        do {
-            let (o, lse) = FlashAttention.forward(problem, q: q, k: k, v: v, threads: threads.count)
-            try out.write("o", o, slice: .whole(layout.qShape))
-            try out.write("lse", lse, slice: .whole(layout.lseShape))
-            if let dO {
-                let grads = FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, threads: threads.count)
-                try out.write("dq", grads.dQ, slice: .whole(layout.qShape))
-                try out.write("dk", grads.dK, slice: .whole(layout.kShape))
-                try out.write("dv", grads.dV, slice: .whole(layout.kShape))
-            }
-            if scores.saveDropoutMask {
-                try out.write(DropoutMaskOutput.name, DropoutMaskOutput.values(problem, heads: 0..<problem.heads),
-                              slice: .whole(DropoutMaskOutput.shape(layout)))
-            }
-            try out.commit()
-        } catch {
-            out.abandon()
-            throw error
-        }
     }
 }

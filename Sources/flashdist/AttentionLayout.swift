@@ -1,3 +1,4 @@
+import Distributed
 import FlashAttention
 import TensorIO
 
@@ -8,9 +9,9 @@ struct AttentionLayout {
     /// As in the files: 4-D for a fixed-length batch, packed 3-D for a variable-length one.
     let qShape: [Int], kShape: [Int]
     var isVarlen: Bool { problem.packedLSE }
-    var lseShape: [Int] {
-        isVarlen ? [problem.heads, problem.totalQueries] : [problem.batch, problem.heads, qShape[1]]
-    }
+    /// The shapes the partitions cut; `shapes.inFile` maps them to the files' layout.
+    var shapes: TensorShapes { TensorShapes(problem) }
+    var lseShape: [Int] { shapes.inFile(shapes.lse) }
 
     /// From the tensors' headers alone, reading no tensor data (only the small offsets and
     /// slopes): what every rank of a distributed run checks before any compute, the memory the
@@ -21,7 +22,9 @@ struct AttentionLayout {
                       mask: mask, scores: scores, budget: budget)
     }
 
-    /// Checks the shapes of the files at the given paths; errors name the offending file.
+    /// Checks the shapes of the files at the given paths against each other; errors name the
+    /// offending file. The rules of a valid problem are the library's (`AttentionProblem`), worded
+    /// here by `ProblemSources`.
     init(q: (path: String, shape: [Int]), k: (path: String, shape: [Int]), v: (path: String, shape: [Int]),
          dO: (path: String, shape: [Int])?, mask: MaskOptions, scores: ScoreOptions, budget: MemoryBudget) throws {
         let offsets = try scores.readOffsets()
@@ -39,28 +42,17 @@ struct AttentionLayout {
             throw TensorIOError(k.path, "shape \(shapeText(k.shape)) does not match q's head dim \(headDim)")
         }
         guard v.shape == k.shape else { throw TensorIOError(v.path, "shape \(shapeText(v.shape)) differs from k's \(shapeText(k.shape))") }
-        let kvHeads = k.shape[rank - 2]
-        guard heads >= 1 else { throw TensorIOError(q.path, "shape \(shapeText(q.shape)) has no heads") }
-        guard kvHeads >= 1, heads % kvHeads == 0 else {
-            throw TensorIOError(k.path, "\(kvHeads) kv heads do not divide q's \(heads) heads")
-        }
         if let dO, dO.shape != q.shape {
             throw TensorIOError(dO.path, "shape \(shapeText(dO.shape)) differs from q's \(shapeText(q.shape))")
         }
-        guard (1...256).contains(headDim) else { throw TensorIOError(q.path, "head dim \(headDim) is outside 1...256") }
-        if let offsets {
-            try Self.check(offsets.q, rows: q.shape[0], path: scores.cuSeqlensQ!, tensor: "q")
-            try Self.check(offsets.k, rows: k.shape[0], path: scores.cuSeqlensK!, tensor: "k")
-            guard offsets.q.count == offsets.k.count else {
-                throw TensorIOError(scores.cuSeqlensK!, "\(offsets.k.count - 1) sequences, but --cu-seqlens-q has \(offsets.q.count - 1)")
-            }
-        }
+        let kvHeads = k.shape[rank - 2]
         let batch = offsets.map { $0.q.count - 1 } ?? q.shape[0]
+        // Before the problem, whose offsets alone could be more than the machine holds.
         let rows = { (shape: [Int]) in offsets == nil ? Double(shape[0]) * Double(shape[1]) : Double(shape[0]) }
         try budget.check(batch: Double(batch), queries: rows(q.shape), keys: rows(k.shape), heads: heads, kvHeads: kvHeads, headDim: headDim,
                          backward: dO != nil, label: q.path)
         let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads))
-        do {
+        do throws(AttentionError) {
             if let offsets {
                 problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, queryOffsets: offsets.q,
                                                keyOffsets: offsets.k, options: options)
@@ -69,34 +61,20 @@ struct AttentionLayout {
                                                kvHeads: kvHeads, headDim: headDim, options: options)
             }
         } catch {
-            // The options are checked where they are parsed: what is left to refuse is in q's shape.
-            throw TensorIOError(q.path, error.description)
+            throw ProblemSources(q: q.path, k: k.path, scores: scores).worded(error)
+        }
+        if let offsets {
+            for (ends, rows, path, tensor) in [(offsets.q.last!, q.shape[0], scores.cuSeqlensQ!, "q"),
+                                               (offsets.k.last!, k.shape[0], scores.cuSeqlensK!, "k")] where ends != rows {
+                throw TensorIOError(path, "offsets end at \(ends), but \(tensor) has \(rows) rows")
+            }
         }
         (qShape, kShape) = (q.shape, k.shape)
-    }
-
-    /// cu_seqlens: start at 0, never decrease, end at the packed tensor's row count.
-    private static func check(_ offsets: [Int], rows: Int, path: String, tensor: String) throws {
-        guard offsets[0] == 0 else { throw TensorIOError(path, "offsets must start at 0, got \(offsets[0])") }
-        if let drop = offsets.indices.dropFirst().first(where: { offsets[$0] < offsets[$0 - 1] }) {
-            throw TensorIOError(path, "offsets decrease at index \(drop) (\(offsets[drop - 1]) then \(offsets[drop]))")
-        }
-        guard offsets.last == rows else {
-            throw TensorIOError(path, "offsets end at \(offsets.last!), but \(tensor) has \(rows) rows")
-        }
     }
 
     /// The named outputs (o, lse, dq, dk, dv) with their shapes, and the dropout mask if asked for.
     func outputs(_ names: [String], dropoutMask: Bool) -> [(name: String, shape: [Int])] {
         let shapes = ["o": qShape, "lse": lseShape, "dq": qShape, "dk": kShape, "dv": kShape]
         return names.map { ($0, shapes[$0]!) } + (dropoutMask ? [(DropoutMaskOutput.name, DropoutMaskOutput.shape(self))] : [])
-    }
-
-    /// A partition's slice of a tensor, as the file holds it: the partitions see a
-    /// variable-length batch as one entry of all its packed rows, `(1, total, heads, head_dim)`
-    /// and lse `(1, heads, total_q)`; the file has no such leading axis.
-    func fileSlice(_ slice: AxisSlice) -> AxisSlice {
-        guard isVarlen else { return slice }
-        return AxisSlice(shape: Array(slice.shape.dropFirst()), axis: slice.axis - 1, range: slice.range)
     }
 }

@@ -18,6 +18,7 @@ struct BackwardCommand: DistributedCommand {
     @OptionGroup var scores: ScoreOptions
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var partition: PartitionOptions
+    @OptionGroup var stats: StatsOption
     @OptionGroup var output: OutputOptions
 
     func run(on communicator: Communicator) throws {
@@ -35,8 +36,8 @@ struct BackwardCommand: DistributedCommand {
             if scores.saveDropoutMask { try DropoutMaskOutput.check(layout) }
             return (tensors, saved, layout)
         }
-        try PartitionedRun(communicator: communicator, options: partition, threads: threads.count, layout: layout,
-                           saveDropoutMask: scores.saveDropoutMask, output: output)
+        try PartitionedRun(communicator: communicator, options: partition, stats: stats.stats, threads: threads.count,
+                           layout: layout, saveDropoutMask: scores.saveDropoutMask, output: output)
             .backward(tensors, o: saved.o, lse: saved.lse)
     }
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import AttentionReference
 import Distributed
 import FlashAttention
 import Foundation
@@ -21,10 +20,7 @@ struct BenchCommand: DistributedCommand {
     @Option(parsing: .unconditional) var headDim = 64
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
-    @Option(help: "Under mpirun: split the work by query heads, by sequence rows (all-to-all re-sharding), or by rows and key blocks (ring). Default: heads while ranks ≤ kv heads, else ring.")
-    var partition: Partition?
-    @Option(parsing: .unconditional, help: "With --partition hybrid: ranks per all-to-all group (default: the largest divisor of the ranks up to the kv heads).")
-    var ulysses: Int?
+    @OptionGroup var partition: PartitionOptions
     @Option(parsing: .unconditional, help: "flash (tiled) or standard: textbook attention storing every head's N×N probabilities (without mpirun; causal and window masks).")
     var algorithm: Algorithm = .flash
     @Option(parsing: .unconditional, help: "Query rows of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64 to 256, from the keys and the caches).")
@@ -45,15 +41,13 @@ struct BenchCommand: DistributedCommand {
     var experiment = ""
 
     func validate() throws {
-        for (option, value, least) in [("--batch", batch, 1), ("--heads", heads, 1), ("--kv-heads", kvHeads ?? heads, 1),
-                                       ("--seqlen-q", seqlenQ, 1), ("--seqlen-k", seqlenK ?? seqlenQ, 1),
-                                       ("--head-dim", headDim, 1), ("--warmup", warmup, 0), ("--repeats", repeats, 1)]
+        // Batch, heads and head dim are the library's to check (AttentionProblem), worded by
+        // ProblemSources; these are bench's own: it draws at least one row, and runs at least once.
+        for (option, value, least) in [("--seqlen-q", seqlenQ, 1), ("--seqlen-k", seqlenK ?? seqlenQ, 1),
+                                       ("--warmup", warmup, 0), ("--repeats", repeats, 1)]
         where value < least {
             throw ValidationError("\(option): must be at least \(least), got \(value)")
         }
-        if headDim > 256 { throw ValidationError("--head-dim: must be at most 256, got \(headDim)") }
-        if heads % (kvHeads ?? heads) != 0 { throw ValidationError("--kv-heads: \(kvHeads!) does not divide --heads \(heads)") }
-        if ulysses != nil && partition != .hybrid { throw ValidationError("--ulysses: goes with --partition hybrid") }
         if let peakGflops, !(peakGflops > 0) { throw ValidationError("--peak-gflops: must be positive, got \(peakGflops)") }
         if algorithm == .standard && (blockQ != nil || blockK != nil) {
             throw ValidationError("--block-q and --block-k set the flash algorithm's tiles; --algorithm standard has none")
@@ -82,13 +76,18 @@ struct BenchCommand: DistributedCommand {
                 .check(batch: Double(batch), queries: Double(batch) * Double(seqlenQ), keys: Double(batch) * Double(seqlenK ?? seqlenQ),
                        heads: heads, kvHeads: kvHeads ?? heads, headDim: headDim, backward: backward,
                        label: "--batch \(batch) --seqlen-q \(seqlenQ) --seqlen-k \(seqlenK ?? seqlenQ) --heads \(heads) --head-dim \(headDim)")
+            let problem: AttentionProblem
+            do throws(AttentionError) {
+                problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
+                                               kvHeads: kvHeads ?? heads, headDim: headDim,
+                                               options: mask.attentionOptions(headDim: headDim))
+            } catch {
+                throw ProblemSources(batch: "--batch", heads: "--heads", kvHeads: "--kv-heads", headDim: "--head-dim").worded(error)
+            }
             if algorithm == .standard && communicator.isDistributed {
                 throw ValidationError("--algorithm standard runs without mpirun only")
             }
-            let options = mask.attentionOptions(headDim: headDim)
             try overrideForwardTiles()
-            let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
-                                               kvHeads: kvHeads ?? heads, headDim: headDim, options: options)
             if algorithm == .standard { try StandardMemory(problem, threads: threads.count).checkFits() }
             return (problem, communicator.rank == 0 ? try record.map { try RecordFile($0, columns: BenchReport.columns) } : nil)
         }
@@ -97,71 +96,13 @@ struct BenchCommand: DistributedCommand {
                                      runsPerPhase: runs)
         let runner = BenchRunner(problem: problem, algorithm: algorithm, communicator: communicator, threads: threads.count, warmup: warmup,
                                  repeats: repeats, backward: backward, givenPeak: peakGflops, progress: progress)
-        let kind = Partition.resolved(partition, kvHeads: problem.kvHeads, ranks: communicator.size).partition
-        let measurement = communicator.isDistributed ? try runner.distributed(kind, ulysses: ulysses) : try runner.threaded(verify: verify)
+        let kind = Partition.resolved(partition.partition, kvHeads: problem.kvHeads, ranks: communicator.size).partition
+        let measurement = communicator.isDistributed ? try runner.distributed(kind, ulysses: partition.ulysses) : try runner.threaded(verify: verify)
         guard communicator.rank == 0 else { return }
         let report = BenchReport(problem: problem, measurement: measurement, threads: threads.count,
                                  partition: communicator.isDistributed ? kind : nil, algorithm: algorithm, experiment: experiment,
                                  warmup: warmup, repeats: repeats)
         try recordFile?.append(report.record)
         print(json ? report.jsonLine : report.text)
-    }
-}
-
-/// Compares sampled rows of a run with the float64 reference: o, lse and dq on up to 16 rows of
-/// the first and last head, and dk, dv of the first kv head when the problem is small enough for
-/// the reference to compute a whole head quickly.
-struct SampledCheck {
-    let problem: AttentionProblem
-    let q: [Float], k: [Float], v: [Float], dO: [Float]
-
-    func maxErrors(o: [Float], lse: [Float], grads: (dQ: [Float], dK: [Float], dV: [Float])?) -> [(name: String, error: Double)] {
-        let (b, nq, nk, d) = (problem.batch, problem.totalQueries / problem.batch, problem.totalKeys / problem.batch, problem.headDim)
-        let reference = ReferenceAttention(q: q, k: k, v: v, batch: b, seqlenQ: nq, seqlenK: nk, heads: problem.heads,
-                                           kvHeads: problem.kvHeads, headDim: d, scale: Double(problem.options.softmaxScale),
-                                           causal: problem.options.causal, windowLeft: problem.options.windowLeft,
-                                           windowRight: problem.options.windowRight)
-        var errors = ["o": 0.0, "lse": 0.0, "dq": 0.0]
-        let rows = (0..<min(16, nq)).map { $0 * nq / min(16, nq) }
-        for (batch, head) in [(0, 0), (b - 1, problem.heads - 1)] {
-            for i in rows {
-                let row = reference.forwardRow(batch: batch, head: head, row: i)
-                let base = ((batch * nq + i) * problem.heads + head) * d
-                errors["o"] = max(errors["o"]!, maxDifference(row.o, o[base..<base + d]))
-                errors["lse"] = max(errors["lse"]!, difference(row.lse, lse[(batch * problem.heads + head) * nq + i]))
-                if let grads {
-                    let dq = reference.queryGradientRow(batch: batch, head: head, row: i, dO: dO)
-                    errors["dq"] = max(errors["dq"]!, maxDifference(dq, grads.dQ[base..<base + d]))
-                }
-            }
-        }
-        var result = [("o", errors["o"]!), ("lse", errors["lse"]!)]
-        guard let grads else { return result }
-        result.append(("dq", errors["dq"]!))
-        if Double(nq) * Double(nk) * Double(problem.groupSize) <= 4096 * 4096 {
-            var dK = [Double](repeating: 0, count: nk * d), dV = dK
-            for h in 0..<problem.groupSize {
-                let head = reference.backwardHead(batch: 0, head: h, dO: dO)
-                for x in 0..<nk * d { dK[x] += head.dK[x]; dV[x] += head.dV[x] }
-            }
-            var dkError = 0.0, dvError = 0.0
-            for j in 0..<nk {
-                let base = j * problem.kvHeads * d
-                dkError = max(dkError, maxDifference(Array(dK[j * d..<(j + 1) * d]), grads.dK[base..<base + d]))
-                dvError = max(dvError, maxDifference(Array(dV[j * d..<(j + 1) * d]), grads.dV[base..<base + d]))
-            }
-            result += [("dk", dkError), ("dv", dvError)]
-        }
-        return result
-    }
-
-    private func maxDifference(_ reference: [Double], _ values: ArraySlice<Float>) -> Double {
-        zip(reference, values).reduce(0) { max($0, difference($1.0, $1.1)) }
-    }
-
-    /// |reference − value|, 0 where both are the same infinity, ∞ where only one is finite.
-    private func difference(_ reference: Double, _ value: Float) -> Double {
-        if reference == Double(value) { return 0 }
-        return reference.isFinite && value.isFinite ? abs(reference - Double(value)) : .infinity
     }
 }

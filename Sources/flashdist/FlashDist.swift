@@ -82,7 +82,7 @@ protocol DistributedCommand: ParsableCommand {
     func run(on communicator: Communicator) throws
 }
 
-/// `--window L,R`, -1 for an unbounded side.
+/// `--window L,R`, -1 for an unbounded side (the sizes are the library's to check).
 struct Window: ExpressibleByArgument {
     let left: Int
     let right: Int
@@ -90,7 +90,7 @@ struct Window: ExpressibleByArgument {
     init?(argument: String) {
         let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
         guard parts.count == 2, let left = Int(parts[0].trimmingCharacters(in: .whitespaces)),
-              let right = Int(parts[1].trimmingCharacters(in: .whitespaces)), left >= -1, right >= -1 else { return nil }
+              let right = Int(parts[1].trimmingCharacters(in: .whitespaces)) else { return nil }
         (self.left, self.right) = (left, right)
     }
 }
@@ -105,10 +105,6 @@ struct MaskOptions: ParsableArguments {
 
     @Option(parsing: .unconditional, help: "Scale of Q·Kᵀ before the softmax (default 1/sqrt(head dim)).")
     var softmaxScale: Float?
-
-    func validate() throws {
-        if let softmaxScale, !softmaxScale.isFinite { throw ValidationError("--softmax-scale: must be finite, got \(softmaxScale)") }
-    }
 
     func attentionOptions(headDim: Int) -> AttentionOptions {
         AttentionOptions(softmaxScale: softmaxScale ?? AttentionOptions.defaultScale(headDim: headDim),

@@ -46,6 +46,7 @@ extension Partition {
     }
 }
 
+/// `--partition` and `--ulysses`, of every command that runs under mpirun.
 struct PartitionOptions: ParsableArguments {
     @Option(help: "Under mpirun: split the work by query heads; by sequence rows with all-to-all re-sharding (Ulysses); or by rows and key blocks with keys, values and dK/dV sums passed between ranks (ring, context parallelism: any rank count, bitwise as one process). Default: heads while ranks ≤ kv heads, else ring.")
     var partition: Partition?
@@ -56,7 +57,10 @@ struct PartitionOptions: ParsableArguments {
     func validate() throws {
         if ulysses != nil && partition != .hybrid { throw ValidationError("--ulysses goes with --partition hybrid") }
     }
+}
 
+/// `--stats` of the commands that read files (bench reports its own figures).
+struct StatsOption: ParsableArguments {
     @Flag(help: "After the run, print the partition chosen and why, and each rank's phase times, busy times and bytes sent to other ranks per phase on stderr (from rank 0).")
     var stats = false
 }

@@ -2,13 +2,15 @@ import Distributed
 import FlashAttention
 import TensorIO
 
-/// `attention` and `backward` on the ranks of a job (or a single rank): each rank reads only its
-/// part of every input file, computes, and writes its part of every output file, as the
-/// partition says. Every step that can fail on some ranks only is agreed on before the next
+/// `attention` and `backward` on the ranks of a job, or on this process's threads alone: each
+/// rank reads only its part of every input file, computes, and writes its part of every output
+/// file, as the partition says (without mpirun and `--stats`, the whole problem threaded). Every step that can fail on some ranks only is agreed on before the next
 /// collective one, so bad input stops every rank before any compute.
 struct PartitionedRun {
     let communicator: Communicator
     let options: PartitionOptions
+    /// `--stats`: run a partition even on one rank, and report its phases.
+    let stats: Bool
     let threads: Int
     let layout: AttentionLayout
     let saveDropoutMask: Bool
@@ -56,7 +58,9 @@ struct PartitionedRun {
     private func run(outputs names: [String],
                      _ body: (any AttentionPartition, CollectiveOutput, inout PhaseClock) throws -> Void) throws {
         let (kind, choice) = Partition.resolved(options.partition, kvHeads: layout.problem.kvHeads, ranks: communicator.size)
-        let partition = try communicator.agree { try kind.attention(layout.problem, on: communicator, threads: threads, ulysses: options.ulysses) }
+        let partition: any AttentionPartition = communicator.isDistributed || stats
+            ? try communicator.agree { try kind.attention(layout.problem, on: communicator, threads: threads, ulysses: options.ulysses) }
+            : ThreadedAttention(problem: layout.problem, threads: threads)
         let output = try CollectiveOutput(self.output.out, layout: self.output.layout(layout.outputs(names, dropoutMask: saveDropoutMask)),
                                           communicator: communicator)
         var clock = PhaseClock(communicator)
@@ -68,23 +72,26 @@ struct PartitionedRun {
             output.abandon()
             throw failure
         }
-        if options.stats { try clock.report(partition: kind, choice: choice) }
+        if stats { try clock.report(partition: kind, choice: choice) }
     }
 
     private func read(_ tensor: StoredTensor, _ slice: AxisSlice) throws -> [Float] {
-        try tensor.readFloats(slice: layout.fileSlice(slice))
+        try tensor.readFloats(slice: layout.shapes.inFile(slice))
     }
 
     /// The parts of a tensor, one after the other.
     private func read(_ tensor: StoredTensor, _ parts: [AxisSlice]) throws -> [Float] {
-        try parts.flatMap { try read(tensor, $0) }
+        if parts.count == 1 { return try read(tensor, parts[0]) }
+        return try parts.flatMap { try read(tensor, $0) }
     }
 
     /// Writes `values`, the parts of output `name` one after the other, part by part; collective.
     private func write(_ name: String, _ values: [Float], _ parts: [AxisSlice], to output: CollectiveOutput) throws {
+        // One part (a threaded run's whole tensor) goes as it is: no copy of a large output.
+        if parts.count == 1 { return try output.write(name, values, slice: layout.shapes.inFile(parts[0])) }
         var start = 0
         for part in parts {
-            try output.write(name, Array(values[start..<start + part.elementCount]), slice: layout.fileSlice(part))
+            try output.write(name, Array(values[start..<start + part.elementCount]), slice: layout.shapes.inFile(part))
             start += part.elementCount
         }
     }
@@ -106,8 +113,8 @@ struct PartitionedRun {
                        to output: CollectiveOutput, clock: inout PhaseClock) throws {
         try clock.time(.write) {
             try write("dq", gradients.dQ, partition.queries, to: output)
-            try output.write("dk", gradients.dK, slice: layout.fileSlice(partition.keyGradients))
-            try output.write("dv", gradients.dV, slice: layout.fileSlice(partition.keyGradients))
+            try output.write("dk", gradients.dK, slice: layout.shapes.inFile(partition.keyGradients))
+            try output.write("dv", gradients.dV, slice: layout.shapes.inFile(partition.keyGradients))
         }
     }
 }
