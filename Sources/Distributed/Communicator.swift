@@ -1,5 +1,6 @@
 import CMPI
 import Foundation
+import Synchronization
 
 /// An MPI call that failed, with MPI's own description of the error.
 public struct MPIError: Error, CustomStringConvertible {
@@ -11,18 +12,22 @@ public struct MPIError: Error, CustomStringConvertible {
 /// Started by mpirun (which sets OMPI_COMM_WORLD_SIZE), the process initialises MPI with errors
 /// returned rather than aborting, so they become Swift errors; started alone it is a single rank
 /// and never touches MPI, so threaded mode needs no MPI runtime at all.
+///
+/// `@unchecked Sendable`: every stored property is immutable but the MPI handle (an opaque pointer
+/// MPI owns), and the mutable state (whether MPI was finalised, the traffic counts) sits behind
+/// locks. MPI itself is initialised `MPI_THREAD_FUNNELED`: only the thread that started it calls it.
 public final class Communicator: @unchecked Sendable {
     public let rank: Int
     public let size: Int
     let comm: MPI_Comm?
-    private var finalized = false
+    private let finalized = Mutex(false)
     /// Shared by the communicators split from one another: one process's traffic.
     private let counter: TrafficCounter
     /// What this rank has sent so far, for `--stats`.
-    public internal(set) var traffic: Traffic {
-        get { counter.traffic }
-        set { counter.traffic = newValue }
-    }
+    public var traffic: Traffic { counter.traffic.withLock { $0 } }
+
+    /// Adds to this rank's traffic, under the counter's lock.
+    func recordTraffic(_ change: (inout Traffic) -> Void) { counter.traffic.withLock { change(&$0) } }
 
     init(rank: Int, size: Int, comm: MPI_Comm?, counter: TrafficCounter = TrafficCounter()) {
         (self.rank, self.size, self.comm, self.counter) = (rank, size, comm, counter)
@@ -65,8 +70,7 @@ public final class Communicator: @unchecked Sendable {
 
     /// Ends MPI once; later calls do nothing.
     public func finalize() {
-        guard comm != nil, !finalized else { return }
-        finalized = true
+        guard comm != nil, finalized.withLock({ done in defer { done = true }; return !done }) else { return }
         MPI_Finalize()
     }
 
@@ -97,8 +101,8 @@ extension Int32 {
     }
 }
 
-final class TrafficCounter {
-    var traffic = Traffic()
+final class TrafficCounter: Sendable {
+    let traffic = Mutex(Traffic())
 }
 
 /// Bytes this rank sent to other ranks and time spent waiting in transfers.
@@ -126,8 +130,10 @@ extension Communicator {
     func waiting<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         let start = DispatchTime.now().uptimeNanoseconds, cpu = Traffic.processCPUSeconds()
         defer {
-            traffic.seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            traffic.cpuSeconds += Traffic.processCPUSeconds() - cpu
+            recordTraffic {
+                $0.seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                $0.cpuSeconds += Traffic.processCPUSeconds() - cpu
+            }
         }
         return try body()
     }

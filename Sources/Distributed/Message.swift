@@ -14,7 +14,7 @@ final class Message {
         let message = Message(communicator)
         try Communicator.check(MPI_Isend(values, try Int32(count: count), cmpi_float(), Int32(rank), Int32(tag), communicator.comm,
                                          &message.request), "MPI_Isend")
-        communicator.traffic.bytesSent += Int64(count * MemoryLayout<Float>.size)
+        communicator.recordTraffic { $0.bytesSent += Int64(count * MemoryLayout<Float>.size) }
         return message
     }
 

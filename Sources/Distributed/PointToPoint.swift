@@ -23,7 +23,7 @@ final class Transfers {
                              communicator.comm, &request)
         try Communicator.check(code, "MPI_Isend")
         requests.append(request)
-        communicator.traffic.bytesSent += Int64(values.count * MemoryLayout<Float>.size)
+        communicator.recordTraffic { $0.bytesSent += Int64(values.count * MemoryLayout<Float>.size) }
     }
 
     /// Posts a receive of `count` floats; its data is `received(_:)` of the returned index once

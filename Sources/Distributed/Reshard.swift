@@ -83,7 +83,7 @@ extension Communicator {
     /// what rank s sends lands after what ranks below s sent. Counts are multiples of `unit`,
     /// which is the element MPI counts in, so tensors far beyond 2³¹ floats still fit its ints.
     func allToAll(_ values: [Float], sendCounts: [Int], receiveCounts: [Int], unit: Int) throws(MPIError) -> [Float] {
-        traffic.allToAllBytes += Int64(values.count * MemoryLayout<Float>.size)
+        recordTraffic { $0.allToAllBytes += Int64(values.count * MemoryLayout<Float>.size) }
         guard let comm else { return values }
         var vector = cmpi_datatype_null()
         try Communicator.check(MPI_Type_contiguous(Int32(unit), cmpi_float(), &vector), "MPI_Type_contiguous")
@@ -111,7 +111,7 @@ extension Communicator {
             }
         }
         try Communicator.check(code, "MPI_Alltoallv")
-        traffic.bytesSent += Int64((sendCounts.reduce(0, +) - sendCounts[rank]) * MemoryLayout<Float>.size)
+        recordTraffic { $0.bytesSent += Int64((sendCounts.reduce(0, +) - sendCounts[rank]) * MemoryLayout<Float>.size) }
         return received
     }
 }

@@ -5,22 +5,24 @@ import FlashKernelsAVX512
 /// Exact attention `softmax(Q·Kᵀ·scale + mask)·V` and its gradients, tiled so that nothing of
 /// size seqlen_q × seqlen_k is ever held: memory grows linearly with sequence length.
 ///
-/// The pointer entry points read and write the flat layouts that `AttentionProblem` describes;
-/// callers own the memory. `threads` workers share the tiles; results are bitwise the same for
-/// any thread count.
+/// The buffer entry points read and write the flat layouts that `AttentionProblem` describes;
+/// callers own the memory, and each buffer's count is checked against the problem on every call
+/// (`BufferCounts`). `threads` workers share the tiles; results are bitwise the same for any
+/// thread count.
 public enum FlashAttention {
     /// O and the per-row logsumexp of the scores, nothing else.
     public static func forward(_ problem: AttentionProblem,
-                               q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                               o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
+                               q: UnsafeBufferPointer<Float>, k: UnsafeBufferPointer<Float>, v: UnsafeBufferPointer<Float>,
+                               o: UnsafeMutableBufferPointer<Float>, lse: UnsafeMutableBufferPointer<Float>,
                                threads: Int, configuration: KernelConfiguration = .current) {
+        BufferCounts.forward(problem, q: q.count, k: k.count, v: v.count, o: o.count, lse: lse.count).require("forward")
         switch configuration.instructionSet {
         case .avx2:
-            FlashKernelsAVX2.Kernels.forward(problem, q: q, k: k, v: v, o: o, lse: lse, threads: threads,
-                                             tiling: configuration.tiling)
+            FlashKernelsAVX2.Kernels.forward(problem, q: q.start, k: k.start, v: v.start, o: o.start, lse: lse.start,
+                                             threads: threads, tiling: configuration.tiling)
         case .avx512:
-            FlashKernelsAVX512.Kernels.forward(problem, q: q, k: k, v: v, o: o, lse: lse, threads: threads,
-                                               tiling: configuration.tiling)
+            FlashKernelsAVX512.Kernels.forward(problem, q: q.start, k: k.start, v: v.start, o: o.start, lse: lse.start,
+                                               threads: threads, tiling: configuration.tiling)
         }
     }
 
@@ -28,18 +30,22 @@ public enum FlashAttention {
     /// With `.perQueryHead`, dK and dV are `(…, heads, headDim)`: each query head's contribution,
     /// which summed in head order over a group gives exactly the `.summedOverGroup` result.
     public static func backward(_ problem: AttentionProblem,
-                                q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                o: UnsafePointer<Float>, lse: UnsafePointer<Float>, dO: UnsafePointer<Float>,
-                                dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
-                                dV: UnsafeMutablePointer<Float>, keyGradients: KeyGradientLayout = .summedOverGroup,
+                                q: UnsafeBufferPointer<Float>, k: UnsafeBufferPointer<Float>, v: UnsafeBufferPointer<Float>,
+                                o: UnsafeBufferPointer<Float>, lse: UnsafeBufferPointer<Float>, dO: UnsafeBufferPointer<Float>,
+                                dQ: UnsafeMutableBufferPointer<Float>, dK: UnsafeMutableBufferPointer<Float>,
+                                dV: UnsafeMutableBufferPointer<Float>, keyGradients: KeyGradientLayout = .summedOverGroup,
                                 threads: Int, configuration: KernelConfiguration = .current) {
+        BufferCounts.backward(problem, q: q.count, k: k.count, v: v.count, o: o.count, lse: lse.count, dO: dO.count,
+                              dQ: dQ.count, dK: dK.count, dV: dV.count, keyGradients: keyGradients).require("backward")
         switch configuration.instructionSet {
         case .avx2:
-            FlashKernelsAVX2.Kernels.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: dQ, dK: dK, dV: dV,
-                                              keyGradients: keyGradients, threads: threads, tiling: configuration.tiling)
+            FlashKernelsAVX2.Kernels.backward(problem, q: q.start, k: k.start, v: v.start, o: o.start, lse: lse.start, dO: dO.start,
+                                              dQ: dQ.start, dK: dK.start, dV: dV.start, keyGradients: keyGradients,
+                                              threads: threads, tiling: configuration.tiling)
         case .avx512:
-            FlashKernelsAVX512.Kernels.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: dQ, dK: dK, dV: dV,
-                                                keyGradients: keyGradients, threads: threads, tiling: configuration.tiling)
+            FlashKernelsAVX512.Kernels.backward(problem, q: q.start, k: k.start, v: v.start, o: o.start, lse: lse.start, dO: dO.start,
+                                                dQ: dQ.start, dK: dK.start, dV: dV.start, keyGradients: keyGradients,
+                                                threads: threads, tiling: configuration.tiling)
         }
     }
 
@@ -76,12 +82,15 @@ extension FlashAttention {
     /// The forward on arrays, writing O (shaped like q) and lse into existing arrays.
     public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                o: inout [Float], lse: inout [Float], threads: Int, configuration: KernelConfiguration = .current) {
-        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
-                     && o.count == problem.queryElements && lse.count == problem.lseElements,
-                     "tensor sizes do not match the problem")
-        o.withUnsafeMutableBufferPointer { o in
-            lse.withUnsafeMutableBufferPointer { lse in
-                forward(problem, q: q, k: k, v: v, o: o.start, lse: lse.start, threads: threads, configuration: configuration)
+        q.withUnsafeBufferPointer { q in
+            k.withUnsafeBufferPointer { k in
+                v.withUnsafeBufferPointer { v in
+                    o.withUnsafeMutableBufferPointer { o in
+                        lse.withUnsafeMutableBufferPointer { lse in
+                            forward(problem, q: q, k: k, v: v, o: o, lse: lse, threads: threads, configuration: configuration)
+                        }
+                    }
+                }
             }
         }
     }
@@ -101,17 +110,23 @@ extension FlashAttention {
                                 o: [Float], lse: [Float], dO: [Float],
                                 dQ: inout [Float], dK: inout [Float], dV: inout [Float],
                                 keyGradients: KeyGradientLayout = .summedOverGroup, threads: Int, configuration: KernelConfiguration = .current) {
-        let keyGradientElements = keyGradients.elements(problem)
-        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
-                     && o.count == problem.queryElements && dO.count == problem.queryElements
-                     && lse.count == problem.lseElements && dQ.count == problem.queryElements
-                     && dK.count == keyGradientElements && dV.count == keyGradientElements,
-                     "tensor sizes do not match the problem")
-        dQ.withUnsafeMutableBufferPointer { dQ in
-            dK.withUnsafeMutableBufferPointer { dK in
-                dV.withUnsafeMutableBufferPointer { dV in
-                    backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO,
-                             dQ: dQ.start, dK: dK.start, dV: dV.start, keyGradients: keyGradients, threads: threads, configuration: configuration)
+        q.withUnsafeBufferPointer { q in
+            k.withUnsafeBufferPointer { k in
+                v.withUnsafeBufferPointer { v in
+                    o.withUnsafeBufferPointer { o in
+                        lse.withUnsafeBufferPointer { lse in
+                            dO.withUnsafeBufferPointer { dO in
+                                dQ.withUnsafeMutableBufferPointer { dQ in
+                                    dK.withUnsafeMutableBufferPointer { dK in
+                                        dV.withUnsafeMutableBufferPointer { dV in
+                                            backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: dQ, dK: dK, dV: dV,
+                                                     keyGradients: keyGradients, threads: threads, configuration: configuration)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -39,6 +39,16 @@ func checked<Pointer>(_ pointer: Pointer?, count: Int64, expected: Int, name: St
     return pointer
 }
 
+/// The buffer of `expected` floats at `pointer`, after `checked`.
+func buffer(_ pointer: UnsafePointer<Float>?, count: Int64, expected: Int, name: String) throws -> UnsafeBufferPointer<Float> {
+    UnsafeBufferPointer(start: try checked(pointer, count: count, expected: expected, name: name), count: expected)
+}
+
+func buffer(_ pointer: UnsafeMutablePointer<Float>?, count: Int64, expected: Int,
+            name: String) throws -> UnsafeMutableBufferPointer<Float> {
+    UnsafeMutableBufferPointer(start: try checked(pointer, count: count, expected: expected, name: name), count: expected)
+}
+
 func checkedThreads(_ threads: Int32) throws -> Int {
     guard threads >= 1 else {
         throw CallFailure(status: FLASHDIST_INVALID_PROBLEM, message: "threads must be at least 1, got \(threads)")
@@ -61,11 +71,11 @@ public func flashdistForward(_ problem: UnsafePointer<flashdist_problem>?,
     reportingFailures(message, messageSize) {
         let p = try described(problem)
         let threads = try checkedThreads(threads)
-        FlashAttention.forward(p, q: try checked(q, count: qCount, expected: p.queryElements, name: "q"),
-                               k: try checked(k, count: kCount, expected: p.keyElements, name: "k"),
-                               v: try checked(v, count: vCount, expected: p.keyElements, name: "v"),
-                               o: try checked(o, count: oCount, expected: p.queryElements, name: "o"),
-                               lse: try checked(lse, count: lseCount, expected: p.lseElements, name: "lse"),
+        FlashAttention.forward(p, q: try buffer(q, count: qCount, expected: p.queryElements, name: "q"),
+                               k: try buffer(k, count: kCount, expected: p.keyElements, name: "k"),
+                               v: try buffer(v, count: vCount, expected: p.keyElements, name: "v"),
+                               o: try buffer(o, count: oCount, expected: p.queryElements, name: "o"),
+                               lse: try buffer(lse, count: lseCount, expected: p.lseElements, name: "lse"),
                                threads: threads)
     }
 }
@@ -83,15 +93,15 @@ public func flashdistBackward(_ problem: UnsafePointer<flashdist_problem>?,
     reportingFailures(message, messageSize) {
         let p = try described(problem)
         let threads = try checkedThreads(threads)
-        FlashAttention.backward(p, q: try checked(q, count: qCount, expected: p.queryElements, name: "q"),
-                                k: try checked(k, count: kCount, expected: p.keyElements, name: "k"),
-                                v: try checked(v, count: vCount, expected: p.keyElements, name: "v"),
-                                o: try checked(o, count: oCount, expected: p.queryElements, name: "o"),
-                                lse: try checked(lse, count: lseCount, expected: p.lseElements, name: "lse"),
-                                dO: try checked(dO, count: dOCount, expected: p.queryElements, name: "dout"),
-                                dQ: try checked(dQ, count: dQCount, expected: p.queryElements, name: "dq"),
-                                dK: try checked(dK, count: dKCount, expected: p.keyElements, name: "dk"),
-                                dV: try checked(dV, count: dVCount, expected: p.keyElements, name: "dv"),
+        FlashAttention.backward(p, q: try buffer(q, count: qCount, expected: p.queryElements, name: "q"),
+                                k: try buffer(k, count: kCount, expected: p.keyElements, name: "k"),
+                                v: try buffer(v, count: vCount, expected: p.keyElements, name: "v"),
+                                o: try buffer(o, count: oCount, expected: p.queryElements, name: "o"),
+                                lse: try buffer(lse, count: lseCount, expected: p.lseElements, name: "lse"),
+                                dO: try buffer(dO, count: dOCount, expected: p.queryElements, name: "dout"),
+                                dQ: try buffer(dQ, count: dQCount, expected: p.queryElements, name: "dq"),
+                                dK: try buffer(dK, count: dKCount, expected: p.keyElements, name: "dk"),
+                                dV: try buffer(dV, count: dVCount, expected: p.keyElements, name: "dv"),
                                 threads: threads)
     }
 }

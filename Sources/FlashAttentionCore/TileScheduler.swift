@@ -44,21 +44,41 @@ package struct UncheckedSendable<Value>: @unchecked Sendable {
     package init(value: Value) { self.value = value }
 }
 
+/// One vector of real memory, allocated once and never freed or read: the address that stands for
+/// an empty buffer (which no tile touches; Swift gives those no base address) and the base of a
+/// carver that only counts.
+package enum Placeholder {
+    nonisolated(unsafe) package static let vector: UnsafeMutablePointer<Float> = {
+        let vector = UnsafeMutablePointer<Float>.allocate(capacity: lanes)
+        vector.initialize(repeating: 0, count: lanes)
+        return vector
+    }()
+}
+
 extension UnsafeMutableBufferPointer<Float> {
-    /// The base address; for an empty buffer, which no tile touches, any non-nil pointer.
-    package var start: UnsafeMutablePointer<Float> { baseAddress ?? UnsafeMutablePointer(bitPattern: 64)! }
+    /// The base address; for an empty buffer the placeholder.
+    package var start: UnsafeMutablePointer<Float> { baseAddress ?? Placeholder.vector }
+}
+
+extension UnsafeBufferPointer<Float> {
+    /// The base address; for an empty buffer the placeholder.
+    package var start: UnsafePointer<Float> { baseAddress ?? UnsafePointer(Placeholder.vector) }
 }
 
 /// Hands out consecutive pieces of one scratch area.
 package struct ScratchCarver {
     private var cursor: UnsafeMutablePointer<Float>
+    /// False for a carver that only counts: every piece is then the placeholder, never used.
+    private let advances: Bool
     package private(set) var floats = 0
 
-    package init(_ base: UnsafeMutablePointer<Float>) { cursor = base }
+    package init(_ base: UnsafeMutablePointer<Float>) { (cursor, advances) = (base, true) }
 
-    /// How many floats `carve` takes, found by carving from a base that is never dereferenced.
+    private init(counting: ()) { (cursor, advances) = (Placeholder.vector, false) }
+
+    /// How many floats `carve` takes, found by a carve whose pieces are never dereferenced.
     package static func floats<T>(_ carve: (inout ScratchCarver) -> T) -> Int {
-        var counter = ScratchCarver(UnsafeMutablePointer(bitPattern: 64)!)
+        var counter = ScratchCarver(counting: ())
         _ = carve(&counter)
         return counter.floats
     }
@@ -66,7 +86,7 @@ package struct ScratchCarver {
     package mutating func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         let piece = cursor
         let padded = roundUpToLanes(count)
-        cursor += padded
+        if advances { cursor += padded }
         floats += padded
         return piece
     }

@@ -72,7 +72,7 @@ package final class WindowForwardPass: WindowForwardKernel {
     /// A tile over the given arrays; the arrays a step does not read may be any pointer.
     private static func tile(_ problem: AttentionProblem, _ placement: RowPlacement, _ tiling: Tiling, q: UnsafePointer<Float>?,
                              k: UnsafePointer<Float>?, v: UnsafePointer<Float>?) -> ForwardTile {
-        let unused = UnsafeMutablePointer<Float>(bitPattern: 64)!
+        let unused = Placeholder.vector
         return ForwardTile(problem: problem, placement: placement, q: q ?? UnsafePointer(unused), k: k ?? UnsafePointer(unused),
                            v: v ?? UnsafePointer(unused), o: unused, lse: unused,
                            rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)

@@ -90,10 +90,10 @@ func runKernels(_ c: Case, _ x: Inputs, threads: Int = 2,
     let o = Buffer(nanCount: problem.queryElements), lse = Buffer(nanCount: problem.lseElements)
     let dQ = Buffer(nanCount: problem.queryElements)
     let dK = Buffer(nanCount: problem.keyElements), dV = Buffer(nanCount: problem.keyElements)
-    FlashAttention.forward(problem, q: q.pointer, k: k.pointer, v: v.pointer, o: o.pointer, lse: lse.pointer,
+    FlashAttention.forward(problem, q: q.input, k: k.input, v: v.input, o: o.output, lse: lse.output,
                            threads: threads, configuration: configuration)
-    FlashAttention.backward(problem, q: q.pointer, k: k.pointer, v: v.pointer, o: o.pointer, lse: lse.pointer,
-                            dO: dO.pointer, dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer, threads: threads,
+    FlashAttention.backward(problem, q: q.input, k: k.input, v: v.input, o: o.input, lse: lse.input,
+                            dO: dO.input, dQ: dQ.output, dK: dK.output, dV: dV.output, threads: threads,
                             configuration: configuration)
     return Outputs(o: o.array, lse: lse.array, dQ: dQ.array, dK: dK.array, dV: dV.array)
 }
@@ -169,7 +169,7 @@ func expectMatches(_ actual: Outputs<Float>, _ expected: Outputs<Double>, forwar
     expectClose(actual.dV, expected.dV, tolerance: backward, "dV", sourceLocation: sourceLocation)
 }
 
-/// Float storage for the pointer entry points (never a nil base address, even when empty).
+/// Float storage for the buffer entry points (never a nil base address, even when empty).
 final class Buffer {
     let count: Int
     let pointer: UnsafeMutablePointer<Float>
@@ -183,7 +183,9 @@ final class Buffer {
 
     convenience init(nanCount count: Int) { self.init([Float](repeating: .nan, count: count)) }
 
-    var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+    var input: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: pointer, count: count) }
+    var output: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+    var array: [Float] { Array(input) }
 
     deinit { pointer.deallocate() }
 }
