@@ -45,32 +45,38 @@ let package = Package(
         // The C ABI: its header, and the Swift entry points that check buffers and report errors
         // as codes and messages instead of trapping.
         .target(name: "CFlashdist"),
-        .target(name: "FlashAttentionC", dependencies: ["CFlashdist", "FlashAttention", "Distributed", "TensorIO"],
+        .target(name: "FlashAttentionC", dependencies: ["CFlashdist", "FlashAttention", "Distributed", "TensorSlices"],
                 swiftSettings: fast),
         // A plain float64 attention, forward and backward, that the kernels are checked against.
         .target(name: "AttentionReference"),
-        // .npy reading and writing, and outputs written to a temporary name then renamed.
-        .target(name: "TensorIO", swiftSettings: fast),
+        // A range along one axis of a C-order array, and copies in and out of it: the part of a
+        // tensor that a rank reads, holds or writes. Shared by the files and the partitions.
+        .target(name: "TensorSlices", swiftSettings: fast),
+        // .npy and safetensors reading and writing, and outputs written to a temporary name then renamed.
+        .target(name: "TensorIO", dependencies: ["TensorSlices"], swiftSettings: fast),
         // OpenMPI's C API; a shim header turns its handle macros into functions Swift can call.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
-        // Ranks, collectives and the partitions of attention across ranks.
-        .target(name: "Distributed", dependencies: ["CMPI", "FlashAttention", "TensorIO"],
+        // Ranks, collectives and the partitions of attention across ranks. Knows nothing of files.
+        .target(name: "Distributed", dependencies: ["CMPI", "FlashAttention", "TensorSlices"],
+                swiftSettings: fast),
+        // Output files written by all ranks at once (MPI-IO), staged and switched into place together.
+        .target(name: "DistributedIO", dependencies: ["CMPI", "Distributed", "TensorIO", "TensorSlices"],
                 swiftSettings: fast),
         .executableTarget(
             name: "flashdist",
             dependencies: [
-                "FlashAttention", "AttentionReference", "TensorIO", "Distributed",
+                "FlashAttention", "AttentionReference", "TensorIO", "TensorSlices", "Distributed", "DistributedIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
         // Run under mpirun by Tests/mpi/run.sh: the all-to-all re-shard round-trips exactly.
-        .executableTarget(name: "reshard-check", dependencies: ["Distributed", "TensorIO"], path: "Tests/mpi/ReshardCheck"),
+        .executableTarget(name: "reshard-check", dependencies: ["Distributed", "TensorSlices"], path: "Tests/mpi/ReshardCheck"),
         .testTarget(name: "FlashAttentionTests", dependencies: ["FlashAttention", "FlashAttentionCore", "AttentionReference"]),
-        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "AttentionReference"]),
+        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TensorSlices", "AttentionReference"]),
         .testTarget(name: "FlashdistCLITests", dependencies: ["TensorIO"]),
         // The pure logic of Distributed (head assignment, re-shard slices, ring layout, reduction
         // order) and every partition on a single-rank communicator, without mpirun.
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "FlashAttention", "TensorIO"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "FlashAttention", "TensorSlices"]),
     ]
 )

@@ -1,5 +1,5 @@
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// One way of spreading an attention problem over the ranks of a communicator. Every rank calls
 /// the same methods in the same order with its own parts of the tensors, as the slices say; the

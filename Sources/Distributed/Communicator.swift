@@ -5,6 +5,8 @@ import Synchronization
 /// An MPI call that failed, with MPI's own description of the error.
 public struct MPIError: Error, CustomStringConvertible {
     public let description: String
+
+    package init(description: String) { self.description = description }
 }
 
 /// The ranks of one run.
@@ -19,7 +21,7 @@ public struct MPIError: Error, CustomStringConvertible {
 public final class Communicator: @unchecked Sendable {
     public let rank: Int
     public let size: Int
-    let comm: MPI_Comm?
+    package let comm: MPI_Comm?
     private let finalized = Mutex(false)
     /// Shared by the communicators split from one another: one process's traffic.
     private let counter: TrafficCounter
@@ -81,7 +83,7 @@ public final class Communicator: @unchecked Sendable {
         exit(exitCode)
     }
 
-    static func check(_ code: Int32, _ call: String) throws(MPIError) {
+    package static func check(_ code: Int32, _ call: String) throws(MPIError) {
         guard code != cmpi_success() else { return }
         var text = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
         var length: Int32 = 0
@@ -93,7 +95,7 @@ public final class Communicator: @unchecked Sendable {
 
 extension Int32 {
     /// A count for MPI's int parameters, or an error where it does not fit.
-    init(count: Int) throws(MPIError) {
+    package init(count: Int) throws(MPIError) {
         guard let value = Int32(exactly: count) else {
             throw MPIError(description: "\(count) elements are more than one MPI call can move (at most \(Int32.max))")
         }

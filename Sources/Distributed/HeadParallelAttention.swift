@@ -1,5 +1,5 @@
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// `--partition heads`: rank r computes a contiguous range of query heads over the full sequence
 /// (whole GQA groups where there are enough of them, see `HeadAssignment`) and holds only those

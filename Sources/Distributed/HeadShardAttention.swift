@@ -1,5 +1,5 @@
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// Attention over the query heads one rank owns, for the full sequence: the work that both
 /// partitions end up doing on each rank.

@@ -1,5 +1,5 @@
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// `--partition hybrid --ulysses U` (USP): the P ranks form P/U groups of U consecutive ranks,
 /// meant to share a node. Each group holds the rows and keys that one rank of the ring would

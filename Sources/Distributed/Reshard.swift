@@ -1,6 +1,6 @@
 import CMPI
 import Foundation
-import TensorIO
+import TensorSlices
 
 /// The all-to-all of sequence parallelism (DeepSpeed-Ulysses): between sequence shards of every
 /// head and the full sequence of some heads.

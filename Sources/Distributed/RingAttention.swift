@@ -1,5 +1,5 @@
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// `--partition ring` (context parallelism): rank r holds a window of the query rows and a run of
 /// whole key blocks of every head (`RingLayout`), so no rank ever holds the full sequence, and

@@ -1,5 +1,5 @@
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// The ring partition's backward on one rank: key block after key block in key order, the
 /// block's keys and values from their owner and its per-head dK/dV sums from the window of the

@@ -1,5 +1,5 @@
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// `--partition sequence` (DeepSpeed-Ulysses): rank r holds a contiguous shard of the sequence
 /// rows of every head, for sequences whose full q, k, v do not fit one node.

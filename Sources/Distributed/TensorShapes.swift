@@ -1,5 +1,5 @@
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// The tensor shapes of a problem in flash-attn's layout: what the partitions cut. A
 /// variable-length batch is seen as one entry of all its packed rows, `(1, total_q, heads,

@@ -1,5 +1,5 @@
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// The whole problem on this process's threads, as a partition of one rank: what a run without
 /// mpirun uses, so that it reads and writes its files by the same path as the partitions. Its

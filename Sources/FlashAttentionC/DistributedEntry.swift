@@ -2,7 +2,7 @@ import CFlashdist
 import CMPI
 import Distributed
 import FlashAttention
-import TensorIO
+import TensorSlices
 
 /// The partitions the C ABI offers, by their flashdist_partition values.
 private func partition(_ kind: Int32, _ problem: AttentionProblem, _ communicator: Communicator,

@@ -1,4 +1,5 @@
 import Foundation
+import TensorSlices
 
 /// NumPy's .npy format, versions 1 to 3: a magic string, a version, a little-endian header length,
 /// a Python-literal dict header (descr, fortran_order, shape), then the raw C-order data.
@@ -223,9 +224,4 @@ public enum Npy {
         }
         return Header(dtype: dtype, shape: shape, dataOffset: dataOffset)
     }
-}
-
-/// A shape as NumPy prints it: (2, 3) or (5,).
-public func shapeText(_ shape: [Int]) -> String {
-    "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TensorSlices
 
 /// Hugging Face's safetensors format: an 8-byte little-endian header length N, N bytes of JSON
 /// `{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, …}` (and an optional

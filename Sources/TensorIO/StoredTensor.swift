@@ -1,4 +1,5 @@
 import Foundation
+import TensorSlices
 
 /// A tensor stored raw, C order, little-endian, at a known offset of a file: an .npy file, or one
 /// entry of a safetensors file. Reading a slice touches only that slice's bytes (`pread`), so a

@@ -1,6 +1,7 @@
 import Distributed
 import FlashAttention
 import TensorIO
+import TensorSlices
 
 /// The shapes of q, k, v (and dO) checked against each other and against the score options'
 /// files (cu_seqlens, ALiBi slopes), and the problem they make.

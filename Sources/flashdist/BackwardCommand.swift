@@ -1,6 +1,7 @@
 import ArgumentParser
 import Distributed
 import TensorIO
+import TensorSlices
 
 struct BackwardCommand: DistributedCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import AttentionReference
 import FlashAttention
 import TensorIO
+import TensorSlices
 
 /// The benchmark's q, k, v and dO: standard normals drawn in that order from one seeded stream.
 /// A rank draws only its part of each tensor by jumping to each element's global index, so every

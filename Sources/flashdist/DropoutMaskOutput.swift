@@ -2,6 +2,7 @@ import Foundation
 import ArgumentParser
 import FlashAttention
 import TensorIO
+import TensorSlices
 
 /// `--save-dropout-mask`: the output `dropout_mask`, the keep factors the kernels applied, `(batch, heads, seqlen_q,
 /// seqlen_k)`, regenerated from the seed as the kernels do. Only for problems small enough that

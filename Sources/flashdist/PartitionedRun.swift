@@ -1,6 +1,8 @@
 import Distributed
+import DistributedIO
 import FlashAttention
 import TensorIO
+import TensorSlices
 
 /// `attention` and `backward` on the ranks of a job, or on this process's threads alone: each
 /// rank reads only its part of every input file, computes, and writes its part of every output

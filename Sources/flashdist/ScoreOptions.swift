@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlashAttention
 import TensorIO
+import TensorSlices
 
 /// flash-attn's score options beyond the masks, and the variable-length layout: the options of
 /// the commands that read files (bench has none of them, since it has no files).

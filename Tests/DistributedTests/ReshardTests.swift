@@ -1,7 +1,7 @@
 import Distributed
 import Foundation
+import TensorSlices
 import Testing
-import TensorIO
 
 // The re-shard's slices (which rows each rank holds, which heads it is sent), and its exchange on
 // one rank, where MPI's all-to-all is the identity. The exchange across ranks is checked under

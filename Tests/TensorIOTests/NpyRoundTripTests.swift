@@ -1,5 +1,6 @@
 import Foundation
 import TensorIO
+import TensorSlices
 import Testing
 
 // Npy.encode → file → Npy.readFloats must give back the shape and every bit of every value,

@@ -1,5 +1,6 @@
 import Foundation
 import TensorIO
+import TensorSlices
 import Testing
 
 // safetensors: what the writer's header says is read back exactly, entries are read in every

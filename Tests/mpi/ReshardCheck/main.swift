@@ -3,7 +3,7 @@
 // heads and back, and checks every value lands where it should and the round trip is exact.
 import Distributed
 import Foundation
-import TensorIO
+import TensorSlices
 
 /// A tensor whose every element holds its own flat index, so a misplaced value shows.
 func indexed(_ shape: [Int]) -> [Float] { (0..<shape.reduce(1, *)).map(Float.init) }

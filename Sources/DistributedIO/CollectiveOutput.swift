@@ -1,5 +1,7 @@
+import Distributed
 import Foundation
 import TensorIO
+import TensorSlices
 
 /// The output files of a run, written by all ranks together and made DIR's current set (see
 /// `OutputDirectory`) only once every rank has written all of its parts.

@@ -1,6 +1,8 @@
 import CMPI
+import Distributed
 import Foundation
 import TensorIO
+import TensorSlices
 
 /// One file that all ranks write at once with MPI-IO: each rank's part goes straight to its own
 /// offsets through a file view, so no rank ever handles another's data.

@@ -1,5 +1,3 @@
-import TensorIO
-
 extension AxisSlice {
     /// This slice of `whole` (an array shaped `shape`), dense and shaped `localShape`. When the
     /// slice is the whole array, `whole` itself: no copy.
@@ -23,14 +21,14 @@ extension AxisSlice {
         }
     }
 
-    func gather(from whole: UnsafePointer<Float>, into part: UnsafeMutablePointer<Float>) {
+    package func gather(from whole: UnsafePointer<Float>, into part: UnsafeMutablePointer<Float>) {
         let run = range.count * inner, stride = shape[axis] * inner
         for o in 0..<outer where run > 0 {
             (part + o * run).update(from: whole + o * stride + range.lowerBound * inner, count: run)
         }
     }
 
-    func scatter(_ part: UnsafePointer<Float>, into whole: UnsafeMutablePointer<Float>) {
+    package func scatter(_ part: UnsafePointer<Float>, into whole: UnsafeMutablePointer<Float>) {
         let run = range.count * inner, stride = shape[axis] * inner
         for o in 0..<outer where run > 0 {
             (whole + o * stride + range.lowerBound * inner).update(from: part + o * run, count: run)
