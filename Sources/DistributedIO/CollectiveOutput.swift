@@ -54,7 +54,7 @@ public final class CollectiveOutput {
     public func write(_ name: String, _ values: [Float], slice: AxisSlice) throws {
         let placement = layout.placements[name]!
         precondition(slice.shape == placement.shape, "\(name) is \(shapeText(placement.shape)), not \(shapeText(slice.shape))")
-        let bytes = values.withUnsafeBufferPointer { Npy.elements($0, as: placement.dtype) }
+        let bytes = values.withUnsafeBufferPointer { placement.dtype.encode($0) }
         try communicator.agree {
             if let file = files.first(where: { $0.name == placement.file })?.file {
                 try file.write(bytes, elementBytes: placement.dtype.byteCount, as: slice, at: placement.offset)

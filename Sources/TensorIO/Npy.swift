@@ -4,26 +4,23 @@ import TensorSlices
 /// NumPy's .npy format, versions 1 to 3: a magic string, a version, a little-endian header length,
 /// a Python-literal dict header (descr, fortran_order, shape), then the raw C-order data.
 public enum Npy {
-    /// The element types read here; floats are converted to float32 on load. bfloat16 has no
-    /// NumPy type code: ml_dtypes' bfloat16 arrays are saved by `np.save` with descr `'<V2'` (a
-    /// 2-byte void), which is what is written here and read as bfloat16 (as is `'|V2'`, and the
-    /// descr `'bfloat16'` that a header written from `str(array.dtype)` holds).
-    public enum DType: String, Sendable, CaseIterable {
-        case float32 = "f4", float16 = "f2", bfloat16 = "V2", float64 = "f8", int32 = "i4", int64 = "i8"
-
-        public var byteCount: Int {
-            switch self {
-            case .float16, .bfloat16: 2
-            case .float32, .int32: 4
-            case .float64, .int64: 8
-            }
+    /// NumPy's type code of each element type. bfloat16 has no NumPy type code: ml_dtypes'
+    /// bfloat16 arrays are saved by `np.save` with descr `'<V2'` (a 2-byte void), which is what is
+    /// written here and read as bfloat16 (as is `'|V2'`, and the descr `'bfloat16'` that a header
+    /// written from `str(array.dtype)` holds).
+    static func typeCode(_ type: ElementType) -> String {
+        switch type {
+        case .float32: "f4"
+        case .float16: "f2"
+        case .bfloat16: "V2"
+        case .float64: "f8"
+        case .int32: "i4"
+        case .int64: "i8"
         }
-
-        public var isFloat: Bool { self != .int32 && self != .int64 }
     }
 
     public struct Header: Equatable, Sendable {
-        public var dtype: DType
+        public var dtype: ElementType
         public var shape: [Int]
         /// Bytes before the data.
         public var dataOffset: Int
@@ -37,7 +34,7 @@ public enum Npy {
         var values = [Float](repeating: 0, count: header.elementCount)
         bytes.withUnsafeBytes { raw in
             values.withUnsafeMutableBufferPointer {
-                convert(UnsafeRawBufferPointer(rebasing: raw[header.dataOffset...]), dtype: header.dtype, into: $0)
+                header.dtype.convert(UnsafeRawBufferPointer(rebasing: raw[header.dataOffset...]), into: $0)
             }
         }
         return (header.shape, values)
@@ -50,27 +47,9 @@ public enum Npy {
 
     private static func requireFloats(_ header: Header, path: String) throws(TensorIOError) -> Header {
         guard header.dtype.isFloat else {
-            throw TensorIOError(path, "dtype is \(header.dtype.rawValue), expected a float array (f4, f2, f8 or bfloat16 <V2)")
+            throw TensorIOError(path, "dtype is \(typeCode(header.dtype)), expected a float array (f4, f2, f8 or bfloat16 <V2)")
         }
         return header
-    }
-
-    /// Converts `target.count` little-endian elements of a float dtype to float32.
-    static func convert(_ data: UnsafeRawBufferPointer, dtype: DType, into target: UnsafeMutableBufferPointer<Float>) {
-        switch dtype {
-        case .float32:
-            UnsafeMutableRawBufferPointer(target).copyMemory(from: UnsafeRawBufferPointer(rebasing: data[..<(target.count * 4)]))
-        case .float16:
-            for i in target.indices { target[i] = Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
-        case .bfloat16:
-            for i in target.indices {
-                target[i] = Float(bitPattern: UInt32(data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16)
-            }
-        case .float64:
-            for i in target.indices { target[i] = Float(data.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
-        case .int32, .int64:
-            preconditionFailure("integer dtype converted as float")
-        }
     }
 
     /// Reads an integer array (int32 or int64) with its shape.
@@ -78,7 +57,7 @@ public enum Npy {
         let bytes = try contents(of: path)
         let header = try parseHeader(bytes, fileSize: bytes.count, path: path)
         guard header.dtype == .int32 || header.dtype == .int64 else {
-            throw TensorIOError(path, "dtype is \(header.dtype.rawValue), expected an integer array (i4 or i8)")
+            throw TensorIOError(path, "dtype is \(typeCode(header.dtype)), expected an integer array (i4 or i8)")
         }
         let values: [Int] = bytes.withUnsafeBytes { raw in
             let data = UnsafeRawBufferPointer(rebasing: raw[header.dataOffset...])
@@ -91,33 +70,15 @@ public enum Npy {
     }
 
     /// The bytes of a .npy file holding `values` in C order, as float32 or rounded to `dtype`.
-    public static func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], dtype: DType = .float32) -> Data {
+    public static func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], dtype: ElementType = .float32) -> Data {
         precondition(shape.reduce(1, *) == values.count, "shape does not match the element count")
-        return headerBytes(dtype: dtype, shape: shape) + elements(values, as: dtype)
-    }
-
-    /// `values` as little-endian elements of float `dtype`, rounded to nearest even.
-    public static func elements(_ values: UnsafeBufferPointer<Float>, as dtype: DType) -> Data {
-        switch dtype {
-        case .float32: Data(buffer: values)
-        case .float16: values.map { Float16($0).bitPattern }.withUnsafeBufferPointer { Data(buffer: $0) }
-        case .bfloat16: values.map(bfloat16Bits).withUnsafeBufferPointer { Data(buffer: $0) }
-        case .float64: values.map(Double.init).withUnsafeBufferPointer { Data(buffer: $0) }
-        case .int32, .int64: preconditionFailure("float values encoded as integers")
-        }
-    }
-
-    /// The upper half of a float32, rounded to nearest even; NaN stays a (quiet) NaN.
-    static func bfloat16Bits(_ value: Float) -> UInt16 {
-        guard !value.isNaN else { return UInt16(value.bitPattern >> 16) | 0x40 }
-        let bits = value.bitPattern
-        return UInt16((bits &+ 0x7fff &+ ((bits >> 16) & 1)) >> 16)
+        return headerBytes(dtype: dtype, shape: shape) + dtype.encode(values)
     }
 
     /// A version 1.0 header padded with spaces so the data starts on a 64-byte boundary.
-    public static func headerBytes(dtype: DType, shape: [Int]) -> Data {
+    public static func headerBytes(dtype: ElementType, shape: [Int]) -> Data {
         let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
-        var dict = "{'descr': '<\(dtype.rawValue)', 'fortran_order': False, 'shape': (\(dims)), }"
+        var dict = "{'descr': '<\(typeCode(dtype))', 'fortran_order': False, 'shape': (\(dims)), }"
         let unpadded = 10 + dict.utf8.count + 1
         dict += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
         var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
@@ -174,12 +135,12 @@ public enum Npy {
             return (product.partialValue, size.1 || product.overflow)
         }
         guard !overflow else {
-            throw TensorIOError(path, "shape \(shapeText(header.shape)) of \(header.dtype.rawValue) needs more than 2^63 data bytes")
+            throw TensorIOError(path, "shape \(shapeText(header.shape)) of \(typeCode(header.dtype)) needs more than 2^63 data bytes")
         }
         let found = fileSize - dataOffset
         guard found == expected else {
             throw TensorIOError(path, found < expected
-                ? "truncated: shape \(shapeText(header.shape)) of \(header.dtype.rawValue) needs \(expected) data bytes, file has \(found)"
+                ? "truncated: shape \(shapeText(header.shape)) of \(typeCode(header.dtype)) needs \(expected) data bytes, file has \(found)"
                 : "\(found - expected) bytes beyond the data of shape \(shapeText(header.shape))")
         }
         return header
@@ -211,7 +172,7 @@ public enum Npy {
         let order = descr.first.map { "<=|>".contains($0) } == true ? descr.first! : "="
         let code = descr.first.map { "<=|>".contains($0) } == true ? String(descr.dropFirst()) : descr
         guard order != ">" else { throw TensorIOError(path, "dtype \(descr) is big-endian; only little-endian data is read") }
-        guard let dtype = code == "bfloat16" ? .bfloat16 : DType(rawValue: code) else {
+        guard let dtype = code == "bfloat16" ? .bfloat16 : ElementType.allCases.first(where: { typeCode($0) == code }) else {
             throw TensorIOError(path, "unsupported dtype \(descr) (expected float32, float16, bfloat16 (<V2), float64, int32 or int64)")
         }
         guard case .bool(let fortran) = fields["fortran_order"]! else { throw TensorIOError(path, "header has a malformed 'fortran_order'") }

@@ -12,7 +12,7 @@ public struct OutputLayout: Sendable {
     public struct Placement: Sendable {
         public let file: String
         public let offset: Int
-        public let dtype: Npy.DType
+        public let dtype: ElementType
         public let shape: [Int]
     }
 
@@ -32,7 +32,7 @@ public struct OutputLayout: Sendable {
 
     /// `tensors` (name, shape, element type) as `NAME.npy` files, or as entries of
     /// `out.safetensors` in the given order.
-    public init(_ tensors: [(name: String, shape: [Int], dtype: Npy.DType)], format: OutputFormat) {
+    public init(_ tensors: [(name: String, shape: [Int], dtype: ElementType)], format: OutputFormat) {
         switch format {
         case .npy:
             files = tensors.map { ("\($0.name).npy", Npy.headerBytes(dtype: $0.dtype, shape: $0.shape)) }

@@ -9,7 +9,7 @@ public enum Safetensors {
     /// The safetensors library refuses headers above 100 MB; so does this reader, before reading one.
     public static let maximumHeaderLength = 100_000_000
 
-    static let dtypeNames: [String: Npy.DType] = ["F32": .float32, "F16": .float16, "BF16": .bfloat16, "F64": .float64]
+    static let dtypeNames: [String: ElementType] = ["F32": .float32, "F16": .float16, "BF16": .bfloat16, "F64": .float64]
 
     /// The tensors of the file at `path`, by name, each checked against the file: known dtype,
     /// offsets matching dtype × shape, inside the data, not overlapping another tensor.
@@ -91,7 +91,7 @@ public enum Safetensors {
     /// The header of a file holding `tensors` one after the other in the given order, padded
     /// with spaces to a multiple of 8 bytes (so the data stays aligned), and each tensor's data
     /// offset from the start of the file.
-    public static func header(_ tensors: [(name: String, dtype: Npy.DType, shape: [Int])]) -> (bytes: Data, offsets: [Int]) {
+    public static func header(_ tensors: [(name: String, dtype: ElementType, shape: [Int])]) -> (bytes: Data, offsets: [Int]) {
         var begin = 0
         var entries: [String] = [], begins: [Int] = []
         for tensor in tensors {

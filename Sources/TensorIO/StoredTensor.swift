@@ -8,7 +8,7 @@ public struct StoredTensor: Sendable {
     public let path: String
     /// How errors name it: the path of an .npy file, `FILE[name]` for a safetensors entry.
     public let label: String
-    public let dtype: Npy.DType
+    public let dtype: ElementType
     public let shape: [Int]
     public let dataOffset: Int
 
@@ -39,7 +39,7 @@ public struct StoredTensor: Sendable {
                 if dtype == .float32 { return readFully(descriptor, into: UnsafeMutableRawBufferPointer(part), at: offset, path: path) }
                 return bytes.withUnsafeMutableBytes { raw in
                     let failure = readFully(descriptor, into: raw, at: offset, path: path)
-                    if failure == nil { Npy.convert(UnsafeRawBufferPointer(raw), dtype: dtype, into: part) }
+                    if failure == nil { dtype.convert(UnsafeRawBufferPointer(raw), into: part) }
                     return failure
                 }
             }

@@ -22,7 +22,7 @@ struct OutputOptions: ParsableArguments {
 enum OutputDType: String, ExpressibleByArgument, CaseIterable {
     case float32, float16, bfloat16
 
-    var dtype: Npy.DType {
+    var dtype: ElementType {
         switch self {
         case .float32: .float32
         case .float16: .float16

@@ -13,10 +13,10 @@ private func writeInputs(_ dir: ScratchDirectory) throws -> (npy: [String], safe
     let q = pattern(96, seed: 1), k = pattern(56, seed: 2).map { Float(Float16($0)) }, v = pattern(56, seed: 3), dO = pattern(96, seed: 4)
     let npy = ["--q", try dir.writeFloats("q.npy", q, shape: qShape), "--k", try dir.writeFloats("k.npy", k, shape: kShape),
                "--v", try dir.writeFloats("v.npy", v, shape: kShape), "--do", try dir.writeFloats("do.npy", dO, shape: qShape)]
-    let tensors: [(name: String, dtype: Npy.DType, shape: [Int], values: [Float])] =
+    let tensors: [(name: String, dtype: ElementType, shape: [Int], values: [Float])] =
         [("q", .float32, qShape, q), ("k", .float16, kShape, k), ("v", .float32, kShape, v), ("do", .float32, qShape, dO)]
     var file = Safetensors.header(tensors.map { ($0.name, $0.dtype, $0.shape) }).bytes
-    for tensor in tensors { file += tensor.values.withUnsafeBufferPointer { Npy.elements($0, as: tensor.dtype) } }
+    for tensor in tensors { file += tensor.values.withUnsafeBufferPointer { tensor.dtype.encode($0) } }
     return (npy, try dir.write("in.safetensors", file))
 }
 
@@ -48,14 +48,14 @@ func halfPrecisionOutputsAreRoundedFloat32Results(_ dtype: String) throws {
     #expect(try runFlashdist(["attention"] + npy + ["--out", dir.file("f32")], in: dir).status == 0)
     let half = try runFlashdist(["attention"] + npy + ["--out-dtype", dtype, "--out", dir.file("half")], in: dir)
     #expect(half.status == 0, "stderr: \(half.stderr)")
-    let target: Npy.DType = dtype == "float16" ? .float16 : .bfloat16
+    let target: ElementType = dtype == "float16" ? .float16 : .bfloat16
     for name in ["o", "lse", "dq", "dk", "dv"] {
         let full = try Npy.readFloats(dir.file("f32/\(name).npy")).values
         let header = try Npy.readHeader(dir.file("half/\(name).npy"))
         // lse stays float32, as flash-attn keeps it.
-        let expectedDtype: Npy.DType = name == "lse" ? .float32 : target
+        let expectedDtype: ElementType = name == "lse" ? .float32 : target
         #expect(header.dtype == expectedDtype, "\(name)")
-        let rounded = full.withUnsafeBufferPointer { Npy.elements($0, as: expectedDtype) }
+        let rounded = full.withUnsafeBufferPointer { expectedDtype.encode($0) }
         let stored = try Data(contentsOf: URL(fileURLWithPath: dir.file("half/\(name).npy"))).dropFirst(header.dataOffset)
         #expect(Data(stored) == rounded, "\(name)")
     }
@@ -66,7 +66,7 @@ func halfPrecisionOutputsAreRoundedFloat32Results(_ dtype: String) throws {
     let (npy, input) = try writeInputs(dir)
     // No entry k: the error names the file and the missing tensor, and nothing is written.
     var file = Safetensors.header([("q", .float32, qShape)]).bytes
-    file += pattern(96, seed: 1).withUnsafeBufferPointer { Npy.elements($0, as: .float32) }
+    file += pattern(96, seed: 1).withUnsafeBufferPointer { ElementType.float32.encode($0) }
     let noK = try dir.write("nok.safetensors", file)
     for (arguments, fragment) in [
         (["attention", "--input", noK], "\(noK): holds no tensor 'k'"),

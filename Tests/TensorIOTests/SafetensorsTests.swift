@@ -15,12 +15,12 @@ private func safetensorsFile(_ json: String, data: [UInt8] = [], length: UInt64?
 @Test func writtenHeaderReadsBackWithEveryDtype() throws {
     let dir = try ScratchDirectory()
     let values: [Float] = [1.5, -2.25, 0.1, 3e4, -0.0, 65504]
-    let tensors: [(name: String, dtype: Npy.DType, shape: [Int])] =
+    let tensors: [(name: String, dtype: ElementType, shape: [Int])] =
         [("q", .float32, [2, 3]), ("k", .float16, [6]), ("v", .bfloat16, [3, 2]), ("do", .float64, [1, 6])]
     let (header, offsets) = Safetensors.header(tensors)
     #expect(header.count % 8 == 0)
     var file = header
-    for tensor in tensors { file += values.withUnsafeBufferPointer { Npy.elements($0, as: tensor.dtype) } }
+    for tensor in tensors { file += values.withUnsafeBufferPointer { tensor.dtype.encode($0) } }
     let path = try dir.write("t.safetensors", file)
     let read = try Safetensors.readTensors(path)
     #expect(Set(read.keys) == ["q", "k", "v", "do"])

@@ -17,7 +17,7 @@ struct FuzzSeed {
 
 private func npySeeds() -> [FuzzSeed] {
     let values: [Float] = (0..<24).map { Float($0) * 0.37 - 3 }
-    return [Npy.DType.float32, .float16, .bfloat16, .float64].map { dtype in
+    return [ElementType.float32, .float16, .bfloat16, .float64].map { dtype in
         let bytes = values.withUnsafeBufferPointer { Npy.encode($0, shape: [2, 3, 4], dtype: dtype) }
         return FuzzSeed(bytes: Array(bytes), lengthField: 8..<10, headerText: 10..<Npy.headerBytes(dtype: dtype, shape: [2, 3, 4]).count)
     }
