@@ -15,30 +15,21 @@ struct BackwardCommand: DistributedCommand {
     var lse: String?
     @Option(name: .customLong("do"), help: "Gradient of the output, shaped like q; or the entry do of --input.")
     var dO: String?
-    @OptionGroup var mask: MaskOptions
-    @OptionGroup var scores: ScoreOptions
-    @OptionGroup var threads: ThreadOptions
-    @OptionGroup var partition: PartitionOptions
-    @OptionGroup var stats: StatsOption
-    @OptionGroup var output: OutputOptions
+    @OptionGroup var options: FileRunOptions
 
     func run(on communicator: Communicator) throws {
         let (tensors, saved, layout) = try communicator.agree {
             let tensors = try AttentionTensors(files, dO: dO, requireDO: true)
             let saved = (o: try files.required("o", path: o), lse: try files.required("lse", path: lse))
-            let layout = try AttentionLayout(tensors, mask: mask, scores: scores,
-                                             budget: MemoryBudget(threads: threads.count, ranks: communicator.size))
+            let layout = try options.layout(tensors, ranks: communicator.size)
             guard saved.o.shape == layout.qShape else {
                 throw TensorIOError(saved.o.label, "shape \(shapeText(saved.o.shape)) differs from q's \(shapeText(layout.qShape))")
             }
             guard saved.lse.shape == layout.lseShape else {
                 throw TensorIOError(saved.lse.label, "shape \(shapeText(saved.lse.shape)) is not \(layout.isVarlen ? "(heads, total_q)" : "(batch, heads, seqlen_q)") = \(shapeText(layout.lseShape))")
             }
-            if scores.saveDropoutMask { try DropoutMaskOutput.check(layout) }
             return (tensors, saved, layout)
         }
-        try PartitionedRun(communicator: communicator, options: partition, stats: stats.stats, threads: threads.count,
-                           layout: layout, saveDropoutMask: scores.saveDropoutMask, output: output)
-            .backward(tensors, o: saved.o, lse: saved.lse)
+        try options.run(layout, on: communicator).backward(tensors, o: saved.o, lse: saved.lse)
     }
 }
