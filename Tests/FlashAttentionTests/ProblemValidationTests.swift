@@ -75,3 +75,34 @@ func invalidProblemThrows(_ index: Int) {
                            options: AttentionOptions(softmaxScale: 1, causal: true))
     #expect(causal.forwardFlops == 2 * 2 * 3 * 5 * 4 * 8)
 }
+
+/// Each rule's own case, carrying the values a caller words it with (the command line names the
+/// file or option from them).
+private let typed: [(AttentionError, @Sendable () throws(AttentionError) -> AttentionProblem)] = [
+    (.headsNotMultipleOfKVHeads(heads: 6, kvHeads: 4), { () throws(AttentionError) in try fixed(heads: 6, kvHeads: 4) }),
+    (.headsBelowOne(heads: 2, kvHeads: 0), { () throws(AttentionError) in try fixed(kvHeads: 0) }),
+    (.headDimOutOfRange(257), { () throws(AttentionError) in try fixed(headDim: 257) }),
+    (.batchBelowOne(0), { () throws(AttentionError) in try fixed(batch: 0) }),
+    (.negativeSequenceLength(query: 4, key: -1), { () throws(AttentionError) in try fixed(seqlenK: -1) }),
+    (.windowOutOfRange(left: -2, right: -1),
+     { () throws(AttentionError) in try fixed(options: AttentionOptions(softmaxScale: 1, windowLeft: -2)) }),
+    (.softcapOutOfRange(-1), { () throws(AttentionError) in try fixed(options: AttentionOptions(softmaxScale: 1, softcap: -1)) }),
+    (.dropoutOutOfRange(1),
+     { () throws(AttentionError) in try fixed(options: AttentionOptions(softmaxScale: 1, dropout: Dropout(probability: 1, seed: 0))) }),
+    (.offsetsNotStartingAtZero(keys: false, first: 1), { () throws(AttentionError) in
+        try AttentionProblem(heads: 1, kvHeads: 1, headDim: 4, queryOffsets: [1, 3], keyOffsets: [0, 3], options: scale) }),
+    (.offsetsDecreasing(keys: true, index: 2, previous: 5, next: 4), { () throws(AttentionError) in
+        try AttentionProblem(heads: 1, kvHeads: 1, headDim: 4, queryOffsets: [0, 3, 4], keyOffsets: [0, 5, 4], options: scale) }),
+    (.offsetBatchesDiffer(queries: 1, keys: 2), { () throws(AttentionError) in
+        try AttentionProblem(heads: 1, kvHeads: 1, headDim: 4, queryOffsets: [0, 3], keyOffsets: [0, 3, 6], options: scale) }),
+    (.offsetsTooFew(keys: false), { () throws(AttentionError) in
+        try AttentionProblem(heads: 1, kvHeads: 1, headDim: 4, queryOffsets: [0], keyOffsets: [0], options: scale) }),
+    (.alibiSlopeCount(values: 3, heads: 2, batch: 1), { () throws(AttentionError) in
+        try fixed(options: AttentionOptions(softmaxScale: 1, alibiSlopes: AlibiSlopes(values: [1, 2, 3], heads: 2))) }),
+]
+
+@Test("each rule throws its own case", arguments: 0..<typed.count)
+func typedCases(_ index: Int) {
+    let (expected, make) = typed[index]
+    #expect(throws: expected) { try make() }
+}
