@@ -11,8 +11,7 @@ public struct HeadParallelAttention: AttentionPartition {
     public init(problem: AttentionProblem, communicator: Communicator, threads: Int) throws(PartitionError) {
         let shapes = TensorShapes(problem)
         guard communicator.size <= shapes.heads else {
-            throw PartitionError(description: "--partition heads: \(communicator.size) ranks but only \(shapes.heads) query heads;"
-                                 + " use --partition sequence, or at most \(shapes.heads) ranks")
+            throw .moreRanksThanHeads(ranks: communicator.size, heads: shapes.heads)
         }
         let assignment = HeadAssignment(heads: shapes.heads, kvHeads: shapes.kvHeads, ranks: communicator.size)
         shard = HeadShardAttention(shapes: shapes, options: problem.options, assignment: assignment,

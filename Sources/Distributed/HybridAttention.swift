@@ -29,7 +29,7 @@ public struct HybridAttention: AttentionPartition {
         shapes = TensorShapes(problem)
         let ranks = communicator.size
         guard ulysses >= 1, ranks % ulysses == 0 else {
-            throw PartitionError(description: "--ulysses \(ulysses) does not divide the \(ranks) ranks")
+            throw PartitionError.groupSizeNotDividingRanks(groupSize: ulysses, ranks: ranks)
         }
         self.ulysses = ulysses
         group = try communicator.split(color: communicator.rank / ulysses, key: communicator.rank % ulysses)

@@ -55,7 +55,20 @@ public struct TensorShapes: Sendable {
     }
 }
 
-/// A problem or rank count that a partition cannot handle, in one line.
-public struct PartitionError: Error, CustomStringConvertible {
-    public let description: String
+/// A problem or rank count that a partition cannot handle. The cases carry the counts a caller
+/// words it with (the command line names its options).
+public enum PartitionError: Error, CustomStringConvertible, Equatable {
+    /// The heads partition gives every rank at least one query head.
+    case moreRanksThanHeads(ranks: Int, heads: Int)
+    /// The hybrid partition's groups of `groupSize` ranks must tile the ranks.
+    case groupSizeNotDividingRanks(groupSize: Int, ranks: Int)
+
+    public var description: String {
+        switch self {
+        case .moreRanksThanHeads(let ranks, let heads):
+            "the heads partition needs at most one rank per query head: \(ranks) ranks, \(heads) query heads"
+        case .groupSizeNotDividingRanks(let groupSize, let ranks):
+            "groups of \(groupSize) ranks do not divide the \(ranks) ranks"
+        }
+    }
 }

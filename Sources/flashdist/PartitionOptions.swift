@@ -23,16 +23,26 @@ enum Partition: String, ExpressibleByArgument, CaseIterable {
                                 : (.ring, "default: \(ranks) ranks > \(kvHeads) kv heads, rows and keys split")
     }
 
-    /// This rank's side of `problem` spread over `communicator`'s ranks this way.
+    /// This rank's side of `problem` spread over `communicator`'s ranks this way; a partition's
+    /// refusal worded in the options' terms.
     func attention(_ problem: AttentionProblem, on communicator: Communicator, threads: Int,
                    ulysses: Int?) throws -> any AttentionPartition {
-        switch self {
-        case .heads: try HeadParallelAttention(problem: problem, communicator: communicator, threads: threads)
-        case .sequence: try SequenceParallelAttention(problem: problem, communicator: communicator, threads: threads)
-        case .ring: RingAttention(problem: problem, communicator: communicator, threads: threads)
-        case .hybrid:
-            try HybridAttention(problem: problem, communicator: communicator, threads: threads,
-                                ulysses: try Self.ulysses(ulysses, ranks: communicator.size, kvHeads: problem.kvHeads))
+        do {
+            switch self {
+            case .heads: return try HeadParallelAttention(problem: problem, communicator: communicator, threads: threads)
+            case .sequence: return try SequenceParallelAttention(problem: problem, communicator: communicator, threads: threads)
+            case .ring: return RingAttention(problem: problem, communicator: communicator, threads: threads)
+            case .hybrid:
+                return try HybridAttention(problem: problem, communicator: communicator, threads: threads,
+                                           ulysses: try Self.ulysses(ulysses, ranks: communicator.size, kvHeads: problem.kvHeads))
+            }
+        } catch let refusal as PartitionError {
+            switch refusal {
+            case .moreRanksThanHeads(let ranks, let heads):
+                throw ValidationError("--partition heads: \(ranks) ranks but only \(heads) query heads; use --partition sequence, or at most \(heads) ranks")
+            case .groupSizeNotDividingRanks(let groupSize, let ranks):
+                throw ValidationError("--ulysses \(groupSize) does not divide the \(ranks) ranks")
+            }
         }
     }
 }
