@@ -44,23 +44,24 @@ struct HeadShardAttention {
         return result
     }
 
-    /// O and lse of the owned heads.
-    func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float]) {
+    /// O, lse and lse's residual of the owned heads.
+    func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float], lseResidual: [Float]) {
         var o = [Float](repeating: 0, count: q.count)
-        var lse = [Float](repeating: 0, count: shapes.batch * heads.count * shapes.seqlenQ)
+        var lse = [Float](repeating: 0, count: shapes.batch * heads.count * shapes.seqlenQ), residual = lse
         for segment in segments {
             let (rows, keys) = (querySlice(segment), keySlice(segment))
-            let result = FlashAttention.forward(problem(segment), q: rows.gather(q), k: keys.gather(k), v: keys.gather(v),
-                                                threads: threads)
+            let result = FlashAttention.forwardWithResidual(problem(segment), q: rows.gather(q), k: keys.gather(k),
+                                                            v: keys.gather(v), threads: threads)
             rows.scatter(result.o, into: &o)
             lseSlice(segment).scatter(result.lse, into: &lse)
+            lseSlice(segment).scatter(result.lseResidual, into: &residual)
         }
-        return (o, lse)
+        return (o, lse, residual)
     }
 
     /// dQ of the owned heads, and dK, dV of the kv heads this rank writes (summed with the other
     /// ranks' contributions where a group is split).
-    func backward(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float],
+    func backward(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float],
                   dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         var dQ = [Float](repeating: 0, count: q.count)
         let written = AxisSlice(shape: [shapes.batch, shapes.seqlenK, kvHeadsWritten.count, shapes.headDim],
@@ -70,7 +71,8 @@ struct HeadShardAttention {
         for segment in segments {
             let (rows, keys) = (querySlice(segment), keySlice(segment))
             let gradients = FlashAttention.backward(problem(segment), q: rows.gather(q), k: keys.gather(k), v: keys.gather(v),
-                                          o: rows.gather(o), lse: lseSlice(segment).gather(lse), dO: rows.gather(dO),
+                                          o: rows.gather(o), lse: lseSlice(segment).gather(lse),
+                                          lseResidual: lseSlice(segment).gather(lseResidual), dO: rows.gather(dO),
                                           keyGradients: segment.wholeGroups ? .summedOverGroup : .perQueryHead, threads: threads)
             rows.scatter(gradients.dQ, into: &dQ)
             if segment.wholeGroups {

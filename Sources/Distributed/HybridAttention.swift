@@ -177,29 +177,34 @@ public struct HybridAttention: AttentionPartition {
     }
 
     /// The member's arrays for segment `segment`'s ring.
-    private func segmentSaved(_ segment: Segment, q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) -> SavedForward {
-        segment.ring.restore(q: gather(q, segment.heads, axis: 2, shape: queryShape),
-                             k: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(k),
-                             v: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(v),
-                             o: gather(o, segment.heads, axis: 2, shape: queryShape), lse: gather(lse, segment.heads, axis: 1, shape: lseShape))
+    private func segmentSaved(_ segment: Segment, _ saved: SavedForward) -> SavedForward {
+        segment.ring.restore(q: gather(saved.q, segment.heads, axis: 2, shape: queryShape),
+                             k: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(saved.k),
+                             v: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(saved.v),
+                             o: gather(saved.o, segment.heads, axis: 2, shape: queryShape),
+                             lse: gather(saved.lse, segment.heads, axis: 1, shape: lseShape),
+                             lseResidual: gather(saved.lseResidual, segment.heads, axis: 1, shape: lseShape))
     }
 
-    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
+    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError)
+        -> (o: [Float], lse: [Float], lseResidual: [Float], saved: SavedForward) {
         let (q, k, v) = (try queriesToHeads(q), try keysToHeads(k), try keysToHeads(v))
-        var o = [Float](repeating: 0, count: q.count), lse = [Float](repeating: 0, count: q.count / shapes.headDim)
+        var o = [Float](repeating: 0, count: q.count), lse = [Float](repeating: 0, count: q.count / shapes.headDim), residual = lse
         for segment in segments {
             let result = try segment.ring.forward(q: gather(q, segment.heads, axis: 2, shape: queryShape),
                                                   k: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(k),
                                                   v: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(v))
             scatter(result.o, segment.heads, into: &o, axis: 2, shape: queryShape)
             scatter(result.lse, segment.heads, into: &lse, axis: 1, shape: lseShape)
+            scatter(result.lseResidual, segment.heads, into: &residual, axis: 1, shape: lseShape)
         }
-        return (try queriesToSequence(o), try lseToSequence(lse), SavedForward(q: q, k: k, v: v, o: o, lse: lse))
+        return (try queriesToSequence(o), try lseToSequence(lse), try lseToSequence(residual),
+                SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: residual))
     }
 
-    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) throws(MPIError) -> SavedForward {
+    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float]?) throws(MPIError) -> SavedForward {
         SavedForward(q: try queriesToHeads(q), k: try keysToHeads(k), v: try keysToHeads(v), o: try queriesToHeads(o),
-                     lse: try lseToHeads(lse))
+                     lse: try lseToHeads(lse), lseResidual: try lseResidual.map { (values) throws(MPIError) in try lseToHeads(values) })
     }
 
     public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
@@ -209,7 +214,7 @@ public struct HybridAttention: AttentionPartition {
         var dQ = [Float](repeating: 0, count: dO.count), dK = [Float](repeating: 0, count: writtenShape.reduce(1, *)), dV = dK
         var reduction = SplitGroupReduction(shapes: shapes.withKeys(keyRun.count), assignment: assignment, communicator: group)
         for segment in segments {
-            let gradients = try segment.ring.backward(segmentSaved(segment, q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse),
+            let gradients = try segment.ring.backward(segmentSaved(segment, saved),
                                                       dO: gather(dO, segment.heads, axis: 2, shape: queryShape))
             scatter(gradients.dQ, segment.heads, into: &dQ, axis: 2, shape: queryShape)
             if segment.part.wholeGroups {

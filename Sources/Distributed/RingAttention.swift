@@ -50,7 +50,8 @@ public struct RingAttention: AttentionPartition {
         }
     }
 
-    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
+    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError)
+        -> (o: [Float], lse: [Float], lseResidual: [Float], saved: SavedForward) {
         let windows = zip(layout.windows(rank), split(q, queries)).map {
             WindowForward(problem, rows: $0, q: $1, threads: threads, configuration: configuration)
         }
@@ -101,19 +102,20 @@ public struct RingAttention: AttentionPartition {
             }
         }
         let results = windows.map { $0.finish() }
-        let (o, lse) = (results.flatMap(\.o), results.flatMap(\.lse))
-        return (o, lse, SavedForward(q: q, k: k, v: v, o: o, lse: lse))
+        let (o, lse, residual) = (results.flatMap(\.o), results.flatMap(\.lse), results.flatMap(\.lseResidual))
+        return (o, lse, residual, SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: residual))
     }
 
-    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) -> SavedForward {
-        SavedForward(q: q, k: k, v: v, o: o, lse: lse)
+    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float]?) -> SavedForward {
+        SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual)
     }
 
     public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         let (q, o, lse, dO) = (split(saved.q, queries), split(saved.o, queries), split(saved.lse, self.lse), split(dO, queries))
+        let residual = split(saved.lseResidual, self.lse)
         let windows = layout.windows(rank).indices.map { w in
-            WindowBackward(problem, rows: layout.windows(rank)[w], q: q[w], o: o[w], lse: lse[w], dO: dO[w], threads: threads,
-                           configuration: configuration)
+            WindowBackward(problem, rows: layout.windows(rank)[w], q: q[w], o: o[w], lse: lse[w], lseResidual: residual[w], dO: dO[w],
+                           threads: threads, configuration: configuration)
         }
         let pipeline = RingBackward(layout: layout, communicator: communicator, windows: windows, k: saved.k, v: saved.v,
                                     gradientLayout: gradientLayout)

@@ -32,26 +32,28 @@ public struct SequenceParallelAttention: AttentionPartition {
     public var keyGradients: AxisSlice { keys }
     public var lse: [AxisSlice] { [AxisSlice(shape: shard.shapes.lse, axis: 1, range: shard.heads)] }
 
-    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
+    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError)
+        -> (o: [Float], lse: [Float], lseResidual: [Float], saved: SavedForward) {
         let q = try queryReshard.toHeads(q, heads: assignment.heads(of:), on: communicator)
         let k = try keyReshard.toHeads(k, heads: assignment.kvHeadsRead(by:), on: communicator)
         let v = try keyReshard.toHeads(v, heads: assignment.kvHeadsRead(by:), on: communicator)
-        let (o, lse) = shard.forward(q: q, k: k, v: v)
+        let (o, lse, residual) = shard.forward(q: q, k: k, v: v)
         let localO = try queryReshard.toSequence(o, heads: assignment.heads(of:), on: communicator)
-        return (localO, lse, SavedForward(q: q, k: k, v: v, o: o, lse: lse))
+        return (localO, lse, residual, SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: residual))
     }
 
-    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) throws(MPIError) -> SavedForward {
+    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float]?) throws(MPIError) -> SavedForward {
         SavedForward(q: try queryReshard.toHeads(q, heads: assignment.heads(of:), on: communicator),
                      k: try keyReshard.toHeads(k, heads: assignment.kvHeadsRead(by:), on: communicator),
                      v: try keyReshard.toHeads(v, heads: assignment.kvHeadsRead(by:), on: communicator),
                      o: try queryReshard.toHeads(o, heads: assignment.heads(of:), on: communicator),
-                     lse: lse)
+                     lse: lse, lseResidual: lseResidual)
     }
 
     public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         let dO = try queryReshard.toHeads(dO, heads: assignment.heads(of:), on: communicator)
-        let (dQ, dK, dV) = try shard.backward(q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse, dO: dO)
+        let (dQ, dK, dV) = try shard.backward(q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse,
+                                              lseResidual: saved.lseResidual, dO: dO)
         return (try queryReshard.toSequence(dQ, heads: assignment.heads(of:), on: communicator),
                 try keyReshard.toSequence(dK, heads: assignment.kvHeadsWritten(by:), on: communicator),
                 try keyReshard.toSequence(dV, heads: assignment.kvHeadsWritten(by:), on: communicator))

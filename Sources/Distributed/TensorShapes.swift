@@ -36,10 +36,11 @@ public struct TensorShapes: Sendable {
     public var lse: [Int] { [batch, heads, seqlenQ] }
 
     /// The problem of query heads `heads` (global indices, so ALiBi slopes and dropout masks are
-    /// those of the whole problem) over `kvHeads` kv heads, all rows.
+    /// those of the whole problem; the sinks are those heads' own) over `kvHeads` kv heads, all rows.
     func problem(heads: Range<Int>, kvHeads: Int, options: AttentionOptions) throws(AttentionError) -> AttentionProblem {
         try AttentionProblem(heads: heads.count, kvHeads: kvHeads, headDim: headDim, queryOffsets: queryOffsets,
-                             keyOffsets: keyOffsets, packedLSE: packedLSE, firstHead: heads.lowerBound, options: options)
+                             keyOffsets: keyOffsets, packedLSE: packedLSE, firstHead: heads.lowerBound,
+                             options: options.restricted(toHeads: heads))
     }
 }
 

@@ -9,36 +9,42 @@ import FlashKernelsAVX512
 /// callers own the memory. `threads` workers share the tiles; results are bitwise the same for
 /// any thread count.
 public enum FlashAttention {
-    /// O and the per-row logsumexp of the scores, nothing else.
+    /// O and the per-row logsumexp of the scores, nothing else; with `lseResidual` (laid out like
+    /// lse) also lse's float32 rounding error, lse₆₄ − lse, which the backward takes to recompute
+    /// P as exactly as the forward formed it when the logits are large (|S| ~ 10³).
     public static func forward(_ problem: AttentionProblem,
                                q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
+                               lseResidual: UnsafeMutablePointer<Float>? = nil,
                                threads: Int, configuration: KernelConfiguration = .current) {
         switch configuration.instructionSet {
         case .avx2:
-            FlashKernelsAVX2.Kernels.forward(problem, q: q, k: k, v: v, o: o, lse: lse, threads: threads,
+            FlashKernelsAVX2.Kernels.forward(problem, q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual, threads: threads,
                                              tiling: configuration.tiling)
         case .avx512:
-            FlashKernelsAVX512.Kernels.forward(problem, q: q, k: k, v: v, o: o, lse: lse, threads: threads,
+            FlashKernelsAVX512.Kernels.forward(problem, q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual, threads: threads,
                                                tiling: configuration.tiling)
         }
     }
 
-    /// dQ, dK, dV from the inputs, the forward's O and lse, and dO; P is recomputed, not stored.
+    /// dQ, dK, dV from the inputs, the forward's O and lse (with its residual if known), and dO;
+    /// P is recomputed, not stored. With sinks, `sinkGradient` gives their gradient.
     /// With `.perQueryHead`, dK and dV are `(…, heads, headDim)`: each query head's contribution,
     /// which summed in head order over a group gives exactly the `.summedOverGroup` result.
     public static func backward(_ problem: AttentionProblem,
                                 q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                o: UnsafePointer<Float>, lse: UnsafePointer<Float>, dO: UnsafePointer<Float>,
-                                dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
+                                o: UnsafePointer<Float>, lse: UnsafePointer<Float>, lseResidual: UnsafePointer<Float>? = nil,
+                                dO: UnsafePointer<Float>, dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
                                 dV: UnsafeMutablePointer<Float>, keyGradients: KeyGradientLayout = .summedOverGroup,
                                 threads: Int, configuration: KernelConfiguration = .current) {
         switch configuration.instructionSet {
         case .avx2:
-            FlashKernelsAVX2.Kernels.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: dQ, dK: dK, dV: dV,
+            FlashKernelsAVX2.Kernels.backward(problem, q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual, dO: dO,
+                                              dQ: dQ, dK: dK, dV: dV,
                                               keyGradients: keyGradients, threads: threads, tiling: configuration.tiling)
         case .avx512:
-            FlashKernelsAVX512.Kernels.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: dQ, dK: dK, dV: dV,
+            FlashKernelsAVX512.Kernels.backward(problem, q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual, dO: dO,
+                                                dQ: dQ, dK: dK, dV: dV,
                                                 keyGradients: keyGradients, threads: threads, tiling: configuration.tiling)
         }
     }
@@ -73,15 +79,19 @@ extension FlashAttention {
 }
 
 extension FlashAttention {
-    /// The forward on arrays, writing O (shaped like q) and lse into existing arrays.
+    /// The forward on arrays, writing O (shaped like q) and lse into existing arrays, and lse's
+    /// residual when `lseResidual` is given (an array shaped like lse).
     public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
-                               o: inout [Float], lse: inout [Float], threads: Int, configuration: KernelConfiguration = .current) {
+                               o: inout [Float], lse: inout [Float], lseResidual: UnsafeMutableBufferPointer<Float>? = nil,
+                               threads: Int, configuration: KernelConfiguration = .current) {
         precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
-                     && o.count == problem.queryElements && lse.count == problem.lseElements,
+                     && o.count == problem.queryElements && lse.count == problem.lseElements
+                     && (lseResidual?.count ?? lse.count) == lse.count,
                      "tensor sizes do not match the problem")
         o.withUnsafeMutableBufferPointer { o in
             lse.withUnsafeMutableBufferPointer { lse in
-                forward(problem, q: q, k: k, v: v, o: o.start, lse: lse.start, threads: threads, configuration: configuration)
+                forward(problem, q: q, k: k, v: v, o: o.start, lse: lse.start, lseResidual: lseResidual?.baseAddress,
+                        threads: threads, configuration: configuration)
             }
         }
     }
@@ -95,23 +105,41 @@ extension FlashAttention {
         return (o, lse)
     }
 
+    /// The forward on arrays: returns O (shaped like q), lse, and lse's residual (shaped like
+    /// lse), which `backward` takes to keep its digits at large logits.
+    public static func forwardWithResidual(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
+                                           threads: Int, configuration: KernelConfiguration = .current)
+        -> (o: [Float], lse: [Float], lseResidual: [Float]) {
+        var o = [Float](repeating: 0, count: problem.queryElements)
+        var lse = [Float](repeating: 0, count: problem.lseElements), residual = lse
+        residual.withUnsafeMutableBufferPointer { residual in
+            forward(problem, q: q, k: k, v: v, o: &o, lse: &lse, lseResidual: residual, threads: threads, configuration: configuration)
+        }
+        return (o, lse, residual)
+    }
+
     /// The backward on arrays, writing dQ (shaped like q) and dK, dV (like k, or with
-    /// `.perQueryHead` one slot per query head) into existing arrays.
+    /// `.perQueryHead` one slot per query head) into existing arrays. `lseResidual` is the
+    /// forward's (nil: unknown, as zeros).
     public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
-                                o: [Float], lse: [Float], dO: [Float],
+                                o: [Float], lse: [Float], lseResidual: [Float]? = nil, dO: [Float],
                                 dQ: inout [Float], dK: inout [Float], dV: inout [Float],
                                 keyGradients: KeyGradientLayout = .summedOverGroup, threads: Int, configuration: KernelConfiguration = .current) {
         let keyGradientElements = keyGradients.elements(problem)
         precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
                      && o.count == problem.queryElements && dO.count == problem.queryElements
-                     && lse.count == problem.lseElements && dQ.count == problem.queryElements
+                     && lse.count == problem.lseElements && (lseResidual?.count ?? lse.count) == lse.count
+                     && dQ.count == problem.queryElements
                      && dK.count == keyGradientElements && dV.count == keyGradientElements,
                      "tensor sizes do not match the problem")
         dQ.withUnsafeMutableBufferPointer { dQ in
             dK.withUnsafeMutableBufferPointer { dK in
                 dV.withUnsafeMutableBufferPointer { dV in
-                    backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO,
-                             dQ: dQ.start, dK: dK.start, dV: dV.start, keyGradients: keyGradients, threads: threads, configuration: configuration)
+                    (lseResidual ?? []).withUnsafeBufferPointer { residual in
+                        backward(problem, q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual == nil ? nil : residual.baseAddress,
+                                 dO: dO, dQ: dQ.start, dK: dK.start, dV: dV.start, keyGradients: keyGradients, threads: threads,
+                                 configuration: configuration)
+                    }
                 }
             }
         }
@@ -119,11 +147,12 @@ extension FlashAttention {
 
     /// The backward on arrays: returns dQ shaped like q and dK, dV as `keyGradients` says.
     public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
-                                o: [Float], lse: [Float], dO: [Float], keyGradients: KeyGradientLayout = .summedOverGroup,
+                                o: [Float], lse: [Float], lseResidual: [Float]? = nil, dO: [Float],
+                                keyGradients: KeyGradientLayout = .summedOverGroup,
                                 threads: Int, configuration: KernelConfiguration = .current) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         var dQ = [Float](repeating: 0, count: problem.queryElements)
         var dK = [Float](repeating: 0, count: keyGradients.elements(problem)), dV = dK
-        backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: &dQ, dK: &dK, dV: &dV,
+        backward(problem, q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual, dO: dO, dQ: &dQ, dK: &dK, dV: &dV,
                  keyGradients: keyGradients, threads: threads, configuration: configuration)
         return (dQ, dK, dV)
     }

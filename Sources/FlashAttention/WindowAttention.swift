@@ -23,9 +23,9 @@ public final class WindowForward {
         kernel.visit(keys: keys, k: k, v: v, only: only)
     }
 
-    /// O `(batch, window, heads, headDim)` and lse `(batch, heads, window)` once every key has
-    /// been visited.
-    public func finish() -> (o: [Float], lse: [Float]) { kernel.finish() }
+    /// O `(batch, window, heads, headDim)`, and lse with its float32 rounding error (what
+    /// `WindowBackward` takes back) `(batch, heads, window)`, once every key has been visited.
+    public func finish() -> (o: [Float], lse: [Float], lseResidual: [Float]) { kernel.finish() }
 }
 
 /// The backward of a window of rows, the key blocks visited in key order, on the kernels of
@@ -34,14 +34,15 @@ public final class WindowBackward {
     private let kernel: any WindowBackwardKernel
 
     /// The rows `window` with their q, o, dO `(batch, window, heads, headDim)` and lse
-    /// `(batch, heads, window)`.
-    public init(_ problem: AttentionProblem, rows window: Range<Int>, q: [Float], o: [Float], lse: [Float], dO: [Float],
-                threads: Int, configuration: KernelConfiguration = .current) {
+    /// `(batch, heads, window)`, with lse's residual (nil: zeros) as `WindowForward` gives it.
+    public init(_ problem: AttentionProblem, rows window: Range<Int>, q: [Float], o: [Float], lse: [Float],
+                lseResidual: [Float]? = nil, dO: [Float], threads: Int, configuration: KernelConfiguration = .current) {
+        let residual = lseResidual ?? [Float](repeating: 0, count: lse.count)
         kernel = switch configuration.instructionSet {
-        case .avx2: FlashKernelsAVX2.WindowBackwardPass(problem, rows: window, q: q, o: o, lse: lse, dO: dO, threads: threads,
-                                                        tiling: configuration.tiling)
-        case .avx512: FlashKernelsAVX512.WindowBackwardPass(problem, rows: window, q: q, o: o, lse: lse, dO: dO, threads: threads,
-                                                            tiling: configuration.tiling)
+        case .avx2: FlashKernelsAVX2.WindowBackwardPass(problem, rows: window, q: q, o: o, lse: lse, lseResidual: residual, dO: dO,
+                                                        threads: threads, tiling: configuration.tiling)
+        case .avx512: FlashKernelsAVX512.WindowBackwardPass(problem, rows: window, q: q, o: o, lse: lse, lseResidual: residual, dO: dO,
+                                                            threads: threads, tiling: configuration.tiling)
         }
     }
 

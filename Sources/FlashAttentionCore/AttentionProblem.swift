@@ -69,6 +69,9 @@ public struct AttentionProblem: Sendable {
                 throw .invalid("ALiBi slopes must have \(firstHead + heads) (heads) or \(batch)×\(firstHead + heads) (batch, heads) values, got \(alibi.values.count)")
             }
         }
+        if let sinks = options.sinks, sinks.count != heads {
+            throw .invalid("sinks must have \(heads) values (one per query head), got \(sinks.count)")
+        }
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim

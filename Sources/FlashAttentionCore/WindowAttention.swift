@@ -175,7 +175,7 @@ package struct ForwardParts {
 /// `WindowForward` holds one).
 package protocol WindowForwardKernel: AnyObject {
     func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>?)
-    func finish() -> (o: [Float], lse: [Float])
+    func finish() -> (o: [Float], lse: [Float], lseResidual: [Float])
 }
 
 /// The backward of a window of rows on one instruction set's kernels (FlashAttention's

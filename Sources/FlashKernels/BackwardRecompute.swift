@@ -4,7 +4,8 @@ import FlashAttentionCore
 /// saved lse instead of storing them.
 ///
 /// For a block of rows against a block of keys, with Q̃ = Q·scale packed once per row block:
-///   P  = e^(Q̃·Kᵀ − lse)               (the forward's softmax, exactly, from one subtraction)
+///   P  = e^((Q̃·Kᵀ − lse) − r)         (the forward's softmax: r is lse's float32 rounding error,
+///                                      which the forward reports; 0 when it is not known)
 ///   dP = dO·Vᵀ
 ///   dS = P ∘ (dP − D),  D = rowsum(dO ∘ O) computed once per row before any tile
 /// and the gradients gather dV += Pᵀ·dO, dK += dSᵀ·Q̃ (= dSᵀ·Q·scale), dQ += dS·K, with dQ
@@ -28,6 +29,8 @@ struct BackwardTiles {
     let placement: RowPlacement
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let dO: UnsafePointer<Float>, lse: UnsafePointer<Float>
+    /// The forward's lse residuals (`ForwardTile.finish`), laid out like lse; nil reads as zeros.
+    let lseResidual: UnsafePointer<Float>?
     /// D = rowsum(dO ∘ O), laid out like lse.
     let delta: UnsafePointer<Float>
     let keyGradients: KeyGradientLayout
@@ -38,12 +41,12 @@ struct BackwardTiles {
     /// Per-worker scratch: packed Q and dO rows with their lse and D, packed Kᵀ, Vᵀ and K of the
     /// key block, P and dS of the tile, and the gradient block being accumulated.
     struct Buffers {
-        let qBlock, dOBlock, rowLSE, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
+        let qBlock, dOBlock, rowLSE, rowResidual, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
         /// Only with softcap or dropout: 1 − tanh²(S/c), the keep factors, and P∘keep.
         let capDerivative, keep, pDropped: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int, keys bc: Int) {
             qBlock = carver.take(br * dp); dOBlock = carver.take(br * dp)
-            rowLSE = carver.take(br); rowDelta = carver.take(br)
+            rowLSE = carver.take(br); rowResidual = carver.take(br); rowDelta = carver.take(br)
             kT = carver.take(dp * bc); vT = carver.take(dp * bc); kBlock = carver.take(bc * dp)
             p = carver.take(br * bc); dS = carver.take(br * bc)
             gradA = carver.take(max(br, bc) * dp); gradB = carver.take(bc * dp)
@@ -213,6 +216,7 @@ struct BackwardTiles {
         for t in 0..<rows.count {
             let index = placement.lseIndex(batch: b, head: h, row: rows.lowerBound + t)
             buf.rowLSE[t] = lse[index]
+            buf.rowResidual[t] = lseResidual?[index] ?? 0
             buf.rowDelta[t] = delta[index]
         }
     }
@@ -264,12 +268,14 @@ struct BackwardTiles {
                 maskScores(p, count: wp, visibleFrom: mask.firstKey(row: i) - keys.lowerBound,
                            through: min(mask.lastKey(row: i), keys.upperBound - 1) - keys.lowerBound)
             }
-            let rowDelta = Lanes(repeating: buf.rowDelta[t])
+            let rowDelta = Lanes(repeating: buf.rowDelta[t]), rowResidual = Lanes(repeating: buf.rowResidual[t])
             var c = 0
             while c < wp {
                 // With dropout, V saw P∘keep, so dP∘keep is the gradient of P; softcap's chain-rule
                 // factor then carries dS back to the raw scores.
-                let probability = exp(Lanes.load(p + c) - rowLSE)
+                // S − lse is exact where P matters (S and lse within a factor of 2), so the small
+                // residual then lands on a small number and keeps its digits.
+                let probability = exp((Lanes.load(p + c) - rowLSE) - rowResidual)
                 probability.store(p + c)
                 var dP = Lanes.load(dS + c)
                 if dropout {

@@ -7,7 +7,7 @@ import Foundation
 /// For each key block the scores S = Q·Kᵀ·scale are formed, and per query row:
 ///   m' = max(m, rowmax S),  P = e^(S − m'),  ℓ' = ℓ·e^(m − m') + rowsum P,  O' = O·e^(m − m') + P·V
 /// After the last block O/ℓ is the softmax-weighted sum and lse = m + log ℓ. A row that sees no
-/// key keeps m = −∞ and ℓ = 0 and ends with O = 0, lse = −∞. Rows take m' = 0 in place of −∞ in
+/// key keeps m = −∞ and ℓ = 0 and ends with O = 0, lse = −∞ (or the sink, with sinks). Rows take m' = 0 in place of −∞ in
 /// the exponent so that an all-masked block gives P = 0 instead of e^(−∞ + ∞) = NaN.
 ///
 /// The scores are held transposed, Sᵀ = K·Qᵀ (keys × queries): K is then read in place as the
@@ -19,6 +19,8 @@ struct ForwardTile {
     let placement: RowPlacement
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>
+    /// Where to write lse's float32 rounding error, laid out like lse (nil: nowhere).
+    let lseResidual: UnsafeMutablePointer<Float>?
     let rowsPerTile: Int
     /// Keys per block: the online softmax rescales once per block, so this groups its sums.
     let keysPerTile: Int
@@ -109,17 +111,34 @@ struct ForwardTile {
         }
     }
 
-    /// O = acc/ℓ and lse = m + log ℓ of `rows`.
+    /// O = acc/ℓ and lse = m + log ℓ of `rows`, with the sink logit added to the denominator when
+    /// the problem has sinks.
+    ///
+    /// lse is also formed in float64, m + log ℓ exactly as the sums know it, and its float32
+    /// rounding error r = lse₆₄ − lse₃₂ goes to `lseResidual`: with |S| ~ 10³ that error (~10⁻⁴)
+    /// is what the backward's e^(S − lse) would otherwise carry as a relative error on every P.
+    /// lse itself keeps the float32 arithmetic of a run without residuals, so its bytes stay those.
     func finish(batch b: Int, head h: Int, rows: Range<Int>, state: State) {
         let d = problem.headDim, dp = roundUpToLanes(d)
+        let sink = problem.options.sinks.map { Double($0[h]) }
         for t in 0..<rows.count {
             let sum = state.rowSum[t]
             let out = o + placement.queryIndex(batch: b, row: rows.lowerBound + t, head: h)
+            let index = placement.lseIndex(batch: b, head: h, row: rows.lowerBound + t)
             // ℓ = 0 only for a row that saw no key; a NaN score makes ℓ NaN, and NaN flows on.
-            let inverse: Float = sum == 0 ? 0 : 1 / sum
+            var inverse: Float = sum == 0 ? 0 : 1 / sum
+            var rowLSE: Float = sum == 0 ? -.infinity : state.rowMax[t] + Foundation.log(sum)
+            var exact = sum == 0 ? -.infinity : Double(state.rowMax[t]) + Foundation.log(Double(sum))
+            if let sink {
+                // The sink joins the denominator: lse = log(e^lse_keys + e^s), and O, the keys'
+                // weighted sum, shrinks by e^(lse_keys − lse), the share the keys keep.
+                let withSink = logAddExp(exact, sink)
+                if sum != 0 { inverse = Float(Foundation.exp(exact - withSink) / Double(sum)) }
+                (exact, rowLSE) = (withSink, Float(withSink))
+            }
             for c in 0..<d { out[c] = state.acc[t * dp + c] * inverse }
-            lse[placement.lseIndex(batch: b, head: h, row: rows.lowerBound + t)] =
-                sum == 0 ? -.infinity : state.rowMax[t] + Foundation.log(sum)
+            lse[index] = rowLSE
+            lseResidual?[index] = exact.isFinite ? Float(exact - Double(rowLSE)) : 0
         }
     }
 
@@ -147,6 +166,13 @@ struct ForwardTile {
     }
 }
 
+
+/// log(e^a + e^b) without overflow; −∞ when both are.
+func logAddExp(_ a: Double, _ b: Double) -> Double {
+    let high = max(a, b), low = min(a, b)
+    guard high > -.infinity else { return high }
+    return high + Foundation.log1p(Foundation.exp(low - high))
+}
 
 extension ForwardTile.State {
     /// The state carved from the start of `base`.

@@ -52,21 +52,24 @@ package final class WindowForwardPass: WindowForwardKernel {
 
     /// O `(batch, window, heads, headDim)` and lse `(batch, heads, window)` once every key has
     /// been visited.
-    package func finish() -> (o: [Float], lse: [Float]) {
+    package func finish() -> (o: [Float], lse: [Float], lseResidual: [Float]) {
         let rows = window.count * problem.totalQueries / max(1, problem.sequenceLength(keys: false))
         var o = [Float](repeating: 0, count: rows * problem.heads * problem.headDim)
-        var lse = [Float](repeating: 0, count: rows * problem.heads)
+        var lse = [Float](repeating: 0, count: rows * problem.heads), residual = lse
         o.withUnsafeMutableBufferPointer { o in
             lse.withUnsafeMutableBufferPointer { lse in
-                guard let oBase = o.baseAddress, let lseBase = lse.baseAddress else { return }
-                let tile = ForwardTile(problem: problem, placement: placement, q: oBase, k: oBase, v: oBase, o: oBase, lse: lseBase,
-                                       rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
-                for (index, part) in parts.enumerated() {
-                    tile.finish(batch: part.batch, head: part.head, rows: part.rows, state: ForwardTile.State(state + index * stateFloats, tile))
+                residual.withUnsafeMutableBufferPointer { residual in
+                    guard let oBase = o.baseAddress, let lseBase = lse.baseAddress else { return }
+                    let tile = ForwardTile(problem: problem, placement: placement, q: oBase, k: oBase, v: oBase, o: oBase, lse: lseBase,
+                                           lseResidual: residual.baseAddress,
+                                           rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
+                    for (index, part) in parts.enumerated() {
+                        tile.finish(batch: part.batch, head: part.head, rows: part.rows, state: ForwardTile.State(state + index * stateFloats, tile))
+                    }
                 }
             }
         }
-        return (o, lse)
+        return (o, lse, residual)
     }
 
     /// A tile over the given arrays; the arrays a step does not read may be any pointer.
@@ -74,7 +77,7 @@ package final class WindowForwardPass: WindowForwardKernel {
                              k: UnsafePointer<Float>?, v: UnsafePointer<Float>?) -> ForwardTile {
         let unused = UnsafeMutablePointer<Float>(bitPattern: 64)!
         return ForwardTile(problem: problem, placement: placement, q: q ?? UnsafePointer(unused), k: k ?? UnsafePointer(unused),
-                           v: v ?? UnsafePointer(unused), o: unused, lse: unused,
+                           v: v ?? UnsafePointer(unused), o: unused, lse: unused, lseResidual: nil,
                            rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
     }
 }
@@ -85,18 +88,18 @@ package final class WindowBackwardPass: WindowBackwardKernel {
     let problem: AttentionProblem
     let window: Range<Int>
     let placement: RowPlacement
-    let q, o, lse, dO: [Float]
+    let q, o, lse, lseResidual, dO: [Float]
     let threads: Int
     let tiling: Tiling
     private var delta: [Float]
     /// dQ before the scale, rows padded to whole vectors.
     private var dQ: [Float]
 
-    /// The rows `window` with their q, o, dO `(batch, window, heads, headDim)` and lse
-    /// `(batch, heads, window)`.
-    package init(_ problem: AttentionProblem, rows window: Range<Int>, q: [Float], o: [Float], lse: [Float], dO: [Float],
-                 threads: Int, tiling: Tiling) {
-        (self.problem, self.window, self.q, self.o, self.lse, self.dO) = (problem, window, q, o, lse, dO)
+    /// The rows `window` with their q, o, dO `(batch, window, heads, headDim)` and lse with its
+    /// residual (zeros when not known) `(batch, heads, window)`.
+    package init(_ problem: AttentionProblem, rows window: Range<Int>, q: [Float], o: [Float], lse: [Float], lseResidual: [Float],
+                 dO: [Float], threads: Int, tiling: Tiling) {
+        (self.problem, self.window, self.q, self.o, self.lse, self.lseResidual, self.dO) = (problem, window, q, o, lse, lseResidual, dO)
         (self.threads, self.tiling) = (threads, tiling)
         placement = RowPlacement(problem, queries: window, keys: 0..<0)
         delta = [Float](repeating: 0, count: lse.count)
@@ -126,27 +129,30 @@ package final class WindowBackwardPass: WindowBackwardKernel {
         q.withUnsafeBufferPointer { q in
             dO.withUnsafeBufferPointer { dO in
                 lse.withUnsafeBufferPointer { lse in
-                    delta.withUnsafeBufferPointer { delta in
-                        dQ.withUnsafeMutableBufferPointer { dQ in
-                            guard let dQBase = dQ.baseAddress else { return }
-                            let tiles = BackwardTiles(problem: problem, placement: placement, q: q.baseAddress!, k: k, v: v,
-                                                      dO: dO.baseAddress!, lse: lse.baseAddress!, delta: delta.baseAddress!,
-                                                      keyGradients: .summedOverGroup, rowsPerBlock: tiling.backwardRows,
-                                                      keysPerBlock: tiling.backwardKeys(for: problem))
-                            TileScheduler(threads: threads).run(work, scratchFloats: tiles.scratchFloats) { work, scratch in
-                                let entry = layout.entries[work.batch], b = entry.batch
-                                var carver = ScratchCarver(scratch)
-                                let buf = tiles.buffers(&carver), bc = tiles.keysPerBlock
-                                for start in stride(from: entry.keys.lowerBound, to: entry.keys.upperBound, by: bc) {
-                                    let block = start..<min(start + bc, entry.keys.upperBound), skip = (start - entry.keys.lowerBound) * dp
-                                    tiles.packKeyBlock(batch: b, kvHead: work.head, keys: block, into: buf, transposedOnly: false)
-                                    for g in 0..<problem.groupSize {
-                                        let h = work.head * problem.groupSize + g
-                                        tiles.accumulateHead(batch: b, head: h, keys: block,
-                                                             rows: problem.entryRange(b, of: window, keys: false), buffers: buf,
-                                                             dKHead: partials + layout.offset(work.batch, head: h, value: false) + skip,
-                                                             dVHead: partials + layout.offset(work.batch, head: h, value: true) + skip,
-                                                             dQ: (dQBase, dp))
+                    lseResidual.withUnsafeBufferPointer { lseResidual in
+                        delta.withUnsafeBufferPointer { delta in
+                            dQ.withUnsafeMutableBufferPointer { dQ in
+                                guard let dQBase = dQ.baseAddress else { return }
+                                let tiles = BackwardTiles(problem: problem, placement: placement, q: q.baseAddress!, k: k, v: v,
+                                                          dO: dO.baseAddress!, lse: lse.baseAddress!, lseResidual: lseResidual.baseAddress,
+                                                          delta: delta.baseAddress!,
+                                                          keyGradients: .summedOverGroup, rowsPerBlock: tiling.backwardRows,
+                                                          keysPerBlock: tiling.backwardKeys(for: problem))
+                                TileScheduler(threads: threads).run(work, scratchFloats: tiles.scratchFloats) { work, scratch in
+                                    let entry = layout.entries[work.batch], b = entry.batch
+                                    var carver = ScratchCarver(scratch)
+                                    let buf = tiles.buffers(&carver), bc = tiles.keysPerBlock
+                                    for start in stride(from: entry.keys.lowerBound, to: entry.keys.upperBound, by: bc) {
+                                        let block = start..<min(start + bc, entry.keys.upperBound), skip = (start - entry.keys.lowerBound) * dp
+                                        tiles.packKeyBlock(batch: b, kvHead: work.head, keys: block, into: buf, transposedOnly: false)
+                                        for g in 0..<problem.groupSize {
+                                            let h = work.head * problem.groupSize + g
+                                            tiles.accumulateHead(batch: b, head: h, keys: block,
+                                                                 rows: problem.entryRange(b, of: window, keys: false), buffers: buf,
+                                                                 dKHead: partials + layout.offset(work.batch, head: h, value: false) + skip,
+                                                                 dVHead: partials + layout.offset(work.batch, head: h, value: true) + skip,
+                                                                 dQ: (dQBase, dp))
+                                        }
                                     }
                                 }
                             }
