@@ -14,6 +14,8 @@ struct AttentionCommand: DistributedCommand {
     @OptionGroup var mask: MaskOptions
     @OptionGroup var scores: ScoreOptions
     @OptionGroup var threads: ThreadOptions
+    @Flag(help: "Also write lse_residual (DIR/lse_residual.npy), lse's float32 rounding error, for `flashdist backward --lse-residual`.")
+    var saveLSEResidual = false
     @OptionGroup var partition: PartitionOptions
     @OptionGroup var output: OutputOptions
 
@@ -29,7 +31,7 @@ struct AttentionCommand: DistributedCommand {
         guard communicator.isDistributed || partition.stats else { return try runThreaded(tensors, layout, on: communicator) }
         try PartitionedRun(communicator: communicator, options: partition, threads: threads.count, layout: layout,
                            saveDropoutMask: scores.saveDropoutMask, output: output)
-            .attention(tensors)
+            .attention(tensors, saveLSEResidual: saveLSEResidual)
     }
 
     /// The whole problem on this process's threads, without the partitions' copies.
@@ -37,18 +39,24 @@ struct AttentionCommand: DistributedCommand {
         let (q, k, v) = (try tensors.q.readFloats(), try tensors.k.readFloats(), try tensors.v.readFloats())
         let dO = try tensors.dO?.readFloats()
         let problem = layout.problem
-        let names = ["o", "lse"] + (dO == nil ? [] : ["dq", "dk", "dv"])
+        let names = layout.attentionOutputs(backward: dO != nil, saveLSEResidual: saveLSEResidual)
         let out = try CollectiveOutput(output.out, layout: output.layout(layout.outputs(names, dropoutMask: scores.saveDropoutMask)),
                                        communicator: communicator)
         do {
-            let (o, lse) = FlashAttention.forward(problem, q: q, k: k, v: v, threads: threads.count)
+            let (o, lse, residual) = FlashAttention.forwardWithResidual(problem, q: q, k: k, v: v, threads: threads.count)
             try out.write("o", o, slice: .whole(layout.qShape))
             try out.write("lse", lse, slice: .whole(layout.lseShape))
+            if saveLSEResidual { try out.write("lse_residual", residual, slice: .whole(layout.lseShape)) }
             if let dO {
-                let grads = FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, threads: threads.count)
+                let grads = FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, lseResidual: residual, dO: dO,
+                                                    threads: threads.count)
                 try out.write("dq", grads.dQ, slice: .whole(layout.qShape))
                 try out.write("dk", grads.dK, slice: .whole(layout.kShape))
                 try out.write("dv", grads.dV, slice: .whole(layout.kShape))
+                if problem.options.sinks != nil {
+                    try out.write("dsinks", SinkGradient.compute(problem, o: o, dO: dO, lse: lse, lseResidual: residual),
+                                  slice: .whole([problem.heads]))
+                }
             }
             if scores.saveDropoutMask {
                 try out.write(DropoutMaskOutput.name, DropoutMaskOutput.values(problem, heads: 0..<problem.heads),

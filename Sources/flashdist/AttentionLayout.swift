@@ -59,7 +59,8 @@ struct AttentionLayout {
         let rows = { (shape: [Int]) in offsets == nil ? Double(shape[0]) * Double(shape[1]) : Double(shape[0]) }
         try budget.check(batch: Double(batch), queries: rows(q.shape), keys: rows(k.shape), heads: heads, kvHeads: kvHeads, headDim: headDim,
                          backward: dO != nil, label: q.path)
-        let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads))
+        let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads),
+                                              sinks: try scores.readSinks(heads: heads))
         do {
             if let offsets {
                 problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, queryOffsets: offsets.q,
@@ -86,9 +87,19 @@ struct AttentionLayout {
         }
     }
 
-    /// The named outputs (o, lse, dq, dk, dv) with their shapes, and the dropout mask if asked for.
+    /// The outputs of `flashdist attention`, with the backward's when it runs one.
+    func attentionOutputs(backward: Bool, saveLSEResidual: Bool) -> [String] {
+        ["o", "lse"] + (saveLSEResidual ? ["lse_residual"] : []) + (backward ? backwardOutputs : [])
+    }
+
+    /// The outputs of a backward: dsinks too when the problem has sinks.
+    var backwardOutputs: [String] { ["dq", "dk", "dv"] + (problem.options.sinks == nil ? [] : ["dsinks"]) }
+
+    /// The named outputs (o, lse, lse_residual, dq, dk, dv, dsinks) with their shapes, and the
+    /// dropout mask if asked for.
     func outputs(_ names: [String], dropoutMask: Bool) -> [(name: String, shape: [Int])] {
-        let shapes = ["o": qShape, "lse": lseShape, "dq": qShape, "dk": kShape, "dv": kShape]
+        let shapes = ["o": qShape, "lse": lseShape, "lse_residual": lseShape, "dq": qShape, "dk": kShape, "dv": kShape,
+                      "dsinks": [problem.heads]]
         return names.map { ($0, shapes[$0]!) } + (dropoutMask ? [(DropoutMaskOutput.name, DropoutMaskOutput.shape(self))] : [])
     }
 

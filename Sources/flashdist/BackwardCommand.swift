@@ -12,6 +12,8 @@ struct BackwardCommand: DistributedCommand {
     var o: String?
     @Option(help: "The forward's logsumexp, (batch, heads, seqlen_q) or (heads, total_q) (lse.npy of `flashdist attention`); or the entry lse of --input.")
     var lse: String?
+    @Option(help: "lse's float32 rounding error, shaped like lse (lse_residual.npy of `flashdist attention --save-lse-residual`); or the entry lse_residual of --input. Without it the backward takes it as zero, which loses digits when logits are large (|S| ~ 10³).")
+    var lseResidual: String?
     @Option(name: .customLong("do"), help: "Gradient of the output, shaped like q; or the entry do of --input.")
     var dO: String?
     @OptionGroup var mask: MaskOptions
@@ -23,7 +25,8 @@ struct BackwardCommand: DistributedCommand {
     func run(on communicator: Communicator) throws {
         let (tensors, saved, layout) = try communicator.agree {
             let tensors = try AttentionTensors(files, dO: dO, requireDO: true)
-            let saved = (o: try files.required("o", path: o), lse: try files.required("lse", path: lse))
+            let saved = (o: try files.required("o", path: o), lse: try files.required("lse", path: lse),
+                         lseResidual: try files.tensor("lse_residual", path: lseResidual))
             let layout = try AttentionLayout(tensors, mask: mask, scores: scores,
                                              budget: MemoryBudget(threads: threads.count, ranks: communicator.size))
             guard saved.o.shape == layout.qShape else {
@@ -32,11 +35,14 @@ struct BackwardCommand: DistributedCommand {
             guard saved.lse.shape == layout.lseShape else {
                 throw TensorIOError(saved.lse.label, "shape \(shapeText(saved.lse.shape)) is not \(layout.isVarlen ? "(heads, total_q)" : "(batch, heads, seqlen_q)") = \(shapeText(layout.lseShape))")
             }
+            if let residual = saved.lseResidual, residual.shape != layout.lseShape {
+                throw TensorIOError(residual.label, "shape \(shapeText(residual.shape)) differs from lse's \(shapeText(layout.lseShape))")
+            }
             if scores.saveDropoutMask { try DropoutMaskOutput.check(layout) }
             return (tensors, saved, layout)
         }
         try PartitionedRun(communicator: communicator, options: partition, threads: threads.count, layout: layout,
                            saveDropoutMask: scores.saveDropoutMask, output: output)
-            .backward(tensors, o: saved.o, lse: saved.lse)
+            .backward(tensors, o: saved.o, lse: saved.lse, lseResidual: saved.lseResidual)
     }
 }
