@@ -16,6 +16,8 @@ public struct ReferenceAttention: Sendable {
     public var softcap = 0.0
     /// ALiBi slopes, `heads` values or `batch × heads` (batch-major): bias −slope·|i + Nk − Nq − j|.
     public var alibiSlopes: [Double]?
+    /// Attention sinks, one logit per head: each joins its rows' softmax denominator with no value.
+    public var sinks: [Double]?
     /// Dropout: the factor (0 or 1/(1 − p)) applied to P[b, h, i, j] before it meets V.
     public var keep: (@Sendable (_ batch: Int, _ head: Int, _ query: Int, _ key: Int) -> Double)?
     let q, k, v: [Float]
@@ -63,7 +65,8 @@ public struct ReferenceAttention: Sendable {
         return (values, capFactor)
     }
 
-    /// Output row and logsumexp of query i of head h; a row that sees no key gives 0 and −∞.
+    /// Output row and logsumexp of query i of head h; a row that sees no key gives 0 and −∞ (or
+    /// the sink).
     public func forwardRow(batch b: Int, head h: Int, row i: Int) -> (o: [Double], lse: Double) {
         let (p, lse) = probabilities(b, h, i)
         return (output(b, h, dropped(p, b, h, i)), lse)
@@ -84,11 +87,27 @@ public struct ReferenceAttention: Sendable {
     }
 
     func probabilities(_ b: Int, _ h: Int, _ i: Int) -> (p: [Double], lse: Double) {
-        let s = logits(b, h, i).values
+        let s = logits(b, h, i).values + (sinks.map { [$0[h]] } ?? [])
         let m = s.max() ?? -.infinity
         guard m > -.infinity else { return ([Double](repeating: 0, count: seqlenK), -.infinity) }
         let lse = m + Foundation.log(s.reduce(0) { $0 + Foundation.exp($1 - m) })
-        return (s.map { Foundation.exp($0 - lse) }, lse)
+        // The sink, last in s, takes its share of the denominator and meets no value.
+        return (s.prefix(seqlenK).map { Foundation.exp($0 - lse) }, lse)
+    }
+
+    /// dL/ds_h of head h's sink: −Σ_{b,i} P_sink(b, i)·D(b, i), D = rowsum(dO ∘ O).
+    public func sinkGradient(head h: Int, dO: [Float]) -> Double {
+        guard let sinks else { return 0 }
+        var sum = 0.0
+        for b in 0..<batch {
+            for i in 0..<seqlenQ {
+                let (p, lse) = probabilities(b, h, i)
+                let o = output(b, h, dropped(p, b, h, i))
+                let delta = (0..<headDim).reduce(0) { $0 + Double(dO[qIndex(b, i, h) + $1]) * o[$1] }
+                sum -= Foundation.exp(sinks[h] - lse) * delta
+            }
+        }
+        return sum
     }
 
     /// P with dropout applied (what met V) and dS, the gradient of the scaled scores, of query row

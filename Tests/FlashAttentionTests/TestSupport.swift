@@ -24,11 +24,12 @@ struct Case: Sendable, CustomTestStringConvertible {
     var softcap: Float = 0
     var alibiSlopes: AlibiSlopes? = nil
     var dropout: Dropout? = nil
+    var sinks: [Float]? = nil
 
     var softmaxScale: Float { scale ?? AttentionOptions.defaultScale(headDim: headDim) }
     var options: AttentionOptions {
         AttentionOptions(softmaxScale: softmaxScale, causal: causal, windowLeft: windowLeft, windowRight: windowRight,
-                         softcap: softcap, alibiSlopes: alibiSlopes, dropout: dropout)
+                         softcap: softcap, alibiSlopes: alibiSlopes, dropout: dropout, sinks: sinks)
     }
 
     func problem() throws -> AttentionProblem {
@@ -51,6 +52,7 @@ struct Case: Sendable, CustomTestStringConvertible {
                                            causal: causal, windowLeft: windowLeft, windowRight: windowRight)
         reference.softcap = Double(softcap)
         reference.alibiSlopes = alibiSlopes?.values.map(Double.init)
+        reference.sinks = sinks?.map(Double.init)
         if dropout != nil, let problem = try? problem() {
             let masks = (0..<batch).map { b in (0..<heads).map { FlashAttention.dropoutKeepFactors(problem, batch: b, head: $0) } }
             let nk = seqlenK
@@ -68,6 +70,7 @@ struct Case: Sendable, CustomTestStringConvertible {
         if softcap > 0 { text += " softcap \(softcap)" }
         if let alibiSlopes { text += " alibi(\(alibiSlopes.values.count))" }
         if let dropout { text += " dropout \(dropout.probability)" }
+        if sinks != nil { text += " sinks" }
         return text
     }
 }
@@ -79,23 +82,30 @@ struct Inputs: Sendable {
 /// Everything one forward + backward produces, in the kernels' flat layouts.
 struct Outputs<Scalar: Sendable>: Sendable {
     var o, lse, dQ, dK, dV: [Scalar]
+    /// dL/ds per head, for a problem with sinks.
+    var dSinks: [Scalar] = []
 }
 
 /// Runs forward then backward through the pointer entry points, on output buffers pre-filled with
-/// NaN so that any element the kernels forget to write shows up in the comparisons.
-func runKernels(_ c: Case, _ x: Inputs, threads: Int = 2,
+/// NaN so that any element the kernels forget to write shows up in the comparisons. The backward
+/// takes the forward's lse residual unless `residual` is false (as from a saved lse alone).
+func runKernels(_ c: Case, _ x: Inputs, threads: Int = 2, residual: Bool = true,
                 configuration: KernelConfiguration = .current) throws -> Outputs<Float> {
     let problem = try c.problem()
     let q = Buffer(x.q), k = Buffer(x.k), v = Buffer(x.v), dO = Buffer(x.dO)
     let o = Buffer(nanCount: problem.queryElements), lse = Buffer(nanCount: problem.lseElements)
+    let lseResidual = Buffer(nanCount: problem.lseElements)
     let dQ = Buffer(nanCount: problem.queryElements)
     let dK = Buffer(nanCount: problem.keyElements), dV = Buffer(nanCount: problem.keyElements)
     FlashAttention.forward(problem, q: q.pointer, k: k.pointer, v: v.pointer, o: o.pointer, lse: lse.pointer,
-                           threads: threads, configuration: configuration)
+                           lseResidual: lseResidual.pointer, threads: threads, configuration: configuration)
     FlashAttention.backward(problem, q: q.pointer, k: k.pointer, v: v.pointer, o: o.pointer, lse: lse.pointer,
+                            lseResidual: residual ? lseResidual.pointer : nil,
                             dO: dO.pointer, dQ: dQ.pointer, dK: dK.pointer, dV: dV.pointer, threads: threads,
                             configuration: configuration)
-    return Outputs(o: o.array, lse: lse.array, dQ: dQ.array, dK: dK.array, dV: dV.array)
+    let dSinks = SinkGradient.compute(problem, o: o.array, dO: x.dO, lse: lse.array,
+                                      lseResidual: residual ? lseResidual.array : nil)
+    return Outputs(o: o.array, lse: lse.array, dQ: dQ.array, dK: dK.array, dV: dV.array, dSinks: dSinks)
 }
 
 /// The reference's forward and backward in the kernels' layouts: o and dQ like q, lse as
@@ -129,7 +139,8 @@ func runReference(_ c: Case, _ x: Inputs) -> Outputs<Double> {
             }
         }
     }
-    return Outputs(o: o, lse: lse, dQ: dQ, dK: dK, dV: dV)
+    let dSinks = c.sinks == nil ? [] : (0..<c.heads).map { reference.sinkGradient(head: $0, dO: x.dO) }
+    return Outputs(o: o, lse: lse, dQ: dQ, dK: dK, dV: dV, dSinks: dSinks)
 }
 
 /// Largest |actual − expected|; equal infinities count as 0, and a NaN or a mismatched infinity
@@ -167,6 +178,7 @@ func expectMatches(_ actual: Outputs<Float>, _ expected: Outputs<Double>, forwar
     expectClose(actual.dQ, expected.dQ, tolerance: backward, "dQ", sourceLocation: sourceLocation)
     expectClose(actual.dK, expected.dK, tolerance: backward, "dK", sourceLocation: sourceLocation)
     expectClose(actual.dV, expected.dV, tolerance: backward, "dV", sourceLocation: sourceLocation)
+    expectClose(actual.dSinks, expected.dSinks, tolerance: backward, "dSinks", sourceLocation: sourceLocation)
 }
 
 /// Float storage for the pointer entry points (never a nil base address, even when empty).

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes seeded random float32 q, k, v, do (flash-attn layout) into DIR as .npy files and as one
-inputs.safetensors, and ALiBi slopes (heads,).
+inputs.safetensors, ALiBi slopes (heads,) and attention sinks (heads,).
 
 usage: make_inputs.py DIR BATCH SEQLEN_Q SEQLEN_K HEADS KV_HEADS HEAD_DIM
        make_inputs.py DIR varlen CU_SEQLENS_Q CU_SEQLENS_K HEADS KV_HEADS HEAD_DIM
@@ -35,3 +35,6 @@ text += b" " * (-len(text) % 8)
 with open(os.path.join(out, "inputs.safetensors"), "wb") as f:
     f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
 np.save(os.path.join(out, "alibi_slopes.npy"), 2.0 ** (-8.0 * np.arange(1, h + 1, dtype=np.float32) / h))
+# Sinks from their own generator, so the tensors above stay those of earlier runs; spread so that
+# some heads' sinks dominate their rows and others barely count.
+np.save(os.path.join(out, "sinks.npy"), (4 * np.random.default_rng(12).standard_normal(h)).astype(np.float32))
