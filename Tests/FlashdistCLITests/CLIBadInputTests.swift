@@ -98,6 +98,25 @@ private let badInputs: [BadInput] = [
     BadInput(testDescription: "ALiBi slopes of the wrong shape", fragment: "$slopes") { dir, files in
         arguments(files, ["--alibi-slopes", try dir.writeFloats("slopes.npy", [1, 2, 3], shape: [3])])
     },
+    BadInput(testDescription: "sinks of the wrong shape", fragment: "$sinks") { dir, files in
+        arguments(files, ["--sinks", try dir.writeFloats("sinks.npy", [1, 2, 3], shape: [3])])
+    },
+    BadInput(testDescription: "sinks shaped (1, heads)", fragment: "$sinks") { dir, files in
+        arguments(files, ["--sinks", try dir.writeFloats("sinks.npy", [1, 2], shape: [1, 2])])
+    },
+    BadInput(testDescription: "int32 sinks", fragment: "$sinks") { dir, files in
+        try dir.write("sinks.npy", Npy.headerBytes(dtype: .int32, shape: [2]) + [Int32](repeating: 1, count: 2).withUnsafeBytes { Data($0) })
+        return arguments(files, ["--sinks", dir.file("sinks.npy")])
+    },
+    BadInput(testDescription: "infinite sink", fragment: "$sinks") { dir, files in
+        arguments(files, ["--sinks", try dir.writeFloats("sinks.npy", [1, .infinity], shape: [2])])
+    },
+    BadInput(testDescription: "backward: lse residual of the wrong shape", fragment: "$residual") { dir, files in
+        ["backward", "--q", files["q"]!, "--k", files["k"]!, "--v", files["v"]!, "--do", files["do"]!,
+         "--o", try dir.writeFloats("o.npy", pattern(64, seed: 5), shape: [1, 4, 2, 8]),
+         "--lse", try dir.writeFloats("lse.npy", pattern(8, seed: 6), shape: [1, 2, 4]),
+         "--lse-residual", try dir.writeFloats("residual.npy", pattern(8, seed: 7), shape: [1, 4, 2])]
+    },
     BadInput(testDescription: "--cu-seqlens-q alone", fragment: "--cu-seqlens-k") { dir, files in
         arguments(files, ["--cu-seqlens-q", try writeOffsets(dir, "cuq.npy", [0, 4])])
     },
