@@ -27,6 +27,8 @@ struct BenchCommand: DistributedCommand {
     var ulysses: Int?
     @Option(parsing: .unconditional, help: "flash (tiled) or standard: textbook attention storing every head's N×N probabilities (without mpirun; causal and window masks).")
     var algorithm: Algorithm = .flash
+    @Option(help: "Attention sinks, one per head: zero, or random (standard normals drawn after dO); the flash algorithm only.")
+    var sinks: BenchSinks?
     @Option(parsing: .unconditional, help: "Query rows of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64 to 256, from the keys and the caches).")
     var blockQ: Int?
     @Option(parsing: .unconditional, help: "Keys of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64).") var blockK: Int?
@@ -58,6 +60,7 @@ struct BenchCommand: DistributedCommand {
         if algorithm == .standard && (blockQ != nil || blockK != nil) {
             throw ValidationError("--block-q and --block-k set the flash algorithm's tiles; --algorithm standard has none")
         }
+        if algorithm == .standard && sinks != nil { throw ValidationError("--sinks: the flash algorithm only") }
     }
 
     /// --block-q and --block-k in place of the forward's row block and key block in the tiles every
@@ -85,7 +88,9 @@ struct BenchCommand: DistributedCommand {
             if algorithm == .standard && communicator.isDistributed {
                 throw ValidationError("--algorithm standard runs without mpirun only")
             }
-            let options = mask.attentionOptions(headDim: headDim)
+            var options = mask.attentionOptions(headDim: headDim)
+            let (queryElements, keyElements) = (batch * seqlenQ * heads * headDim, batch * (seqlenK ?? seqlenQ) * (kvHeads ?? heads) * headDim)
+            options.sinks = sinks?.values(heads: heads, after: 2 * queryElements + 2 * keyElements)
             try overrideForwardTiles()
             let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
                                                kvHeads: kvHeads ?? heads, headDim: headDim, options: options)
@@ -117,10 +122,11 @@ struct SampledCheck {
 
     func maxErrors(o: [Float], lse: [Float], grads: (dQ: [Float], dK: [Float], dV: [Float])?) -> [(name: String, error: Double)] {
         let (b, nq, nk, d) = (problem.batch, problem.totalQueries / problem.batch, problem.totalKeys / problem.batch, problem.headDim)
-        let reference = ReferenceAttention(q: q, k: k, v: v, batch: b, seqlenQ: nq, seqlenK: nk, heads: problem.heads,
+        var reference = ReferenceAttention(q: q, k: k, v: v, batch: b, seqlenQ: nq, seqlenK: nk, heads: problem.heads,
                                            kvHeads: problem.kvHeads, headDim: d, scale: Double(problem.options.softmaxScale),
                                            causal: problem.options.causal, windowLeft: problem.options.windowLeft,
                                            windowRight: problem.options.windowRight)
+        reference.sinks = problem.options.sinks?.map(Double.init)
         var errors = ["o": 0.0, "lse": 0.0, "dq": 0.0]
         let rows = (0..<min(16, nq)).map { $0 * nq / min(16, nq) }
         for (batch, head) in [(0, 0), (b - 1, problem.heads - 1)] {

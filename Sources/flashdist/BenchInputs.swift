@@ -1,3 +1,4 @@
+import ArgumentParser
 import AttentionReference
 import FlashAttention
 import TensorIO
@@ -17,7 +18,7 @@ struct BenchInputs {
         dO = queries.flatMap { Self.draw($0, from: queryCount + 2 * keyCount) }
     }
 
-    private static let seed: UInt64 = 2026
+    static let seed: UInt64 = 2026
 
     /// The elements of `slice` of a tensor whose first element is normal number `start` of the stream.
     private static func draw(_ slice: AxisSlice, from start: Int) -> [Float] {
@@ -29,5 +30,18 @@ struct BenchInputs {
             values += normals.next(run)
         }
         return values
+    }
+}
+
+/// `bench --sinks`: the sink logits the benchmark runs with.
+enum BenchSinks: String, ExpressibleByArgument, CaseIterable {
+    case zero, random
+
+    /// One per head; random ones are the normals that follow the `after` normals of q, k, v and
+    /// dO in the inputs' stream, the same on every rank.
+    func values(heads: Int, after: Int) -> [Float] {
+        guard self == .random else { return [Float](repeating: 0, count: heads) }
+        var normals = SeededNormals(seed: BenchInputs.seed, skipping: after)
+        return normals.next(heads)
     }
 }

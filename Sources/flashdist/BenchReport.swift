@@ -79,6 +79,7 @@ struct BenchReport {
         var lines = ["flashdist bench\(algorithm == .standard ? " (standard attention)" : ""): batch \(batch), heads \(problem.heads)/\(problem.kvHeads) kv, seqlen \(nq)x\(nk), head dim \(problem.headDim)"
                      + (options.causal ? ", causal" : "")
                      + (options.windowLeft >= 0 || options.windowRight >= 0 ? ", window (\(options.windowLeft), \(options.windowRight))" : "")
+                     + (options.sinks.map { $0.allSatisfy { $0 == 0 } ? ", zero sinks" : ", random sinks" } ?? "")
                      + ", \(layout)",
                      "  \(MachineProbe.kernelPath())"]
         let phases = [("fwd", measurement.forwardSeconds, problem.forwardFlops)]
