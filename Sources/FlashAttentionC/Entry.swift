@@ -96,6 +96,24 @@ public func flashdistBackward(_ problem: UnsafePointer<flashdist_problem>?,
     }
 }
 
+@_cdecl("flashdist_sink_gradient")
+public func flashdistSinkGradient(_ problem: UnsafePointer<flashdist_problem>?,
+                                  _ o: UnsafePointer<Float>?, _ oCount: Int64, _ lse: UnsafePointer<Float>?, _ lseCount: Int64,
+                                  _ dO: UnsafePointer<Float>?, _ dOCount: Int64,
+                                  _ dSinks: UnsafeMutablePointer<Float>?, _ dSinksCount: Int64,
+                                  _ message: UnsafeMutablePointer<CChar>?, _ messageSize: Int) -> Int32 {
+    reportingFailures(message, messageSize) {
+        let p = try described(problem)
+        guard p.options.sinks != nil else { throw CallFailure(status: FLASHDIST_INVALID_PROBLEM, message: "the problem has no sinks") }
+        let array = { (pointer: UnsafePointer<Float>, count: Int) in Array(UnsafeBufferPointer(start: pointer, count: count)) }
+        let gradient = SinkGradient.compute(
+            p, o: array(try checked(o, count: oCount, expected: p.queryElements, name: "o"), p.queryElements),
+            dO: array(try checked(dO, count: dOCount, expected: p.queryElements, name: "dout"), p.queryElements),
+            lse: array(try checked(lse, count: lseCount, expected: p.lseElements, name: "lse"), p.lseElements), lseResidual: nil)
+        try checked(dSinks, count: dSinksCount, expected: p.heads, name: "dsinks").update(from: gradient, count: p.heads)
+    }
+}
+
 @_cdecl("flashdist_dropout_mask")
 public func flashdistDropoutMask(_ problem: UnsafePointer<flashdist_problem>?,
                                  _ mask: UnsafeMutablePointer<Float>?, _ maskCount: Int64,

@@ -12,6 +12,7 @@ extension flashdist_problem {
         guard alibi_slopes != nil || alibi_count == 0, alibi_count >= 0 else {
             throw .invalid("ALiBi slopes: \(alibi_count) values but no buffer")
         }
+        guard sinks != nil || sinks_count == 0, sinks_count >= 0 else { throw .invalid("sinks: \(sinks_count) values but no buffer") }
         let (heads, kvHeads, headDim) = (Int(heads), Int(kv_heads), Int(head_dim))
         var options = AttentionOptions(
             softmaxScale: use_softmax_scale != 0 ? softmax_scale : AttentionOptions.defaultScale(headDim: headDim),
@@ -20,6 +21,7 @@ extension flashdist_problem {
             options.alibiSlopes = AlibiSlopes(values: Array(UnsafeBufferPointer(start: alibi_slopes, count: Int(alibi_count))),
                                               heads: heads)
         }
+        if let sinks { options.sinks = Array(UnsafeBufferPointer(start: sinks, count: Int(sinks_count))) }
         if dropout_p != 0 { options.dropout = Dropout(probability: dropout_p, seed: dropout_seed) }
         if let cu_seqlens_q, let cu_seqlens_k {
             let offsets = { (pointer: UnsafePointer<Int32>) in (0...Int(batch)).map { Int(pointer[$0]) } }

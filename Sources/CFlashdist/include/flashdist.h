@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define FLASHDIST_ABI_VERSION 1
+#define FLASHDIST_ABI_VERSION 2
 
 enum flashdist_status {
     FLASHDIST_OK = 0,
@@ -70,6 +70,11 @@ typedef struct flashdist_problem {
     float softcap;
     /* Dropout probability in [0, 1) on the attention probabilities; kept ones scale by 1/(1-p). */
     float dropout_p;
+    /* Attention sinks (ABI version 2): `heads` finite logits, one per query head, each joining
+     * every row's softmax denominator with no value (lse includes it; a row that sees no key has
+     * o = 0 and lse = sink), or NULL with sinks_count 0. Their gradient: flashdist_sink_gradient. */
+    const float *sinks;
+    int64_t sinks_count;
 } flashdist_problem;
 
 /* Zeroes every field but the window, set to (-1, -1), unbounded: a problem without options, to
@@ -93,6 +98,13 @@ int flashdist_backward(const flashdist_problem *problem,
                        float *dq, int64_t dq_count, float *dk, int64_t dk_count,
                        float *dv, int64_t dv_count,
                        int32_t threads, char *message, size_t message_size);
+
+/* dsinks (heads values), the gradient of the sinks, from the forward's o and lse and dout: each
+ * row's -exp(sink - lse) * rowsum(dout * o) in float64, a head's rows added in row order. */
+int flashdist_sink_gradient(const flashdist_problem *problem,
+                            const float *o, int64_t o_count, const float *lse, int64_t lse_count,
+                            const float *dout, int64_t dout_count, float *dsinks, int64_t dsinks_count,
+                            char *message, size_t message_size);
 
 /* The dropout keep factors the kernels apply (0, or 1/(1-p) where kept), (batch, heads,
  * seqlen_q, seqlen_k): fixed-length problems with dropout only. For tests and inspection. */
