@@ -1,5 +1,5 @@
 """The shapes of q, k, v (and dout, out, lse) checked against each other and against cu_seqlens and
-the ALiBi slopes, in the words of the CLI (Sources/flashdist/AttentionLayout.swift), and the
+the ALiBi slopes and sinks, in the words of the CLI (Sources/flashdist/AttentionLayout.swift), and the
 problem they make. The options themselves (window, softcap, dropout, scale, heads, head size) are
 checked by the library when it receives the problem.
 """
@@ -18,8 +18,8 @@ class Layout:
     (kept alive here), and the shapes of the outputs."""
 
     def __init__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, *, dropout_p, softmax_scale, causal, window_size,
-                 softcap, alibi_slopes, seed):
-        """q, k, v are shapes; cu_seqlens_q/_k and alibi_slopes NumPy arrays or None."""
+                 softcap, alibi_slopes, seed, sinks=None):
+        """q, k, v are shapes; cu_seqlens_q/_k, alibi_slopes and sinks NumPy arrays or None."""
         if (cu_seqlens_q is None) != (cu_seqlens_k is None):
             raise ValueError("cu_seqlens_q and cu_seqlens_k go together: give both or neither")
         varlen = cu_seqlens_q is not None
@@ -53,13 +53,18 @@ class Layout:
                 raise ValueError(f"alibi_slopes: shape {shape_text(alibi_slopes.shape)} is neither (heads,) = "
                                  f"{shape_text((heads,))} nor (batch, heads) = {shape_text((batch, heads))}")
             alibi_slopes = np.ascontiguousarray(alibi_slopes, dtype=np.float32)
+        if sinks is not None:
+            if sinks.shape != (heads,):
+                raise ValueError(f"sinks: shape {shape_text(sinks.shape)} is not (heads,) = {shape_text((heads,))}")
+            sinks = np.ascontiguousarray(sinks, dtype=np.float32)
         left, right = _window(window_size)
 
         self.q_shape, self.k_shape = tuple(q), tuple(k)
         self.is_varlen = varlen
         self.lse_shape = (heads, q[0]) if varlen else (batch, heads, q[1])
         self.mask_shape = None if varlen else (batch, heads, q[1], k[1])
-        self._arrays = (cu_seqlens_q, cu_seqlens_k, alibi_slopes)
+        self._arrays = (cu_seqlens_q, cu_seqlens_k, alibi_slopes, sinks)
+        self.has_sinks = sinks is not None
         self.problem = _native.Problem(
             batch=batch, seqlen_q=0 if varlen else q[1], seqlen_k=0 if varlen else k[1],
             heads=heads, kv_heads=kv_heads, head_dim=head_dim,
@@ -70,7 +75,8 @@ class Layout:
             window_left=left, window_right=right, dropout_seed=seed,
             softmax_scale=0.0 if softmax_scale is None else float(softmax_scale),
             use_softmax_scale=softmax_scale is not None, causal=bool(causal),
-            softcap=float(softcap), dropout_p=float(dropout_p))
+            softcap=float(softcap), dropout_p=float(dropout_p),
+            sinks=None if sinks is None else sinks.ctypes.data, sinks_count=0 if sinks is None else sinks.size)
 
     # The outputs' shapes and the library calls; a rank's side of a distributed problem has its own.
     @property
@@ -87,6 +93,9 @@ class Layout:
 
     def backward(self, q, k, v, out, lse, dout, dq, dk, dv, threads):
         _native.backward(self.problem, q, k, v, out, lse, dout, dq, dk, dv, threads)
+
+    def sink_gradient(self, out, lse, dout, dsinks):
+        _native.sink_gradient(self.problem, out, lse, dout, dsinks)
 
     def check_saved(self, out, lse, dout):
         """The shapes of a backward's extra tensors, as `flashdist backward` checks its files."""

@@ -192,3 +192,21 @@ def test_default_threads_shared_among_local_ranks(monkeypatch):
     assert flashdist.get_num_threads() == max(1, cores // 2)
     monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", str(4 * cores))
     assert flashdist.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("seqlens", [(37, 53), (53, 37)], ids=["q<k", "q>k"])
+def test_sinks(seqlens):
+    """Sinks against the float64 reference, their gradient included; with q > k and causal, rows
+    that see no key have out = 0 and lse = their sink."""
+    q, k, v, dout = inputs(seqlen_q=seqlens[0], seqlen_k=seqlens[1])
+    values = torch.tensor([0.5, -2.0, 3.0, 0.0])
+    sinks = values.clone().requires_grad_()
+    expected_sinks = values.double().requires_grad_()
+    ours, expected = run_both(q, k, v, dout, dict(causal=True, sinks=sinks), dict(causal=True, sinks=expected_sinks))
+    assert_close(ours, expected)
+    assert sinks.grad.dtype == torch.float32
+    torch.testing.assert_close(sinks.grad.double(), expected_sinks.grad, **TOLERANCE)
+    if seqlens[0] > seqlens[1]:
+        empty = seqlens[0] - seqlens[1]
+        assert (ours[0][:, :empty] == 0).all()
+        assert (ours[1][:, :, :empty] == values[None, :, None]).all()
