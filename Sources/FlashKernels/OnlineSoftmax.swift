@@ -7,8 +7,9 @@ import Foundation
 /// For each key block the scores S = Q·Kᵀ·scale are formed, and per query row:
 ///   m' = max(m, rowmax S),  P = e^(S − m'),  ℓ' = ℓ·e^(m − m') + rowsum P,  O' = O·e^(m − m') + P·V
 /// After the last block O/ℓ is the softmax-weighted sum and lse = m + log ℓ. A row that sees no
-/// key keeps m = −∞ and ℓ = 0 and ends with O = 0, lse = −∞ (or the sink, with sinks). Rows take m' = 0 in place of −∞ in
-/// the exponent so that an all-masked block gives P = 0 instead of e^(−∞ + ∞) = NaN.
+/// key keeps m = −∞ and ℓ = 0 and ends with O = 0, lse = −∞ (or its sink, with sinks). Rows take
+/// m' = 0 in place of −∞ in the exponent so that an all-masked block gives P = 0 instead of
+/// e^(−∞ + ∞) = NaN.
 ///
 /// The scores are held transposed, Sᵀ = K·Qᵀ (keys × queries): K is then read in place as the
 /// broadcast operand and only Qᵀ is packed, once per tile, and the max and sum of each query run
