@@ -58,7 +58,7 @@ struct AttentionLayout {
         let batch = offsets.map { $0.q.count - 1 } ?? q.shape[0]
         let rows = { (shape: [Int]) in offsets == nil ? Double(shape[0]) * Double(shape[1]) : Double(shape[0]) }
         try budget.check(batch: Double(batch), queries: rows(q.shape), keys: rows(k.shape), heads: heads, kvHeads: kvHeads, headDim: headDim,
-                         backward: dO != nil, label: q.path)
+                         backward: dO != nil, sinks: scores.sinks != nil, label: q.path)
         let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads),
                                               sinks: try scores.readSinks(heads: heads))
         do {
