@@ -73,11 +73,11 @@ extension FlashAttention {
 }
 
 extension FlashAttention {
-    /// The forward on arrays, writing O (shaped like q) and lse into existing arrays.
+    /// The forward on arrays, writing O (shaped like q, rows valueHeadDim wide) and lse into existing arrays.
     public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                o: inout [Float], lse: inout [Float], threads: Int, configuration: KernelConfiguration = .current) {
-        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
-                     && o.count == problem.queryElements && lse.count == problem.lseElements,
+        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.valueElements
+                     && o.count == problem.outputElements && lse.count == problem.lseElements,
                      "tensor sizes do not match the problem")
         o.withUnsafeMutableBufferPointer { o in
             lse.withUnsafeMutableBufferPointer { lse in
@@ -86,26 +86,25 @@ extension FlashAttention {
         }
     }
 
-    /// The forward on arrays: returns O (shaped like q) and lse.
+    /// The forward on arrays: returns O (shaped like q, rows valueHeadDim wide) and lse.
     public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                threads: Int, configuration: KernelConfiguration = .current) -> (o: [Float], lse: [Float]) {
-        var o = [Float](repeating: 0, count: problem.queryElements)
+        var o = [Float](repeating: 0, count: problem.outputElements)
         var lse = [Float](repeating: 0, count: problem.lseElements)
         forward(problem, q: q, k: k, v: v, o: &o, lse: &lse, threads: threads, configuration: configuration)
         return (o, lse)
     }
 
-    /// The backward on arrays, writing dQ (shaped like q) and dK, dV (like k, or with
+    /// The backward on arrays, writing dQ (shaped like q) and dK, dV (like k and v, or with
     /// `.perQueryHead` one slot per query head) into existing arrays.
     public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                 o: [Float], lse: [Float], dO: [Float],
                                 dQ: inout [Float], dK: inout [Float], dV: inout [Float],
                                 keyGradients: KeyGradientLayout = .summedOverGroup, threads: Int, configuration: KernelConfiguration = .current) {
-        let keyGradientElements = keyGradients.elements(problem)
-        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
-                     && o.count == problem.queryElements && dO.count == problem.queryElements
+        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.valueElements
+                     && o.count == problem.outputElements && dO.count == problem.outputElements
                      && lse.count == problem.lseElements && dQ.count == problem.queryElements
-                     && dK.count == keyGradientElements && dV.count == keyGradientElements,
+                     && dK.count == keyGradients.elements(problem) && dV.count == keyGradients.valueElements(problem),
                      "tensor sizes do not match the problem")
         dQ.withUnsafeMutableBufferPointer { dQ in
             dK.withUnsafeMutableBufferPointer { dK in
@@ -122,7 +121,8 @@ extension FlashAttention {
                                 o: [Float], lse: [Float], dO: [Float], keyGradients: KeyGradientLayout = .summedOverGroup,
                                 threads: Int, configuration: KernelConfiguration = .current) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         var dQ = [Float](repeating: 0, count: problem.queryElements)
-        var dK = [Float](repeating: 0, count: keyGradients.elements(problem)), dV = dK
+        var dK = [Float](repeating: 0, count: keyGradients.elements(problem))
+        var dV = [Float](repeating: 0, count: keyGradients.valueElements(problem))
         backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, dQ: &dQ, dK: &dK, dV: &dV,
                  keyGradients: keyGradients, threads: threads, configuration: configuration)
         return (dQ, dK, dV)
