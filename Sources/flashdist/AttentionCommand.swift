@@ -9,7 +9,7 @@ struct AttentionCommand: DistributedCommand {
         abstract: "Attention on .npy or safetensors files: writes o and lse, and with dO also dq, dk, dv.")
 
     @OptionGroup var files: InputFiles
-    @Option(name: .customLong("do"), help: "Gradient of the output, shaped like q: also run the backward.")
+    @Option(name: .customLong("do"), help: "Gradient of the output, shaped like o (q's shape with v's head dim): also run the backward.")
     var dO: String?
     @OptionGroup var mask: MaskOptions
     @OptionGroup var scores: ScoreOptions
@@ -42,13 +42,13 @@ struct AttentionCommand: DistributedCommand {
                                        communicator: communicator)
         do {
             let (o, lse) = FlashAttention.forward(problem, q: q, k: k, v: v, threads: threads.count)
-            try out.write("o", o, slice: .whole(layout.qShape))
+            try out.write("o", o, slice: .whole(layout.oShape))
             try out.write("lse", lse, slice: .whole(layout.lseShape))
             if let dO {
                 let grads = FlashAttention.backward(problem, q: q, k: k, v: v, o: o, lse: lse, dO: dO, threads: threads.count)
                 try out.write("dq", grads.dQ, slice: .whole(layout.qShape))
                 try out.write("dk", grads.dK, slice: .whole(layout.kShape))
-                try out.write("dv", grads.dV, slice: .whole(layout.kShape))
+                try out.write("dv", grads.dV, slice: .whole(layout.vShape))
             }
             if scores.saveDropoutMask {
                 try out.write(DropoutMaskOutput.name, DropoutMaskOutput.values(problem, heads: 0..<problem.heads),

@@ -8,11 +8,11 @@ struct BackwardCommand: DistributedCommand {
         abstract: "Gradients from a saved forward: dq, dk, dv, recomputing the attention from o and lse.")
 
     @OptionGroup var files: InputFiles
-    @Option(help: "The forward's output, shaped like q (o.npy of `flashdist attention`); or the entry o of --input.")
+    @Option(help: "The forward's output, shaped like q with v's head dim (o.npy of `flashdist attention`); or the entry o of --input.")
     var o: String?
     @Option(help: "The forward's logsumexp, (batch, heads, seqlen_q) or (heads, total_q) (lse.npy of `flashdist attention`); or the entry lse of --input.")
     var lse: String?
-    @Option(name: .customLong("do"), help: "Gradient of the output, shaped like q; or the entry do of --input.")
+    @Option(name: .customLong("do"), help: "Gradient of the output, shaped like o; or the entry do of --input.")
     var dO: String?
     @OptionGroup var mask: MaskOptions
     @OptionGroup var scores: ScoreOptions
@@ -26,8 +26,8 @@ struct BackwardCommand: DistributedCommand {
             let saved = (o: try files.required("o", path: o), lse: try files.required("lse", path: lse))
             let layout = try AttentionLayout(tensors, mask: mask, scores: scores,
                                              budget: MemoryBudget(threads: threads.count, ranks: communicator.size))
-            guard saved.o.shape == layout.qShape else {
-                throw TensorIOError(saved.o.label, "shape \(shapeText(saved.o.shape)) differs from q's \(shapeText(layout.qShape))")
+            guard saved.o.shape == layout.oShape else {
+                throw TensorIOError(saved.o.label, "shape \(shapeText(saved.o.shape)) is not o's \(shapeText(layout.oShape)) (q's with v's head dim)")
             }
             guard saved.lse.shape == layout.lseShape else {
                 throw TensorIOError(saved.lse.label, "shape \(shapeText(saved.lse.shape)) is not \(layout.isVarlen ? "(heads, total_q)" : "(batch, heads, seqlen_q)") = \(shapeText(layout.lseShape))")
