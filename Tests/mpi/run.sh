@@ -31,10 +31,13 @@ done
 
 # Byte for byte: H = 6, Hkv = 2 (so 3 and 4 ranks split GQA groups), causal, Nq != Nk both ways;
 # then softcap + ALiBi + dropout (mask included) on a fixed-length batch, and a variable-length
-# batch with an empty sequence, each with their flags on every run.
+# batch with an empty sequence, each with their flags on every run; then v with a head dim of its
+# own, narrower (48 → 16) and, on the variable-length batch, wider and not a whole vector (16 → 24).
 cases=("2 100 77 6 2 32|" "2 77 100 6 2 32|"
        "2 60 45 6 2 16|--softcap 4 --alibi-slopes @/alibi_slopes.npy --dropout 0.25 --seed 7 --save-dropout-mask"
-       "varlen 0,17,17,90 0,40,41,71 6 2 16|--cu-seqlens-q @/cu_seqlens_q.npy --cu-seqlens-k @/cu_seqlens_k.npy --softcap 3 --alibi-slopes @/alibi_slopes.npy --dropout 0.1 --seed 3")
+       "varlen 0,17,17,90 0,40,41,71 6 2 16|--cu-seqlens-q @/cu_seqlens_q.npy --cu-seqlens-k @/cu_seqlens_k.npy --softcap 3 --alibi-slopes @/alibi_slopes.npy --dropout 0.1 --seed 3"
+       "2 100 77 6 2 48 16|"
+       "varlen 0,17,17,90 0,40,41,71 6 2 16 24|--cu-seqlens-q @/cu_seqlens_q.npy --cu-seqlens-k @/cu_seqlens_k.npy --dropout 0.1 --seed 3")
 for entry in "${cases[@]}"; do
     shape=${entry%%|*}
     case="$work/case-$(tr ' ,' 'x-' <<<"$shape")"
