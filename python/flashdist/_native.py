@@ -7,7 +7,7 @@ import ctypes
 import os
 from pathlib import Path
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 _MESSAGE_BYTES = 512
 
 
@@ -32,6 +32,7 @@ class Problem(ctypes.Structure):
         ("causal", ctypes.c_int32),
         ("softcap", ctypes.c_float),
         ("dropout_p", ctypes.c_float),
+        ("head_dim_v", ctypes.c_int64),
     ]
 
 
