@@ -10,8 +10,7 @@
 /// the results do not depend on the thread count. Each product walks its N-long dimension in
 /// panels of `panel` (as a BLAS GEMM blocks for cache), so that the operand it reuses stays in
 /// cache and the N×N matrices are what streams: the textbook algorithm at its best, which is
-/// what the IO model's Θ(N·d + N²) assumes. Masks: causal and window; no softcap, ALiBi, dropout
-/// or value head dim of its own.
+/// what the IO model's Θ(N·d + N²) assumes. Masks: causal and window; no softcap, ALiBi or dropout.
 public enum StandardAttention {
     /// Keys (or rows) per panel of a product: a 256-key panel of Kᵀ or V is 256·D floats, which
     /// stays in L2 up to D = 256.
@@ -26,7 +25,6 @@ public enum StandardAttention {
     public static func supports(_ problem: AttentionProblem) -> Bool {
         let options = problem.options
         return options.softcap == 0 && options.alibiSlopes == nil && options.dropout == nil
-            && problem.valueHeadDim == problem.headDim
     }
 
     /// Where the stored P of (batch, head) starts: entries one after the other, heads within each.

@@ -95,12 +95,7 @@ struct BenchCommand: DistributedCommand {
             try overrideForwardTiles()
             let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
                                                kvHeads: kvHeads ?? heads, headDim: headDim, valueHeadDim: headDimV, options: options)
-            if algorithm == .standard {
-                guard StandardAttention.supports(problem) else {
-                    throw ValidationError("--algorithm standard: no --head-dim-v other than --head-dim")
-                }
-                try StandardMemory(problem, threads: threads.count).checkFits()
-            }
+            if algorithm == .standard { try StandardMemory(problem, threads: threads.count).checkFits() }
             return (problem, communicator.rank == 0 ? try record.map { try RecordFile($0, columns: BenchReport.columns) } : nil)
         }
         let runs = warmup + repeats
