@@ -32,7 +32,8 @@ for index in "$cache"/index*; do
     fi
 done
 l2=${l2:-1048576}
-cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+field() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+cpu="$(field "model name") (family $(field "cpu family") model $(field model))"
 bench=(bench --seqlen-q "$n" --heads "$heads" --head-dim "$d" --threads 1 --warmup 0 --repeats 1 --peak-gflops 1)
 echo "flashdist profile: $cpu, L2 $((l2 / 1024)) KiB ($ways ways), N = $n, H = $heads, D = $d, 1 thread; outputs in $out" >&2
 
@@ -42,12 +43,14 @@ for isa in ${ISAS:-avx2 avx512}; do
         echo "$isa: skipped, it does not run under $(valgrind --version) (on this CPU, or valgrind cannot decode it)" >&2
         continue
     fi
+    # Both runs at once: counts do not depend on timing.
+    echo "$isa: cachegrind of the forward and of forward + backward (10-20 minutes at N = 2048)…" >&2
     for phase in forward forward-backward; do
         extra=(); [ $phase = forward-backward ] && extra=(--backward)
-        echo "$isa, $phase: cachegrind (a few minutes)…" >&2
         FLASHDIST_ISA=$isa FLASHDIST_TUNING=off valgrind --tool=cachegrind --cache-sim=yes --LL="$l2,$ways,64" \
-            --cachegrind-out-file="$out/$isa-$phase.out" "$bin" "${bench[@]}" "${extra[@]}" >"$out/$isa-$phase.log" 2>&1
+            --cachegrind-out-file="$out/$isa-$phase.out" "$bin" "${bench[@]}" "${extra[@]}" >"$out/$isa-$phase.log" 2>&1 &
     done
+    wait
     python3 "$here/profile_report.py" "$out/$isa-forward.out" "$out/$isa-forward-backward.out" --functions 12 \
         --title "$cpu, $isa path, N = $n, H = $heads, D = $d, 1 thread" | tee "$out/$isa-report.md"
     echo

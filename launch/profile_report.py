@@ -19,16 +19,17 @@ import argparse, collections, os, re, sys
 
 # Source function → part. Functions of the kernel files not named here count as "other".
 PARTS = [
-    ("products (S = Q·Kᵀ, O += P·V, dP, dV, dK, dQ)", {"multiply"}),
+    ("products (S = Q·Kᵀ, O += P·V, dP, dV, dK, dQ)", {"multiply", "accumulateQueryGradient"}),
     ("exp", {"exp"}),
     ("max / sum pass (online softmax, rescale, masks; backward: P, dS, D)",
      {"mergeBlock", "larger", "scaleScores", "maskScores", "recompute", "rowDotProducts", "finish", "addBlock"}),
     ("packing (Qᵀ, V; backward: Q, dO rows, Kᵀ, Vᵀ, K)",
      {"packRows", "packTransposed", "packRowBlock", "packKeyBlock", "begin"}),
 ]
-OTHER = "other kernel code (tile loops, scheduling, stores of results)"
+OTHER = "tile loops, stores, and code inlined into them without a source line"
 KERNEL_FILES = re.compile(r"/Sources/(FlashKernels|FlashKernelsAVX512|FlashAttentionCore)/")
 KERNEL_SYMBOL = re.compile(r"FlashKernels(AVX2|AVX512)")
+LENGTH = re.compile(r"(\d+)")
 FUNC = re.compile(r"\bfunc\s+([A-Za-z_]\w*)|^\s*(?:(?:package|public|private|fileprivate|static)\s+)*(init)\s*[(<]")
 
 
@@ -72,21 +73,35 @@ def read_cachegrind(path):
     return events, counts
 
 
-def part_of(file, symbol, line):
-    """The part a line's cost belongs to, or None outside the kernels."""
-    in_kernel_file = bool(KERNEL_FILES.search(file))
-    if not (KERNEL_SYMBOL.search(symbol) or (in_kernel_file and "FlashAttentionCore" not in file)):
+def symbol_function(symbol):
+    """The function a Swift symbol names: the first length-prefixed identifier after the module
+    that is not a type (a type's name is followed by V, C or O), e.g. recompute in
+    $s16FlashKernelsAVX213BackwardTilesV9recompute…"""
+    m = re.match(r"\$s(\d+)", symbol)
+    if not m:
         return None
-    name = None
-    if in_kernel_file:
-        names = enclosing_functions(file)
-        name = names[line] if 0 < line < len(names) else None
-    else:  # inlined library or compiler-generated code: the kernel function its symbol names
-        name = next((f for _, fs in PARTS for f in fs if f"{len(f)}{f}" in symbol), None)
-    for part, functions in PARTS:
-        if name in functions:
-            return part
-    return OTHER
+    position = m.end() + int(m.group(1))  # past the module's name
+    while (m := LENGTH.match(symbol, position)):
+        name, position = symbol[m.end():m.end() + int(m.group(1))], m.end() + int(m.group(1))
+        if position < len(symbol) and symbol[position] in "VCO":
+            position += 1
+            continue
+        return name
+    return None
+
+
+def function_of(file, symbol, line):
+    """(the source function a line belongs to, whether it is kernel code)."""
+    in_kernel_file = bool(KERNEL_FILES.search(file))
+    kernel = bool(KERNEL_SYMBOL.search(symbol)) or (in_kernel_file and "FlashAttentionCore" not in file)
+    names = enclosing_functions(file) if in_kernel_file else []
+    name = names[line] if 0 < line < len(names) else None
+    # No line (0), compiler-generated or inlined library code: the function its symbol names.
+    return (name or symbol_function(symbol) or "?"), kernel
+
+
+def part_of(function):
+    return next((part for part, functions in PARTS if function in functions), OTHER)
 
 
 def totals(path):
@@ -100,13 +115,11 @@ def totals(path):
     parts, functions, outside = collections.defaultdict(lambda: [0, 0, 0]), collections.defaultdict(lambda: [0, 0, 0]), 0
     for (file, symbol, line), values in counts.items():
         cost = [pick(values, "Ir"), pick(values, "D1mr", "D1mw"), pick(values, "DLmr", "DLmw")]
-        part = part_of(file, symbol, line)
-        if part is None:
+        function, kernel = function_of(file, symbol, line)
+        if not kernel:
             outside += cost[0]
             continue
-        names = enclosing_functions(file) if KERNEL_FILES.search(file) else []
-        function = f"{os.path.basename(file)}:{names[line] if 0 < line < len(names) else '?'}"
-        for table, key in ((parts, part), (functions, function)):
+        for table, key in ((parts, part_of(function)), (functions, function)):
             table[key] = [a + b for a, b in zip(table[key], cost)]
     return parts, functions, outside
 
