@@ -13,8 +13,9 @@ struct TileTrials {
     let threads: Int
     let rounds: Int
 
-    /// A candidate must beat the fitted tiles by this much to be kept: smaller gains are within
-    /// the run-to-run spread of a short measurement.
+    /// A candidate must beat the fitted tiles by this much to be kept, and by more than the
+    /// fitted tiles' own spread over the rounds (on a busy machine that spread is what a short
+    /// measurement mostly shows, and the fitted tiles stay).
     static let margin = 1.03
 
     struct Choice {
@@ -96,9 +97,16 @@ struct TileTrials {
             let medians = seconds.map { String(format: "%.4f s", MachineProbe.median($0[slot])) }.joined(separator: ", ")
             report(String(format: "%@: %@ (%.3f× fitted)", candidate.name, medians, gains[slot]))
         }
-        let best = { (range: Range<Int>) -> Int in
-            let slot = range.max { gains[$0] < gains[$1] }!
-            return gains[slot] >= Self.margin ? slot : range.lowerBound
+        func best(_ range: Range<Int>) -> Int {
+            // (slowest − fastest) / median of the fitted tiles' runs, on the shape where it is widest.
+            let spread = seconds.map { runs in
+                let fitted = runs[range.lowerBound]
+                return (fitted.max()! - fitted.min()!) / MachineProbe.median(fitted)
+            }.max()!
+            let needed = max(Self.margin, 1 + spread), slot = range.max { gains[$0] < gains[$1] }!
+            report(String(format: "%@: a candidate must be %.3f× the fitted tiles (their spread over the rounds: %.1f%%)",
+                          range.lowerBound == 0 ? "forward" : "backward", needed, 100 * spread))
+            return gains[slot] >= needed ? slot : range.lowerBound
         }
         let forwardSlot = best(0..<forward.count), backwardSlot = best(forward.count..<forward.count + backward.count)
         let backwardTiling = backward[backwardSlot - forward.count].tiling
