@@ -115,14 +115,19 @@ public struct TuningFile: Codable, Equatable, Sendable {
 
     /// The file at `path`; nil where there is none.
     public static func read(from path: String) throws(TuningFileError) -> TuningFile? {
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
+        guard !isDirectory.boolValue else { throw TuningFileError(path: path, reason: "is a directory, not a tuning file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TuningFileError(path: path, reason: "cannot be read")
+        }
         let file: TuningFile
         do {
-            file = try JSONDecoder().decode(TuningFile.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            file = try JSONDecoder().decode(TuningFile.self, from: data)
         } catch let error as DecodingError {
             throw TuningFileError(path: path, reason: "not a tuning file (\(Self.describe(error)))")
         } catch {
-            throw TuningFileError(path: path, reason: "cannot be read (\(error.localizedDescription))")
+            throw TuningFileError(path: path, reason: "not a tuning file (\(error))")
         }
         guard file.version == version else {
             throw TuningFileError(path: path, reason: "version \(file.version), this flashdist reads version \(version)")

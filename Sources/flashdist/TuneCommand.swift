@@ -43,12 +43,19 @@ struct TuneCommand: DistributedCommand {
     }
 
     func run(on communicator: Communicator) throws {
-        if communicator.isDistributed {
-            throw ValidationError("flashdist tune runs without mpirun: tune once per kind of machine; under mpirun every rank takes rank 0's tiles")
+        // Agreed on, so that under mpirun the refusal is one line from rank 0.
+        try communicator.agree {
+            guard !communicator.isDistributed else {
+                throw ValidationError("flashdist tune runs without mpirun: tune once per kind of machine; under mpirun every rank takes rank 0's tiles")
+            }
         }
         let environment = ProcessInfo.processInfo.environment
         guard let path = TuningFile.location(environment: environment) else {
             throw ValidationError("FLASHDIST_TUNING=off leaves no tuning file to write: set it to a path or unset it")
+        }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ValidationError("\(path): is a directory; FLASHDIST_TUNING names the tuning file itself")
         }
         var file: TuningFile
         do {

@@ -79,4 +79,8 @@ private func tilesLine(_ result: CLIResult) -> String {
     let shape = try runFlashdist(["tune", "--shape", "32x16"], in: dir, environment: ["FLASHDIST_TUNING": dir.file("t.json")])
     #expect(shape.status != 0 && shape.stderrLines.count == 1 && shape.stderr.contains("--shape"))
     #expect(!FileManager.default.fileExists(atPath: dir.file("t.json")))
+    let directory = try runFlashdist(["tune", "--shape", "32:16", "--rounds", "1"], in: dir, environment: ["FLASHDIST_TUNING": dir.path])
+    #expect(directory.status != 0 && directory.stderrLines == ["flashdist: error: \(dir.path): is a directory; FLASHDIST_TUNING names the tuning file itself"])
+    let bench = try runFlashdist(tinyBench, in: dir, environment: ["FLASHDIST_TUNING": dir.path])
+    #expect(bench.status == 0 && bench.stderrLines == ["flashdist: warning: \(dir.path): is a directory, not a tuning file; using tiles fitted to the caches"])
 }

@@ -189,5 +189,10 @@ why=$("${mpirun[@]}" -np 1 env FLASHDIST_TUNING="$tuning" FLASHDIST_ISA=avx2 "$b
       : -np 1 env FLASHDIST_TUNING=off "$bin" attention "${small[@]}" --partition ring --out "$work/h2-tuned" 2>&1 \
       && same "$work/h2-threaded" "$work/h2-tuned" o lse)
 result $? "ring with rank 0's tuned tiles: the threaded run's bytes" "$why"
+log=$(timeout 60 "${mpirun[@]}" -np 2 env FLASHDIST_TUNING="$work/tuning-mpi.json" "$bin" tune --shape 32:16 2>&1)
+status=$?
+result $(( status == 0 || status == 124 || $(grep -c "^flashdist: error: flashdist tune runs without mpirun" <<<"$log") != 1 )) \
+    "tune under mpirun: one error line, non-zero exit, no file" "exit $status: $(grep -m2 flashdist <<<"$log")"
+[ ! -e "$work/tuning-mpi.json" ] || result 1 "tune under mpirun wrote no file" "$work/tuning-mpi.json exists"
 
 summary
