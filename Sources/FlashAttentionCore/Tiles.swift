@@ -77,10 +77,13 @@ public struct Tiling: Sendable, Equatable {
 public struct KernelConfiguration: Sendable, Equatable {
     public var instructionSet: InstructionSet
     public var tiling: Tiling
+    /// Where `tiling` came from, for reports.
+    public var tileSource: TileSource
 
-    public init(instructionSet: InstructionSet, tiling: Tiling) {
+    public init(instructionSet: InstructionSet, tiling: Tiling, tileSource: TileSource = .fitted) {
         self.instructionSet = instructionSet
         self.tiling = tiling
+        self.tileSource = tileSource
     }
 
     /// This machine's: `FLASHDIST_ISA` or the widest instruction set it has, tiles fitted to its caches.

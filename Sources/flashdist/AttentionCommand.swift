@@ -3,7 +3,7 @@ import Distributed
 import FlashAttention
 import TensorIO
 
-struct AttentionCommand: DistributedCommand {
+struct AttentionCommand: DistributedCommand, TunedCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
         abstract: "Attention on .npy or safetensors files: writes o and lse, and with dO also dq, dk, dv.")
@@ -14,6 +14,7 @@ struct AttentionCommand: DistributedCommand {
     @OptionGroup var mask: MaskOptions
     @OptionGroup var scores: ScoreOptions
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var tuning: TuningOptions
     @OptionGroup var partition: PartitionOptions
     @OptionGroup var output: OutputOptions
 

@@ -2,7 +2,7 @@ import ArgumentParser
 import Distributed
 import TensorIO
 
-struct BackwardCommand: DistributedCommand {
+struct BackwardCommand: DistributedCommand, TunedCommand {
     static let configuration = CommandConfiguration(
         commandName: "backward",
         abstract: "Gradients from a saved forward: dq, dk, dv, recomputing the attention from o and lse.")
@@ -17,6 +17,7 @@ struct BackwardCommand: DistributedCommand {
     @OptionGroup var mask: MaskOptions
     @OptionGroup var scores: ScoreOptions
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var tuning: TuningOptions
     @OptionGroup var partition: PartitionOptions
     @OptionGroup var output: OutputOptions
 

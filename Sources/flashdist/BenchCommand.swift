@@ -4,7 +4,7 @@ import Distributed
 import FlashAttention
 import Foundation
 
-struct BenchCommand: DistributedCommand {
+struct BenchCommand: DistributedCommand, TunedCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Time forward (and backward) on random data: median time, GFLOP/s, share of the FMA peak, peak RSS.",
@@ -23,6 +23,7 @@ struct BenchCommand: DistributedCommand {
     var headDimV: Int?
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var tuning: TuningOptions
     @Option(help: "Under mpirun: split the work by query heads, by sequence rows (all-to-all re-sharding), or by rows and key blocks (ring). Default: heads while ranks ≤ kv heads, else ring.")
     var partition: Partition?
     @Option(parsing: .unconditional, help: "With --partition hybrid: ranks per all-to-all group (default: the largest divisor of the ranks up to the kv heads).")
@@ -76,7 +77,9 @@ struct BenchCommand: DistributedCommand {
             if let problem = trial.problem { throw ValidationError("\(option): \(problem)") }
             tiling = trial
         }
+        guard tiling != KernelConfiguration.current.tiling else { return }
         KernelConfiguration.current.tiling = tiling
+        KernelConfiguration.current.tileSource = .options
     }
 
     func run(on communicator: Communicator) throws {

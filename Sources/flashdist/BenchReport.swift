@@ -82,7 +82,7 @@ struct BenchReport {
                      + (options.causal ? ", causal" : "")
                      + (options.windowLeft >= 0 || options.windowRight >= 0 ? ", window (\(options.windowLeft), \(options.windowRight))" : "")
                      + ", \(layout)",
-                     "  \(MachineProbe.kernelPath())"]
+                     "  \(MachineProbe.kernelPath())", "  \(MachineProbe.tiles(for: problem))"]
         let phases = [("fwd", measurement.forwardSeconds, problem.forwardFlops)]
             + (measurement.backwardSeconds.map { [("bwd", $0, backwardFlops)] } ?? [])
         for (phase, seconds, flops) in phases {
