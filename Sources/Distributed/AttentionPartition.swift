@@ -5,13 +5,15 @@ import TensorIO
 /// the same methods in the same order with its own parts of the tensors, as the slices say; the
 /// results are bitwise those of a single process, whatever the rank count.
 public protocol AttentionPartition {
-    /// The parts of q, o, dO and dQ `(batch, seqlenQ, heads, headDim)` this rank passes and gets,
-    /// their arrays one after the other. Every rank has as many parts (some may be empty), so
-    /// that they can write them collectively part by part.
+    /// The parts of q and dQ `(batch, seqlenQ, heads, headDim)` this rank passes and gets, their
+    /// arrays one after the other; of o and dO the same parts with the last axis valueHeadDim
+    /// (`AxisSlice.withLastAxis`). Every rank has as many parts (some may be empty), so that they
+    /// can write them collectively part by part.
     var queries: [AxisSlice] { get }
-    /// The part of k and v `(batch, seqlenK, kvHeads, headDim)` this rank passes.
+    /// The part of k `(batch, seqlenK, kvHeads, headDim)` this rank passes, and of v the same with
+    /// the last axis valueHeadDim.
     var keys: AxisSlice { get }
-    /// The part of dK and dV this rank gets back.
+    /// The part of dK (and, with the last axis valueHeadDim, of dV) this rank gets back.
     var keyGradients: AxisSlice { get }
     /// The parts of lse `(batch, heads, seqlenQ)` this rank gets from the forward and passes to
     /// `restore`, as `queries`: ranges of heads over the full sequence (axis 1), or of rows of

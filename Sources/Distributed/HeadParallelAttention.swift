@@ -3,7 +3,7 @@ import TensorIO
 
 /// `--partition heads`: rank r computes a contiguous range of query heads over the full sequence
 /// (whole GQA groups where there are enough of them, see `HeadAssignment`) and holds only those
-/// heads of q, o, dO, dQ, the kv heads they read, and the dK, dV it writes. No data moves between
+/// heads of q, o, dO, dQ, the kv heads of k and v they read, and the dK, dV it writes. No data moves between
 /// ranks except the dK/dV contributions of groups split across ranks.
 public struct HeadParallelAttention: AttentionPartition {
     let shard: HeadShardAttention

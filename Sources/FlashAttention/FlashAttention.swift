@@ -79,13 +79,13 @@ extension FlashAttention {
 }
 
 extension FlashAttention {
-    /// The forward on arrays, writing O (shaped like q) and lse into existing arrays, and lse's
-    /// residual when `lseResidual` is given (an array shaped like lse).
+    /// The forward on arrays, writing O (shaped like q, rows valueHeadDim wide) and lse into
+    /// existing arrays, and lse's residual when `lseResidual` is given (an array shaped like lse).
     public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                o: inout [Float], lse: inout [Float], lseResidual: UnsafeMutableBufferPointer<Float>? = nil,
                                threads: Int, configuration: KernelConfiguration = .current) {
-        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
-                     && o.count == problem.queryElements && lse.count == problem.lseElements
+        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.valueElements
+                     && o.count == problem.outputElements && lse.count == problem.lseElements
                      && (lseResidual?.count ?? lse.count) == lse.count,
                      "tensor sizes do not match the problem")
         o.withUnsafeMutableBufferPointer { o in
@@ -96,21 +96,21 @@ extension FlashAttention {
         }
     }
 
-    /// The forward on arrays: returns O (shaped like q) and lse.
+    /// The forward on arrays: returns O (shaped like q, rows valueHeadDim wide) and lse.
     public static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                threads: Int, configuration: KernelConfiguration = .current) -> (o: [Float], lse: [Float]) {
-        var o = [Float](repeating: 0, count: problem.queryElements)
+        var o = [Float](repeating: 0, count: problem.outputElements)
         var lse = [Float](repeating: 0, count: problem.lseElements)
         forward(problem, q: q, k: k, v: v, o: &o, lse: &lse, threads: threads, configuration: configuration)
         return (o, lse)
     }
 
-    /// The forward on arrays: returns O (shaped like q), lse, and lse's residual (shaped like
-    /// lse), which `backward` takes to keep its digits at large logits.
+    /// The forward on arrays: returns O (shaped like q, rows valueHeadDim wide), lse, and lse's
+    /// residual (shaped like lse), which `backward` takes to keep its digits at large logits.
     public static func forwardWithResidual(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                            threads: Int, configuration: KernelConfiguration = .current)
         -> (o: [Float], lse: [Float], lseResidual: [Float]) {
-        var o = [Float](repeating: 0, count: problem.queryElements)
+        var o = [Float](repeating: 0, count: problem.outputElements)
         var lse = [Float](repeating: 0, count: problem.lseElements), residual = lse
         residual.withUnsafeMutableBufferPointer { residual in
             forward(problem, q: q, k: k, v: v, o: &o, lse: &lse, lseResidual: residual, threads: threads, configuration: configuration)
@@ -118,19 +118,18 @@ extension FlashAttention {
         return (o, lse, residual)
     }
 
-    /// The backward on arrays, writing dQ (shaped like q) and dK, dV (like k, or with
+    /// The backward on arrays, writing dQ (shaped like q) and dK, dV (like k and v, or with
     /// `.perQueryHead` one slot per query head) into existing arrays. `lseResidual` is the
     /// forward's (nil: unknown, as zeros).
     public static func backward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                 o: [Float], lse: [Float], lseResidual: [Float]? = nil, dO: [Float],
                                 dQ: inout [Float], dK: inout [Float], dV: inout [Float],
                                 keyGradients: KeyGradientLayout = .summedOverGroup, threads: Int, configuration: KernelConfiguration = .current) {
-        let keyGradientElements = keyGradients.elements(problem)
-        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.keyElements
-                     && o.count == problem.queryElements && dO.count == problem.queryElements
+        precondition(q.count == problem.queryElements && k.count == problem.keyElements && v.count == problem.valueElements
+                     && o.count == problem.outputElements && dO.count == problem.outputElements
                      && lse.count == problem.lseElements && (lseResidual?.count ?? lse.count) == lse.count
                      && dQ.count == problem.queryElements
-                     && dK.count == keyGradientElements && dV.count == keyGradientElements,
+                     && dK.count == keyGradients.elements(problem) && dV.count == keyGradients.valueElements(problem),
                      "tensor sizes do not match the problem")
         dQ.withUnsafeMutableBufferPointer { dQ in
             dK.withUnsafeMutableBufferPointer { dK in
@@ -151,7 +150,8 @@ extension FlashAttention {
                                 keyGradients: KeyGradientLayout = .summedOverGroup,
                                 threads: Int, configuration: KernelConfiguration = .current) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         var dQ = [Float](repeating: 0, count: problem.queryElements)
-        var dK = [Float](repeating: 0, count: keyGradients.elements(problem)), dV = dK
+        var dK = [Float](repeating: 0, count: keyGradients.elements(problem))
+        var dV = [Float](repeating: 0, count: keyGradients.valueElements(problem))
         backward(problem, q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual, dO: dO, dQ: &dQ, dK: &dK, dV: &dV,
                  keyGradients: keyGradients, threads: threads, configuration: configuration)
         return (dQ, dK, dV)

@@ -63,8 +63,8 @@ public func flashdistForward(_ problem: UnsafePointer<flashdist_problem>?,
         let threads = try checkedThreads(threads)
         FlashAttention.forward(p, q: try checked(q, count: qCount, expected: p.queryElements, name: "q"),
                                k: try checked(k, count: kCount, expected: p.keyElements, name: "k"),
-                               v: try checked(v, count: vCount, expected: p.keyElements, name: "v"),
-                               o: try checked(o, count: oCount, expected: p.queryElements, name: "o"),
+                               v: try checked(v, count: vCount, expected: p.valueElements, name: "v"),
+                               o: try checked(o, count: oCount, expected: p.outputElements, name: "o"),
                                lse: try checked(lse, count: lseCount, expected: p.lseElements, name: "lse"),
                                threads: threads)
     }
@@ -85,13 +85,13 @@ public func flashdistBackward(_ problem: UnsafePointer<flashdist_problem>?,
         let threads = try checkedThreads(threads)
         FlashAttention.backward(p, q: try checked(q, count: qCount, expected: p.queryElements, name: "q"),
                                 k: try checked(k, count: kCount, expected: p.keyElements, name: "k"),
-                                v: try checked(v, count: vCount, expected: p.keyElements, name: "v"),
-                                o: try checked(o, count: oCount, expected: p.queryElements, name: "o"),
+                                v: try checked(v, count: vCount, expected: p.valueElements, name: "v"),
+                                o: try checked(o, count: oCount, expected: p.outputElements, name: "o"),
                                 lse: try checked(lse, count: lseCount, expected: p.lseElements, name: "lse"),
-                                dO: try checked(dO, count: dOCount, expected: p.queryElements, name: "dout"),
+                                dO: try checked(dO, count: dOCount, expected: p.outputElements, name: "dout"),
                                 dQ: try checked(dQ, count: dQCount, expected: p.queryElements, name: "dq"),
                                 dK: try checked(dK, count: dKCount, expected: p.keyElements, name: "dk"),
-                                dV: try checked(dV, count: dVCount, expected: p.keyElements, name: "dv"),
+                                dV: try checked(dV, count: dVCount, expected: p.valueElements, name: "dv"),
                                 threads: threads)
     }
 }

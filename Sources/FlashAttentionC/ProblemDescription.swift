@@ -14,6 +14,8 @@ extension flashdist_problem {
         }
         guard sinks != nil || sinks_count == 0, sinks_count >= 0 else { throw .invalid("sinks: \(sinks_count) values but no buffer") }
         let (heads, kvHeads, headDim) = (Int(heads), Int(kv_heads), Int(head_dim))
+        guard head_dim_v >= 0 else { throw .invalid("value head dim must be between 1 and 256 (0 for head_dim), got \(head_dim_v)") }
+        let valueHeadDim = head_dim_v == 0 ? headDim : Int(head_dim_v)
         var options = AttentionOptions(
             softmaxScale: use_softmax_scale != 0 ? softmax_scale : AttentionOptions.defaultScale(headDim: headDim),
             causal: causal != 0, windowLeft: Int(window_left), windowRight: Int(window_right), softcap: softcap)
@@ -25,11 +27,11 @@ extension flashdist_problem {
         if dropout_p != 0 { options.dropout = Dropout(probability: dropout_p, seed: dropout_seed) }
         if let cu_seqlens_q, let cu_seqlens_k {
             let offsets = { (pointer: UnsafePointer<Int32>) in (0...Int(batch)).map { Int(pointer[$0]) } }
-            return try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim,
+            return try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueHeadDim,
                                         queryOffsets: offsets(cu_seqlens_q), keyOffsets: offsets(cu_seqlens_k),
                                         options: options)
         }
         return try AttentionProblem(batch: Int(batch), seqlenQ: Int(seqlen_q), seqlenK: Int(seqlen_k),
-                                    heads: heads, kvHeads: kvHeads, headDim: headDim, options: options)
+                                    heads: heads, kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueHeadDim, options: options)
     }
 }

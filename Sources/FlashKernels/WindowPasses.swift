@@ -32,7 +32,7 @@ package final class WindowForwardPass: WindowForwardKernel {
     deinit { state.deallocate() }
 
     /// Merges the keys `only` (whole key blocks, nil for all) of those held in k and v, `keys` of
-    /// the sequence axis `(batch, keys, kvHeads, headDim)`, into the rows that visit them. Called
+    /// the sequence axis `(batch, keys, kvHeads, headDim)` and `(…, valueHeadDim)`, into the rows that visit them. Called
     /// in key order.
     package func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>?) {
         let tile = Self.tile(problem, placement.with(problem, keys: keys), tiling, q: nil, k: k, v: v)
@@ -50,11 +50,11 @@ package final class WindowForwardPass: WindowForwardKernel {
         }
     }
 
-    /// O `(batch, window, heads, headDim)` and lse `(batch, heads, window)` once every key has
+    /// O `(batch, window, heads, valueHeadDim)` and lse `(batch, heads, window)` once every key has
     /// been visited.
     package func finish() -> (o: [Float], lse: [Float], lseResidual: [Float]) {
         let rows = window.count * problem.totalQueries / max(1, problem.sequenceLength(keys: false))
-        var o = [Float](repeating: 0, count: rows * problem.heads * problem.headDim)
+        var o = [Float](repeating: 0, count: rows * problem.heads * problem.valueHeadDim)
         var lse = [Float](repeating: 0, count: rows * problem.heads), residual = lse
         o.withUnsafeMutableBufferPointer { o in
             lse.withUnsafeMutableBufferPointer { lse in
@@ -95,8 +95,8 @@ package final class WindowBackwardPass: WindowBackwardKernel {
     /// dQ before the scale, rows padded to whole vectors.
     private var dQ: [Float]
 
-    /// The rows `window` with their q, o, dO `(batch, window, heads, headDim)` and lse with its
-    /// residual (zeros when not known) `(batch, heads, window)`.
+    /// The rows `window` with their q `(batch, window, heads, headDim)`, o, dO `(…, valueHeadDim)`
+    /// and lse with its residual (zeros when not known) `(batch, heads, window)`.
     package init(_ problem: AttentionProblem, rows window: Range<Int>, q: [Float], o: [Float], lse: [Float], lseResidual: [Float],
                  dO: [Float], threads: Int, tiling: Tiling) {
         (self.problem, self.window, self.q, self.o, self.lse, self.lseResidual, self.dO) = (problem, window, q, o, lse, lseResidual, dO)
@@ -118,11 +118,11 @@ package final class WindowBackwardPass: WindowBackwardKernel {
     /// Adds this window's rows to the per-head dK and dV sums of `keys` (whole blocks of
     /// `WindowAttention.keyBlocks`, laid out as `partialFloats` says; zeros for the first rows), and
     /// their dS·K to their dQ, one backward key block after the other. k and v hold the keys,
-    /// `(batch, keys, kvHeads, headDim)`.
+    /// `(batch, keys, kvHeads, headDim)` and `(…, valueHeadDim)`.
     package func accumulate(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, partials: UnsafeMutablePointer<Float>) {
         let layout = PartialLayout(problem, keys: keys)
         let placement = placement.with(problem, keys: keys), problem = problem, window = window
-        let dp = roundUpToLanes(problem.headDim)
+        let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
         let work = layout.entries.indices.flatMap { e in
             (0..<problem.kvHeads).map { Tile(batch: e, head: $0, block: 0, cost: 1) }
         }
@@ -143,14 +143,14 @@ package final class WindowBackwardPass: WindowBackwardKernel {
                                     var carver = ScratchCarver(scratch)
                                     let buf = tiles.buffers(&carver), bc = tiles.keysPerBlock
                                     for start in stride(from: entry.keys.lowerBound, to: entry.keys.upperBound, by: bc) {
-                                        let block = start..<min(start + bc, entry.keys.upperBound), skip = (start - entry.keys.lowerBound) * dp
+                                        let block = start..<min(start + bc, entry.keys.upperBound), skipped = start - entry.keys.lowerBound
                                         tiles.packKeyBlock(batch: b, kvHead: work.head, keys: block, into: buf, transposedOnly: false)
                                         for g in 0..<problem.groupSize {
                                             let h = work.head * problem.groupSize + g
                                             tiles.accumulateHead(batch: b, head: h, keys: block,
                                                                  rows: problem.entryRange(b, of: window, keys: false), buffers: buf,
-                                                                 dKHead: partials + layout.offset(work.batch, head: h, value: false) + skip,
-                                                                 dVHead: partials + layout.offset(work.batch, head: h, value: true) + skip,
+                                                                 dKHead: partials + layout.offset(work.batch, head: h, value: false) + skipped * dp,
+                                                                 dVHead: partials + layout.offset(work.batch, head: h, value: true) + skipped * dvp,
                                                                  dQ: (dQBase, dp))
                                         }
                                     }

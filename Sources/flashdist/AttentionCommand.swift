@@ -3,19 +3,20 @@ import Distributed
 import FlashAttention
 import TensorIO
 
-struct AttentionCommand: DistributedCommand {
+struct AttentionCommand: DistributedCommand, TunedCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
         abstract: "Attention on .npy or safetensors files: writes o and lse, and with dO also dq, dk, dv.")
 
     @OptionGroup var files: InputFiles
-    @Option(name: .customLong("do"), help: "Gradient of the output, shaped like q: also run the backward.")
+    @Option(name: .customLong("do"), help: "Gradient of the output, shaped like o (q's shape with v's head dim): also run the backward.")
     var dO: String?
     @OptionGroup var mask: MaskOptions
     @OptionGroup var scores: ScoreOptions
     @OptionGroup var threads: ThreadOptions
     @Flag(help: "Also write lse_residual (DIR/lse_residual.npy), lse's float32 rounding error, for `flashdist backward --lse-residual`.")
     var saveLSEResidual = false
+    @OptionGroup var tuning: TuningOptions
     @OptionGroup var partition: PartitionOptions
     @OptionGroup var output: OutputOptions
 
@@ -44,7 +45,7 @@ struct AttentionCommand: DistributedCommand {
                                        communicator: communicator)
         do {
             let (o, lse, residual) = FlashAttention.forwardWithResidual(problem, q: q, k: k, v: v, threads: threads.count)
-            try out.write("o", o, slice: .whole(layout.qShape))
+            try out.write("o", o, slice: .whole(layout.oShape))
             try out.write("lse", lse, slice: .whole(layout.lseShape))
             if saveLSEResidual { try out.write("lse_residual", residual, slice: .whole(layout.lseShape)) }
             if let dO {
@@ -52,7 +53,7 @@ struct AttentionCommand: DistributedCommand {
                                                     threads: threads.count)
                 try out.write("dq", grads.dQ, slice: .whole(layout.qShape))
                 try out.write("dk", grads.dK, slice: .whole(layout.kShape))
-                try out.write("dv", grads.dV, slice: .whole(layout.kShape))
+                try out.write("dv", grads.dV, slice: .whole(layout.vShape))
                 if problem.options.sinks != nil {
                     try out.write("dsinks", SinkGradient.compute(problem, o: o, dO: dO, lse: lse, lseResidual: residual),
                                   slice: .whole([problem.heads]))

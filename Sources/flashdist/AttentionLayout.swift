@@ -5,8 +5,10 @@ import TensorIO
 /// files (cu_seqlens, ALiBi slopes), and the problem they make.
 struct AttentionLayout {
     let problem: AttentionProblem
-    /// As in the files: 4-D for a fixed-length batch, packed 3-D for a variable-length one.
-    let qShape: [Int], kShape: [Int]
+    /// As in the files: 4-D for a fixed-length batch, packed 3-D for a variable-length one. v
+    /// (and so dv) is k's shape with the value head dim last; o, do are q's with it.
+    let qShape: [Int], kShape: [Int], vShape: [Int]
+    var oShape: [Int] { Array(qShape.dropLast()) + [problem.valueHeadDim] }
     var isVarlen: Bool { problem.packedLSE }
     var lseShape: [Int] {
         isVarlen ? [problem.heads, problem.totalQueries] : [problem.batch, problem.heads, qShape[1]]
@@ -38,16 +40,21 @@ struct AttentionLayout {
         guard k.shape[rank - 1] == headDim else {
             throw TensorIOError(k.path, "shape \(shapeText(k.shape)) does not match q's head dim \(headDim)")
         }
-        guard v.shape == k.shape else { throw TensorIOError(v.path, "shape \(shapeText(v.shape)) differs from k's \(shapeText(k.shape))") }
+        guard v.shape.count == rank, v.shape.dropLast() == k.shape.dropLast() else {
+            throw TensorIOError(v.path, "shape \(shapeText(v.shape)) differs from k's \(shapeText(k.shape)) in more than the head dim")
+        }
+        let valueHeadDim = v.shape[rank - 1]
         let kvHeads = k.shape[rank - 2]
         guard heads >= 1 else { throw TensorIOError(q.path, "shape \(shapeText(q.shape)) has no heads") }
         guard kvHeads >= 1, heads % kvHeads == 0 else {
             throw TensorIOError(k.path, "\(kvHeads) kv heads do not divide q's \(heads) heads")
         }
-        if let dO, dO.shape != q.shape {
-            throw TensorIOError(dO.path, "shape \(shapeText(dO.shape)) differs from q's \(shapeText(q.shape))")
+        let oShape = Array(q.shape.dropLast()) + [valueHeadDim]
+        if let dO, dO.shape != oShape {
+            throw TensorIOError(dO.path, "shape \(shapeText(dO.shape)) is not o's \(shapeText(oShape)) (q's with v's head dim)")
         }
         guard (1...256).contains(headDim) else { throw TensorIOError(q.path, "head dim \(headDim) is outside 1...256") }
+        guard (1...256).contains(valueHeadDim) else { throw TensorIOError(v.path, "head dim \(valueHeadDim) is outside 1...256") }
         if let offsets {
             try Self.check(offsets.q, rows: q.shape[0], path: scores.cuSeqlensQ!, tensor: "q")
             try Self.check(offsets.k, rows: k.shape[0], path: scores.cuSeqlensK!, tensor: "k")
@@ -57,23 +64,25 @@ struct AttentionLayout {
         }
         let batch = offsets.map { $0.q.count - 1 } ?? q.shape[0]
         let rows = { (shape: [Int]) in offsets == nil ? Double(shape[0]) * Double(shape[1]) : Double(shape[0]) }
-        try budget.check(batch: Double(batch), queries: rows(q.shape), keys: rows(k.shape), heads: heads, kvHeads: kvHeads, headDim: headDim,
-                         backward: dO != nil, sinks: scores.sinks != nil, label: q.path)
+        // The wider of the two head dims bounds every tensor's size.
+        try budget.check(batch: Double(batch), queries: rows(q.shape), keys: rows(k.shape), heads: heads, kvHeads: kvHeads,
+                         headDim: max(headDim, valueHeadDim), backward: dO != nil, sinks: scores.sinks != nil, label: q.path)
         let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads),
                                               sinks: try scores.readSinks(heads: heads))
         do {
             if let offsets {
-                problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, queryOffsets: offsets.q,
+                problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueHeadDim,
+                                               queryOffsets: offsets.q,
                                                keyOffsets: offsets.k, options: options)
             } else {
                 problem = try AttentionProblem(batch: batch, seqlenQ: q.shape[1], seqlenK: k.shape[1], heads: heads,
-                                               kvHeads: kvHeads, headDim: headDim, options: options)
+                                               kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueHeadDim, options: options)
             }
         } catch {
             // The options are checked where they are parsed: what is left to refuse is in q's shape.
             throw TensorIOError(q.path, error.description)
         }
-        (qShape, kShape) = (q.shape, k.shape)
+        (qShape, kShape, vShape) = (q.shape, k.shape, v.shape)
     }
 
     /// cu_seqlens: start at 0, never decrease, end at the packed tensor's row count.
@@ -98,7 +107,7 @@ struct AttentionLayout {
     /// The named outputs (o, lse, lse_residual, dq, dk, dv, dsinks) with their shapes, and the
     /// dropout mask if asked for.
     func outputs(_ names: [String], dropoutMask: Bool) -> [(name: String, shape: [Int])] {
-        let shapes = ["o": qShape, "lse": lseShape, "lse_residual": lseShape, "dq": qShape, "dk": kShape, "dv": kShape,
+        let shapes = ["o": oShape, "lse": lseShape, "lse_residual": lseShape, "dq": qShape, "dk": kShape, "dv": vShape,
                       "dsinks": [problem.heads]]
         return names.map { ($0, shapes[$0]!) } + (dropoutMask ? [(DropoutMaskOutput.name, DropoutMaskOutput.shape(self))] : [])
     }

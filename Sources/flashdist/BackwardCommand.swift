@@ -2,23 +2,24 @@ import ArgumentParser
 import Distributed
 import TensorIO
 
-struct BackwardCommand: DistributedCommand {
+struct BackwardCommand: DistributedCommand, TunedCommand {
     static let configuration = CommandConfiguration(
         commandName: "backward",
         abstract: "Gradients from a saved forward: dq, dk, dv, recomputing the attention from o and lse.")
 
     @OptionGroup var files: InputFiles
-    @Option(help: "The forward's output, shaped like q (o.npy of `flashdist attention`); or the entry o of --input.")
+    @Option(help: "The forward's output, shaped like q with v's head dim (o.npy of `flashdist attention`); or the entry o of --input.")
     var o: String?
     @Option(help: "The forward's logsumexp, (batch, heads, seqlen_q) or (heads, total_q) (lse.npy of `flashdist attention`); or the entry lse of --input.")
     var lse: String?
     @Option(help: "lse's float32 rounding error, shaped like lse (lse_residual.npy of `flashdist attention --save-lse-residual`); or the entry lse_residual of --input. Without it the backward takes it as zero, which loses digits when logits are large (|S| ~ 10³).")
     var lseResidual: String?
-    @Option(name: .customLong("do"), help: "Gradient of the output, shaped like q; or the entry do of --input.")
+    @Option(name: .customLong("do"), help: "Gradient of the output, shaped like o; or the entry do of --input.")
     var dO: String?
     @OptionGroup var mask: MaskOptions
     @OptionGroup var scores: ScoreOptions
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var tuning: TuningOptions
     @OptionGroup var partition: PartitionOptions
     @OptionGroup var output: OutputOptions
 
@@ -29,8 +30,8 @@ struct BackwardCommand: DistributedCommand {
                          lseResidual: try files.tensor("lse_residual", path: lseResidual))
             let layout = try AttentionLayout(tensors, mask: mask, scores: scores,
                                              budget: MemoryBudget(threads: threads.count, ranks: communicator.size))
-            guard saved.o.shape == layout.qShape else {
-                throw TensorIOError(saved.o.label, "shape \(shapeText(saved.o.shape)) differs from q's \(shapeText(layout.qShape))")
+            guard saved.o.shape == layout.oShape else {
+                throw TensorIOError(saved.o.label, "shape \(shapeText(saved.o.shape)) is not o's \(shapeText(layout.oShape)) (q's with v's head dim)")
             }
             guard saved.lse.shape == layout.lseShape else {
                 throw TensorIOError(saved.lse.label, "shape \(shapeText(saved.lse.shape)) is not \(layout.isVarlen ? "(heads, total_q)" : "(batch, heads, seqlen_q)") = \(shapeText(layout.lseShape))")

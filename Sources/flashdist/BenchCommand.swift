@@ -4,7 +4,7 @@ import Distributed
 import FlashAttention
 import Foundation
 
-struct BenchCommand: DistributedCommand {
+struct BenchCommand: DistributedCommand, TunedCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Time forward (and backward) on random data: median time, GFLOP/s, share of the FMA peak, peak RSS.",
@@ -19,8 +19,11 @@ struct BenchCommand: DistributedCommand {
     @Option(parsing: .unconditional) var seqlenQ = 2048
     @Option(parsing: .unconditional, help: "Key length (default: seqlen-q).") var seqlenK: Int?
     @Option(parsing: .unconditional) var headDim = 64
+    @Option(parsing: .unconditional, help: "Head dim of v and o (default: head-dim), 1 to 256: DeepSeek's MLA uses 192 and 128.")
+    var headDimV: Int?
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var tuning: TuningOptions
     @Option(help: "Under mpirun: split the work by query heads, by sequence rows (all-to-all re-sharding), or by rows and key blocks (ring). Default: heads while ranks ≤ kv heads, else ring.")
     var partition: Partition?
     @Option(parsing: .unconditional, help: "With --partition hybrid: ranks per all-to-all group (default: the largest divisor of the ranks up to the kv heads).")
@@ -49,11 +52,14 @@ struct BenchCommand: DistributedCommand {
     func validate() throws {
         for (option, value, least) in [("--batch", batch, 1), ("--heads", heads, 1), ("--kv-heads", kvHeads ?? heads, 1),
                                        ("--seqlen-q", seqlenQ, 1), ("--seqlen-k", seqlenK ?? seqlenQ, 1),
-                                       ("--head-dim", headDim, 1), ("--warmup", warmup, 0), ("--repeats", repeats, 1)]
+                                       ("--head-dim", headDim, 1), ("--head-dim-v", headDimV ?? headDim, 1),
+                                       ("--warmup", warmup, 0), ("--repeats", repeats, 1)]
         where value < least {
             throw ValidationError("\(option): must be at least \(least), got \(value)")
         }
-        if headDim > 256 { throw ValidationError("--head-dim: must be at most 256, got \(headDim)") }
+        for (option, value) in [("--head-dim", headDim), ("--head-dim-v", headDimV ?? headDim)] where value > 256 {
+            throw ValidationError("\(option): must be at most 256, got \(value)")
+        }
         if heads % (kvHeads ?? heads) != 0 { throw ValidationError("--kv-heads: \(kvHeads!) does not divide --heads \(heads)") }
         if ulysses != nil && partition != .hybrid { throw ValidationError("--ulysses: goes with --partition hybrid") }
         if let peakGflops, !(peakGflops > 0) { throw ValidationError("--peak-gflops: must be positive, got \(peakGflops)") }
@@ -74,7 +80,9 @@ struct BenchCommand: DistributedCommand {
             if let problem = trial.problem { throw ValidationError("\(option): \(problem)") }
             tiling = trial
         }
+        guard tiling != KernelConfiguration.current.tiling else { return }
         KernelConfiguration.current.tiling = tiling
+        KernelConfiguration.current.tileSource = .options
     }
 
     func run(on communicator: Communicator) throws {
@@ -83,8 +91,9 @@ struct BenchCommand: DistributedCommand {
             if verify && communicator.isDistributed { throw ValidationError("--verify runs without mpirun only") }
             try MemoryBudget(threads: threads.count, ranks: communicator.size)
                 .check(batch: Double(batch), queries: Double(batch) * Double(seqlenQ), keys: Double(batch) * Double(seqlenK ?? seqlenQ),
-                       heads: heads, kvHeads: kvHeads ?? heads, headDim: headDim, backward: backward,
-                       label: "--batch \(batch) --seqlen-q \(seqlenQ) --seqlen-k \(seqlenK ?? seqlenQ) --heads \(heads) --head-dim \(headDim)")
+                       heads: heads, kvHeads: kvHeads ?? heads, headDim: max(headDim, headDimV ?? headDim), backward: backward,
+                       label: "--batch \(batch) --seqlen-q \(seqlenQ) --seqlen-k \(seqlenK ?? seqlenQ) --heads \(heads) --head-dim \(headDim)"
+                           + (headDimV.map { " --head-dim-v \($0)" } ?? ""))
             if algorithm == .standard && communicator.isDistributed {
                 throw ValidationError("--algorithm standard runs without mpirun only")
             }
@@ -93,7 +102,7 @@ struct BenchCommand: DistributedCommand {
             options.sinks = sinks?.values(heads: heads, after: 2 * queryElements + 2 * keyElements)
             try overrideForwardTiles()
             let problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
-                                               kvHeads: kvHeads ?? heads, headDim: headDim, options: options)
+                                               kvHeads: kvHeads ?? heads, headDim: headDim, valueHeadDim: headDimV, options: options)
             if algorithm == .standard { try StandardMemory(problem, threads: threads.count).checkFits() }
             return (problem, communicator.rank == 0 ? try record.map { try RecordFile($0, columns: BenchReport.columns) } : nil)
         }
@@ -122,8 +131,9 @@ struct SampledCheck {
 
     func maxErrors(o: [Float], lse: [Float], grads: (dQ: [Float], dK: [Float], dV: [Float])?) -> [(name: String, error: Double)] {
         let (b, nq, nk, d) = (problem.batch, problem.totalQueries / problem.batch, problem.totalKeys / problem.batch, problem.headDim)
+        let dv = problem.valueHeadDim
         var reference = ReferenceAttention(q: q, k: k, v: v, batch: b, seqlenQ: nq, seqlenK: nk, heads: problem.heads,
-                                           kvHeads: problem.kvHeads, headDim: d, scale: Double(problem.options.softmaxScale),
+                                           kvHeads: problem.kvHeads, headDim: d, valueHeadDim: dv, scale: Double(problem.options.softmaxScale),
                                            causal: problem.options.causal, windowLeft: problem.options.windowLeft,
                                            windowRight: problem.options.windowRight)
         reference.sinks = problem.options.sinks?.map(Double.init)
@@ -132,8 +142,8 @@ struct SampledCheck {
         for (batch, head) in [(0, 0), (b - 1, problem.heads - 1)] {
             for i in rows {
                 let row = reference.forwardRow(batch: batch, head: head, row: i)
-                let base = ((batch * nq + i) * problem.heads + head) * d
-                errors["o"] = max(errors["o"]!, maxDifference(row.o, o[base..<base + d]))
+                let (base, outputBase) = (((batch * nq + i) * problem.heads + head) * d, ((batch * nq + i) * problem.heads + head) * dv)
+                errors["o"] = max(errors["o"]!, maxDifference(row.o, o[outputBase..<outputBase + dv]))
                 errors["lse"] = max(errors["lse"]!, difference(row.lse, lse[(batch * problem.heads + head) * nq + i]))
                 if let grads {
                     let dq = reference.queryGradientRow(batch: batch, head: head, row: i, dO: dO)
@@ -145,16 +155,17 @@ struct SampledCheck {
         guard let grads else { return result }
         result.append(("dq", errors["dq"]!))
         if Double(nq) * Double(nk) * Double(problem.groupSize) <= 4096 * 4096 {
-            var dK = [Double](repeating: 0, count: nk * d), dV = dK
+            var dK = [Double](repeating: 0, count: nk * d), dV = [Double](repeating: 0, count: nk * dv)
             for h in 0..<problem.groupSize {
                 let head = reference.backwardHead(batch: 0, head: h, dO: dO)
-                for x in 0..<nk * d { dK[x] += head.dK[x]; dV[x] += head.dV[x] }
+                for x in 0..<nk * d { dK[x] += head.dK[x] }
+                for x in 0..<nk * dv { dV[x] += head.dV[x] }
             }
             var dkError = 0.0, dvError = 0.0
             for j in 0..<nk {
-                let base = j * problem.kvHeads * d
+                let (base, valueBase) = (j * problem.kvHeads * d, j * problem.kvHeads * dv)
                 dkError = max(dkError, maxDifference(Array(dK[j * d..<(j + 1) * d]), grads.dK[base..<base + d]))
-                dvError = max(dvError, maxDifference(Array(dV[j * d..<(j + 1) * d]), grads.dV[base..<base + d]))
+                dvError = max(dvError, maxDifference(Array(dV[j * dv..<(j + 1) * dv]), grads.dV[valueBase..<valueBase + dv]))
             }
             result += [("dk", dkError), ("dv", dvError)]
         }

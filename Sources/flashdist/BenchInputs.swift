@@ -9,13 +9,15 @@ import TensorIO
 struct BenchInputs {
     let q, k, v, dO: [Float]
 
-    /// The parts `queries` of q and dO (one after the other) and `keys` of k and v.
+    /// The parts `queries` of q and dO (one after the other) and `keys` of k and v (those of dO
+    /// and v with the value head dim last).
     init(_ problem: AttentionProblem, queries: [AxisSlice], keys: AxisSlice) {
-        let (queryCount, keyCount) = (problem.queryElements, problem.keyElements)
+        let (queryCount, keyCount, valueCount) = (problem.queryElements, problem.keyElements, problem.valueElements)
+        let dv = problem.valueHeadDim
         q = queries.flatMap { Self.draw($0, from: 0) }
         k = Self.draw(keys, from: queryCount)
-        v = Self.draw(keys, from: queryCount + keyCount)
-        dO = queries.flatMap { Self.draw($0, from: queryCount + 2 * keyCount) }
+        v = Self.draw(keys.withLastAxis(dv), from: queryCount + keyCount)
+        dO = queries.flatMap { Self.draw($0.withLastAxis(dv), from: queryCount + keyCount + valueCount) }
     }
 
     static let seed: UInt64 = 2026

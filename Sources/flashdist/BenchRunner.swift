@@ -51,7 +51,7 @@ struct BenchRunner {
         progress?.started("drawing inputs")
         let shapes = try TensorShapes(problem)
         let inputs = BenchInputs(problem, queries: [.whole(shapes.query)], keys: .whole(shapes.key))
-        var o = [Float](repeating: 0, count: problem.queryElements)
+        var o = [Float](repeating: 0, count: problem.outputElements)
         var lse = [Float](repeating: 0, count: problem.lseElements), lseResidual = lse
         // The standard algorithm's stored P, allocated (and touched) once like the outputs.
         var p = [Float](repeating: 0, count: algorithm == .standard ? StandardAttention.probabilityElements(problem) : 0)
@@ -68,7 +68,8 @@ struct BenchRunner {
             }
         }
         var dQ = [Float](repeating: 0, count: backward ? problem.queryElements : 0)
-        var dK = [Float](repeating: 0, count: backward ? problem.keyElements : 0), dV = dK
+        var dK = [Float](repeating: 0, count: backward ? problem.keyElements : 0)
+        var dV = [Float](repeating: 0, count: backward ? problem.valueElements : 0)
         let backwardTimes = backward ? try time("backward") {
             switch algorithm {
             case .flash:

@@ -20,12 +20,12 @@ struct PartitionedRun {
             let inputs = try clock.time(.read) {
                 try communicator.agree {
                     try (q: read(tensors.q, partition.queries), k: read(tensors.k, partition.keys),
-                         v: read(tensors.v, partition.keys), dO: tensors.dO.map { try read($0, partition.queries) })
+                         v: read(tensors.v, values(partition.keys)), dO: tensors.dO.map { try read($0, outputs(partition.queries)) })
                 }
             }
             let forward = try clock.time(.forward) { try partition.forward(q: inputs.q, k: inputs.k, v: inputs.v) }
             try clock.time(.write) {
-                try write("o", forward.o, partition.queries, to: output)
+                try write("o", forward.o, outputs(partition.queries), to: output)
                 try write("lse", forward.lse, partition.lse, to: output)
                 if saveLSEResidual { try write("lse_residual", forward.lseResidual, partition.lse, to: output) }
             }
@@ -42,9 +42,9 @@ struct PartitionedRun {
         try run(outputs: layout.backwardOutputs) { partition, output, clock in
             let inputs = try clock.time(.read) {
                 try communicator.agree {
-                    try (q: read(tensors.q, partition.queries), k: read(tensors.k, partition.keys), v: read(tensors.v, partition.keys),
-                         o: read(o, partition.queries), lse: read(lse, partition.lse),
-                         lseResidual: lseResidual.map { try read($0, partition.lse) }, dO: read(tensors.dO!, partition.queries))
+                    try (q: read(tensors.q, partition.queries), k: read(tensors.k, partition.keys), v: read(tensors.v, values(partition.keys)),
+                         o: read(o, outputs(partition.queries)), lse: read(lse, partition.lse),
+                         lseResidual: lseResidual.map { try read($0, partition.lse) }, dO: read(tensors.dO!, outputs(partition.queries)))
                 }
             }
             let gradients = try clock.time(.backward) {
@@ -94,6 +94,10 @@ struct PartitionedRun {
         if options.stats { try clock.report(partition: kind, choice: choice) }
     }
 
+    /// A partition's parts of q as parts of o and dO, and of k as of v and dV: the value head dim last.
+    private func outputs(_ parts: [AxisSlice]) -> [AxisSlice] { parts.map(values) }
+    private func values(_ part: AxisSlice) -> AxisSlice { part.withLastAxis(layout.problem.valueHeadDim) }
+
     private func read(_ tensor: StoredTensor, _ slice: AxisSlice) throws -> [Float] {
         try tensor.readFloats(slice: layout.fileSlice(slice))
     }
@@ -130,7 +134,7 @@ struct PartitionedRun {
         try clock.time(.write) {
             try write("dq", gradients.dQ, partition.queries, to: output)
             try output.write("dk", gradients.dK, slice: layout.fileSlice(partition.keyGradients))
-            try output.write("dv", gradients.dV, slice: layout.fileSlice(partition.keyGradients))
+            try output.write("dv", gradients.dV, slice: layout.fileSlice(values(partition.keyGradients)))
         }
     }
 }

@@ -32,6 +32,8 @@ private let tinyCases: [Case] = [
          alibiSlopes: AlibiSlopes(values: [0.5, 0.25, 0.125, 1], heads: 2), dropout: Dropout(probability: 0.5, seed: 3)),
     // Sinks (on the 2⁻⁸ grid) with a causal Nq > Nk: row 0 sees no key and has only its sink.
     Case(batch: 2, seqlenQ: 4, seqlenK: 3, heads: 2, kvHeads: 1, headDim: 3, causal: true, seed: 12, sinks: [0.75, -1.5]),
+    // v with a head dim of its own (5 against q, k's 3), GQA, causal.
+    Case(seqlenQ: 4, seqlenK: 5, heads: 2, kvHeads: 1, headDim: 3, valueHeadDim: 5, causal: true, seed: 12),
 ]
 
 /// Inputs on the 2⁻⁸ grid, clamped inside (−8, 8), so that ±eps stays exact in float32.
@@ -49,8 +51,8 @@ private func loss(_ c: Case, _ x: Inputs) -> Double {
         for i in 0..<c.seqlenQ {
             for h in 0..<c.heads {
                 let o = reference.forwardRow(batch: b, head: h, row: i).o
-                let base = ((b * c.seqlenQ + i) * c.heads + h) * c.headDim
-                for e in 0..<c.headDim { total += Double(x.dO[base + e]) * o[e] }
+                let base = ((b * c.seqlenQ + i) * c.heads + h) * c.valueDim
+                for e in 0..<c.valueDim { total += Double(x.dO[base + e]) * o[e] }
             }
         }
     }

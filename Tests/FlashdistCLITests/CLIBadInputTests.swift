@@ -68,6 +68,22 @@ private let badInputs: [BadInput] = [
         try dir.writeFloats("do.npy", pattern(32, seed: 9), shape: [1, 2, 2, 8])
         return arguments(files)
     },
+    // v with a head dim of its own makes o, and so dO, that wide: q's head dim is wrong for dO.
+    BadInput(testDescription: "dO with q's head dim when v has its own", fragment: "$do") { dir, files in
+        try dir.writeFloats("v.npy", pattern(30, seed: 9), shape: [1, 5, 1, 6])
+        return arguments(files)
+    },
+    BadInput(testDescription: "backward: o with q's head dim when v has its own", fragment: "$o") { dir, files in
+        let dO = try dir.writeFloats("do.npy", pattern(48, seed: 9), shape: [1, 4, 2, 6])
+        return ["backward", "--q", files["q"]!, "--k", files["k"]!, "--v", try dir.writeFloats("v.npy", pattern(30, seed: 9), shape: [1, 5, 1, 6]),
+                "--o", try dir.writeFloats("o.npy", pattern(64, seed: 9), shape: [1, 4, 2, 8]),
+                "--lse", try dir.writeFloats("lse.npy", pattern(8, seed: 9), shape: [1, 2, 4]), "--do", dO]
+    },
+    BadInput(testDescription: "v head dim 257", fragment: "$v") { dir, files in
+        try dir.writeFloats("v.npy", pattern(5 * 257, seed: 9), shape: [1, 5, 1, 257])
+        try dir.writeFloats("do.npy", pattern(8 * 257, seed: 9), shape: [1, 4, 2, 257])
+        return arguments(files)
+    },
     BadInput(testDescription: "q not 4-D", fragment: "$q") { dir, files in
         try dir.writeFloats("q.npy", pattern(64, seed: 9), shape: [4, 2, 8])
         return arguments(files)

@@ -4,7 +4,7 @@
     out = flash_attn_func(q, k, v, causal=True)    # torch CPU tensors (autograd) or NumPy arrays
 
 q, k, v are (batch, seqlen, heads, head_dim) (varlen: (total, heads, head_dim)) in float32, float16
-or bfloat16; the compute is float32, the output has the inputs' dtype. The backward recomputes the
+or bfloat16, v's head_dim may differ from q's and k's (out then takes v's); the compute is float32, the output has the inputs' dtype. The backward recomputes the
 attention from the saved logsumexp; nothing seqlen_q × seqlen_k is stored.
 """
 from ._attention import attention as _attention, backward

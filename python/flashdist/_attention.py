@@ -7,7 +7,7 @@ from ._tensors import torch
 
 
 def forward(layout, q, k, v):
-    """out (float32, shaped like q) and lse of float32 C-order inputs."""
+    """out (float32, shaped like q with v's head dim) and lse of float32 C-order inputs."""
     out = _tensors.empty_like_float32(q, layout.out_shape)
     lse = _tensors.empty_like_float32(q, layout.lse_shape)
     layout.forward(*map(_tensors.buffer, (q, k, v, out, lse)), _threads.get_num_threads())
@@ -16,9 +16,9 @@ def forward(layout, q, k, v):
 
 def backward_float32(layout, q, k, v, out, lse, dout):
     """dq, dk, dv (float32) of float32 C-order tensors."""
-    dq = _tensors.empty_like_float32(q, layout.out_shape)
+    dq = _tensors.empty_like_float32(q, layout.query_gradient_shape)
     dk = _tensors.empty_like_float32(q, layout.key_gradient_shape)
-    dv = _tensors.empty_like_float32(q, layout.key_gradient_shape)
+    dv = _tensors.empty_like_float32(q, layout.value_gradient_shape)
     layout.backward(*map(_tensors.buffer, (q, k, v, out, lse, dout, dq, dk, dv)), _threads.get_num_threads())
     return dq, dk, dv
 

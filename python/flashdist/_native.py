@@ -32,6 +32,7 @@ class Problem(ctypes.Structure):
         ("causal", ctypes.c_int32),
         ("softcap", ctypes.c_float),
         ("dropout_p", ctypes.c_float),
+        ("head_dim_v", ctypes.c_int64),
         ("sinks", ctypes.c_void_p),
         ("sinks_count", ctypes.c_int64),
     ]

@@ -92,6 +92,29 @@ def test_varlen():
     assert_close(ours, expected)
 
 
+@pytest.mark.parametrize("head_dim, head_dim_v", [(192, 128), (24, 40)], ids=["MLA", "wider v"])
+def test_value_head_dim(head_dim, head_dim_v):
+    """v with its own head dim: out, dout, dv are head_dim_v wide; q, k, dq, dk head_dim."""
+    generator = torch.Generator().manual_seed(5)
+    q, k = torch.randn(2, 37, 4, head_dim, generator=generator), torch.randn(2, 53, 2, head_dim, generator=generator)
+    v, dout = torch.randn(2, 53, 2, head_dim_v, generator=generator), torch.randn(2, 37, 4, head_dim_v, generator=generator)
+    ours, expected = run_both(q, k, v, dout, dict(causal=True, window_size=(20, -1)), dict(causal=True, window=(20, -1)))
+    assert ours[0].shape == (2, 37, 4, head_dim_v) and ours[4].shape == v.shape and ours[2].shape == q.shape
+    assert_close(ours, expected)
+
+
+def test_varlen_value_head_dim():
+    cu_seqlens_q = torch.tensor([0, 5, 5, 40, 61], dtype=torch.int32)
+    cu_seqlens_k = torch.tensor([0, 9, 12, 40, 77], dtype=torch.int32)
+    generator = torch.Generator().manual_seed(2)
+    q, k = torch.randn(61, 4, 16, generator=generator), torch.randn(77, 2, 16, generator=generator)
+    v, dout = torch.randn(77, 2, 8, generator=generator), torch.randn(61, 4, 8, generator=generator)
+    attention = lambda *a, **o: flashdist.flash_attn_varlen_func(*a[:5], 40, 37, **o)
+    ours, expected = run_both(q, k, v, dout, dict(causal=True), dict(causal=True), attention=attention,
+                              reference_attention=reference.varlen_attention, extra=(cu_seqlens_q, cu_seqlens_k))
+    assert_close(ours, expected)
+
+
 def test_dropout_mask_and_gradients():
     """The mask return_attn_probs gives is the one the kernels applied, forward and backward."""
     p = 0.3
