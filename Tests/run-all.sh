@@ -24,7 +24,7 @@ bash Tests/cluster/run.sh .build/release/flashdist "$golden"
 for isa in avx2 avx512; do
     if FLASHDIST_ISA=$isa .build/release/flashdist bench --seqlen-q 32 --heads 1 --warmup 0 --repeats 1 >/dev/null 2>&1; then
         echo "run-all: golden cases on the $isa kernels"
-        FLASHDIST_ISA=$isa python3 "$golden/check.py" .build/release/flashdist "$golden" --features all
+        FLASHDIST_ISA=$isa python3 "$golden/check.py" .build/release/flashdist "$golden" --features all,sinks,vdim,precise
     else
         echo "run-all: this CPU has no $isa; its kernels are not tested here"
     fi

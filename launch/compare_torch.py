@@ -2,7 +2,7 @@
 """flashdist against PyTorch's CPU scaled_dot_product_attention, side by side in one run.
 
 usage: python3 launch/compare_torch.py [--install-torch] [--threads T] [--rounds R] [--repeats N]
-                                       [--shapes N:D[:causal],...] [--flashdist BIN] [--peers DIR]
+                                       [--shapes N:D[/DV][:causal],...] [--flashdist BIN] [--peers DIR]
                                        [--markdown]
 
 For each shape (batch 1, 8 heads, fp32) it alternates the two programs `--rounds` times, each
@@ -10,6 +10,10 @@ timing forward and backward `--repeats` times after a warm-up, and reports the m
 of each program's median: GFLOP/s by flash-attn's convention, the ratio flashdist / torch, and
 flashdist's share of the FMA peak it measures itself. Alternating keeps a noisy, shared machine
 from favouring either side.
+
+N:D/DV gives v a head dim of its own (`--shapes mla`: D = 192, DV = 128, DeepSeek's MLA); torch
+is then timed by launch/torch_sdpa_value_dim.py, on SDPA's math backend (its CPU flash kernel
+needs equal head dims).
 
 torch lives in .venv-torch (about 3 GB); --install-torch creates it. Without torch the script
 says so and stops.
@@ -20,15 +24,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_PYTHON = os.path.join(ROOT, ".venv-torch", "bin", "python")
 DEFAULT_SHAPES = ("1024:64,1024:64:causal,4096:64,4096:64:causal,2048:128,"
                   "16384:64,16384:64:causal,16384:128,16384:128:causal")
+# Named sets of shapes for --shapes, none of them in the default table.
+NAMED_SHAPES = {"mla": "4096:192/128,4096:192/128:causal"}
 
 
 def parse_shapes(text):
     shapes = []
-    for item in text.split(","):
+    for item in NAMED_SHAPES.get(text, text).split(","):
         parts = item.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "causal"):
-            sys.exit(f"compare_torch: bad shape '{item}' (expected N:D or N:D:causal)")
-        shapes.append((int(parts[0]), int(parts[1]), len(parts) == 3))
+            sys.exit(f"compare_torch: bad shape '{item}' (expected N:D[/DV] or N:D[/DV]:causal)")
+        d, _, dv = parts[1].partition("/")
+        shapes.append((int(parts[0]), int(d), int(dv or d), len(parts) == 3))
     return shapes
 
 
@@ -39,10 +46,10 @@ def run_json(cmd):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def shape_args(n, d, causal, threads, repeats):
+def shape_args(n, d, dv, causal, threads, repeats):
     args = ["--batch", "1", "--heads", "8", "--seqlen-q", str(n), "--head-dim", str(d),
             "--threads", str(threads), "--repeats", str(repeats), "--backward"]
-    return args + (["--causal"] if causal else [])
+    return args + (["--head-dim-v", str(dv)] if dv != d else []) + (["--causal"] if causal else [])
 
 
 def main():
@@ -51,7 +58,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--shapes", default=DEFAULT_SHAPES)
+    ap.add_argument("--shapes", default=DEFAULT_SHAPES, help=f"N:D[/DV][:causal],... or one of {', '.join(NAMED_SHAPES)}")
     ap.add_argument("--flashdist", default=os.path.join(ROOT, ".build", "release", "flashdist"))
     ap.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "peers"))
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -65,16 +72,17 @@ def main():
     if not os.path.exists(a.flashdist):
         sys.exit(f"compare_torch: {a.flashdist} not built; run bash launch/setup.sh")
     peer = os.path.join(a.peers, "torch_sdpa.py")
+    value_dim_peer = os.path.join(ROOT, "launch", "torch_sdpa_value_dim.py")
 
     rows = []
-    for n, d, causal in parse_shapes(a.shapes):
+    for n, d, dv, causal in parse_shapes(a.shapes):
         ours, theirs = [], []
         for _ in range(a.rounds):
-            args = shape_args(n, d, causal, a.threads, a.repeats)
+            args = shape_args(n, d, dv, causal, a.threads, a.repeats)
             ours.append(run_json([a.flashdist, "bench", "--json"] + args))
-            theirs.append(run_json([VENV_PYTHON, peer] + args))
+            theirs.append(run_json([VENV_PYTHON, peer if dv == d else value_dim_peer] + args))
         med = lambda runs, key: statistics.median(r[key] for r in runs)
-        row = dict(n=n, d=d, causal=causal, peak=med(ours, "peak_gflops"))
+        row = dict(n=n, d=d if dv == d else f"{d}/{dv}", causal=causal, peak=med(ours, "peak_gflops"))
         for phase in ("fwd", "bwd"):
             row[phase] = med(ours, f"{phase}_gflops")
             row[f"torch_{phase}"] = med(theirs, f"{phase}_gflops")

@@ -12,13 +12,13 @@ import csv, io, json, os
 COLUMNS = [
     "date", "version", "impl", "experiment", "cpu", "cores", "target_cpu", "hosts", "hostnames",
     "ranks", "threads", "partition", "batch", "heads", "kv_heads", "seqlen_q", "seqlen_k", "head_dim",
-    "causal", "window_left", "window_right", "warmup", "repeats",
+    "head_dim_v", "causal", "window_left", "window_right", "warmup", "repeats",
     "fwd_s", "fwd_gflops", "fwd_peak_fraction", "bwd_s", "bwd_gflops", "bwd_peak_fraction",
     "peak_gflops", "peak_rss_bytes", "tensor_bytes", "scores_bytes", "comm_bytes", "comm_s",
     "rank_fwd_s", "rank_bwd_s", "rank_rss_bytes", "rank_sent_bytes", "rank_comm_s",
 ]
 INTEGERS = {"cores", "hosts", "ranks", "threads", "batch", "heads", "kv_heads", "seqlen_q", "seqlen_k",
-            "head_dim", "window_left", "window_right", "warmup", "repeats", "peak_rss_bytes",
+            "head_dim", "head_dim_v", "window_left", "window_right", "warmup", "repeats", "peak_rss_bytes",
             "tensor_bytes", "scores_bytes", "comm_bytes"}
 REALS = {"fwd_s", "fwd_gflops", "fwd_peak_fraction", "bwd_s", "bwd_gflops", "bwd_peak_fraction",
          "peak_gflops", "comm_s"}

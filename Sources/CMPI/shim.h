@@ -11,6 +11,8 @@ static inline MPI_Datatype cmpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype cmpi_int64(void) { return MPI_INT64_T; }
 static inline MPI_Datatype cmpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Op cmpi_op_min(void) { return MPI_MIN; }
+static inline MPI_Op cmpi_op_sum(void) { return MPI_SUM; }
+static inline void *cmpi_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Errhandler cmpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Info cmpi_info_null(void) { return MPI_INFO_NULL; }
 static inline MPI_Request cmpi_request_null(void) { return MPI_REQUEST_NULL; }

@@ -54,6 +54,21 @@ extension Communicator {
         return all
     }
 
+    /// Every rank's `values` (each rank passing the same count) summed element by element, in
+    /// place. MPI picks the order of the additions, so callers give each element one non-zero
+    /// addend at most: then the sum is that addend exactly, on every rank.
+    func allreduceSum(_ values: inout [Double]) throws(MPIError) {
+        guard let comm else { return }
+        let chunk = Int(Int32.max)
+        for start in stride(from: 0, to: values.count, by: chunk) {
+            let count = Int32(min(chunk, values.count - start))
+            let code = values.withUnsafeMutableBufferPointer {
+                MPI_Allreduce(cmpi_in_place(), $0.baseAddress! + start, count, Double.datatype, cmpi_op_sum(), comm)
+            }
+            try Communicator.check(code, "MPI_Allreduce")
+        }
+    }
+
     func allreduceMinimum(_ value: Int64) throws(MPIError) -> Int64 {
         guard let comm else { return value }
         var input = value, output: Int64 = 0

@@ -3,7 +3,7 @@ import TensorSlices
 
 /// `--partition heads`: rank r computes a contiguous range of query heads over the full sequence
 /// (whole GQA groups where there are enough of them, see `HeadAssignment`) and holds only those
-/// heads of q, o, dO, dQ, the kv heads they read, and the dK, dV it writes. No data moves between
+/// heads of q, o, dO, dQ, the kv heads of k and v they read, and the dK, dV it writes. No data moves between
 /// ranks except the dK/dV contributions of groups split across ranks.
 public struct HeadParallelAttention: AttentionPartition {
     let shard: HeadShardAttention
@@ -23,16 +23,16 @@ public struct HeadParallelAttention: AttentionPartition {
     public var keyGradients: AxisSlice { AxisSlice(shape: shard.shapes.key, axis: 2, range: shard.kvHeadsWritten) }
     public var lse: [AxisSlice] { [AxisSlice(shape: shard.shapes.lse, axis: 1, range: shard.heads)] }
 
-    public func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float], saved: SavedForward) {
-        let (o, lse) = shard.forward(q: q, k: k, v: v)
-        return (o, lse, SavedForward(q: q, k: k, v: v, o: o, lse: lse))
+    public func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float], lseResidual: [Float], saved: SavedForward) {
+        let (o, lse, residual) = shard.forward(q: q, k: k, v: v)
+        return (o, lse, residual, SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: residual))
     }
 
-    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) -> SavedForward {
-        SavedForward(q: q, k: k, v: v, o: o, lse: lse)
+    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float]?) -> SavedForward {
+        SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual)
     }
 
     public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
-        try shard.backward(q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse, dO: dO)
+        try shard.backward(q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse, lseResidual: saved.lseResidual, dO: dO)
     }
 }

@@ -4,9 +4,10 @@ import TensorSlices
 /// Attention over the query heads one rank owns, for the full sequence: the work that both
 /// partitions end up doing on each rank.
 ///
-/// Tensors are the rank's parts: q, o, dO, dQ `(batch, seqlenQ, heads owned, headDim)`, k and v
-/// `(batch, seqlenK, kv heads read, headDim)`, lse `(batch, heads owned, seqlenQ)`, and dK, dV
-/// `(batch, seqlenK, kv heads written, headDim)`. The heads run as segments, each one
+/// Tensors are the rank's parts: q, dQ `(batch, seqlenQ, heads owned, headDim)`, o, dO the same
+/// with valueHeadDim, k `(batch, seqlenK, kv heads read, headDim)` and v with valueHeadDim, lse
+/// `(batch, heads owned, seqlenQ)`, and dK, dV `(batch, seqlenK, kv heads written, headDim or
+/// valueHeadDim)`. The heads run as segments, each one
 /// AttentionProblem on the threaded scheduler: a run of whole GQA groups, or the part of a group
 /// that this rank shares with others. A head's results do not depend on which segment or rank
 /// computes it, so they are bitwise those of a single process.
@@ -44,40 +45,45 @@ struct HeadShardAttention {
         return result
     }
 
-    /// O and lse of the owned heads.
-    func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float]) {
-        var o = [Float](repeating: 0, count: q.count)
-        var lse = [Float](repeating: 0, count: shapes.batch * heads.count * shapes.seqlenQ)
+    /// O, lse and lse's residual of the owned heads.
+    func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float], lseResidual: [Float]) {
+        var o = [Float](repeating: 0, count: shapes.batch * shapes.seqlenQ * heads.count * shapes.valueHeadDim)
+        var lse = [Float](repeating: 0, count: shapes.batch * heads.count * shapes.seqlenQ), residual = lse
         for segment in segments {
             let (rows, keys) = (querySlice(segment), keySlice(segment))
-            let result = FlashAttention.forward(problem(segment), q: rows.gather(q), k: keys.gather(k), v: keys.gather(v),
-                                                threads: threads)
-            rows.scatter(result.o, into: &o)
+            let (outputRows, values) = (rows.withLastAxis(shapes.valueHeadDim), keys.withLastAxis(shapes.valueHeadDim))
+            let result = FlashAttention.forwardWithResidual(problem(segment), q: rows.gather(q), k: keys.gather(k),
+                                                            v: values.gather(v), threads: threads)
+            outputRows.scatter(result.o, into: &o)
             lseSlice(segment).scatter(result.lse, into: &lse)
+            lseSlice(segment).scatter(result.lseResidual, into: &residual)
         }
-        return (o, lse)
+        return (o, lse, residual)
     }
 
     /// dQ of the owned heads, and dK, dV of the kv heads this rank writes (summed with the other
     /// ranks' contributions where a group is split).
-    func backward(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float],
+    func backward(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float],
                   dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
         var dQ = [Float](repeating: 0, count: q.count)
         let written = AxisSlice(shape: [shapes.batch, shapes.seqlenK, kvHeadsWritten.count, shapes.headDim],
                                 axis: 2, range: 0..<kvHeadsWritten.count)
-        var dK = [Float](repeating: 0, count: written.elementCount), dV = dK
+        var dK = [Float](repeating: 0, count: written.elementCount)
+        var dV = [Float](repeating: 0, count: written.withLastAxis(shapes.valueHeadDim).elementCount)
         var reduction = SplitGroupReduction(shapes: shapes, assignment: assignment, communicator: communicator)
         for segment in segments {
             let (rows, keys) = (querySlice(segment), keySlice(segment))
-            let gradients = FlashAttention.backward(problem(segment), q: rows.gather(q), k: keys.gather(k), v: keys.gather(v),
-                                          o: rows.gather(o), lse: lseSlice(segment).gather(lse), dO: rows.gather(dO),
+            let (outputRows, values) = (rows.withLastAxis(shapes.valueHeadDim), keys.withLastAxis(shapes.valueHeadDim))
+            let gradients = FlashAttention.backward(problem(segment), q: rows.gather(q), k: keys.gather(k), v: values.gather(v),
+                                          o: outputRows.gather(o), lse: lseSlice(segment).gather(lse),
+                                          lseResidual: lseSlice(segment).gather(lseResidual), dO: outputRows.gather(dO),
                                           keyGradients: segment.wholeGroups ? .summedOverGroup : .perQueryHead, threads: threads)
             rows.scatter(gradients.dQ, into: &dQ)
             if segment.wholeGroups {
                 let mine = AxisSlice(shape: written.shape, axis: 2,
                                      range: segment.kvHeads.lowerBound - kvHeadsWritten.lowerBound..<segment.kvHeads.upperBound - kvHeadsWritten.lowerBound)
                 mine.scatter(gradients.dK, into: &dK)
-                mine.scatter(gradients.dV, into: &dV)
+                mine.withLastAxis(shapes.valueHeadDim).scatter(gradients.dV, into: &dV)
             } else {
                 try reduction.contribute(kvHead: segment.kvHeads.lowerBound, heads: segment.heads,
                                          dK: gradients.dK, dV: gradients.dV)

@@ -78,26 +78,28 @@ public struct HybridAttention: AttentionPartition {
         Reshard(shape: [shapes.batch, rows.count, heads, width], ranks: ulysses)
     }
 
-    /// Query-shaped parts (this member's share of each window, every head) to the ring's arrays
-    /// (each whole window, this member's heads), window after window.
-    private func queriesToHeads(_ values: [Float]) throws(MPIError) -> [Float] {
+    /// Query-shaped parts (this member's share of each window, every head, rows `width` floats per
+    /// head: headDim for q, dQ, valueHeadDim for o, dO) to the ring's arrays (each whole window,
+    /// this member's heads), window after window.
+    private func queriesToHeads(_ values: [Float], width: Int) throws(MPIError) -> [Float] {
         var result: [Float] = [], start = 0
         for (window, part) in zip(windows, queries) {
-            let mine = Array(values[start..<start + part.elementCount])
-            start += part.elementCount
-            result += try reshard(window, heads: shapes.heads, width: shapes.headDim).toHeads(mine, heads: assignment.heads(of:), on: group)
+            let count = part.withLastAxis(width).elementCount
+            let mine = Array(values[start..<start + count])
+            start += count
+            result += try reshard(window, heads: shapes.heads, width: width).toHeads(mine, heads: assignment.heads(of:), on: group)
         }
         return result
     }
 
     /// The inverse of `queriesToHeads`.
-    private func queriesToSequence(_ values: [Float]) throws(MPIError) -> [Float] {
+    private func queriesToSequence(_ values: [Float], width: Int) throws(MPIError) -> [Float] {
         var result: [Float] = [], start = 0
         for window in windows {
-            let count = shapes.batch * window.count * own * shapes.headDim
+            let count = shapes.batch * window.count * own * width
             let mine = Array(values[start..<start + count])
             start += count
-            result += try reshard(window, heads: shapes.heads, width: shapes.headDim).toSequence(mine, heads: assignment.heads(of:), on: group)
+            result += try reshard(window, heads: shapes.heads, width: width).toSequence(mine, heads: assignment.heads(of:), on: group)
         }
         return result
     }
@@ -138,12 +140,13 @@ public struct HybridAttention: AttentionPartition {
         return result
     }
 
-    private func keysToHeads(_ values: [Float]) throws(MPIError) -> [Float] {
-        try reshard(keyRun, heads: shapes.kvHeads, width: shapes.headDim).toHeads(values, heads: assignment.kvHeadsRead(by:), on: group)
+    /// Key-shaped parts, rows `width` floats per head (headDim for k, dK, valueHeadDim for v, dV).
+    private func keysToHeads(_ values: [Float], width: Int) throws(MPIError) -> [Float] {
+        try reshard(keyRun, heads: shapes.kvHeads, width: width).toHeads(values, heads: assignment.kvHeadsRead(by:), on: group)
     }
 
-    private func keysToSequence(_ values: [Float]) throws(MPIError) -> [Float] {
-        try reshard(keyRun, heads: shapes.kvHeads, width: shapes.headDim).toSequence(values, heads: assignment.kvHeadsWritten(by:), on: group)
+    private func keysToSequence(_ values: [Float], width: Int) throws(MPIError) -> [Float] {
+        try reshard(keyRun, heads: shapes.kvHeads, width: width).toSequence(values, heads: assignment.kvHeadsWritten(by:), on: group)
     }
 
     /// Segment `segment`'s part of a member array made of one array per window, each shaped
@@ -171,57 +174,71 @@ public struct HybridAttention: AttentionPartition {
     }
 
     private func queryShape(_ window: Range<Int>) -> [Int] { [shapes.batch, window.count, own, shapes.headDim] }
+    private func outputShape(_ window: Range<Int>) -> [Int] { [shapes.batch, window.count, own, shapes.valueHeadDim] }
     private func lseShape(_ window: Range<Int>) -> [Int] { [shapes.batch, own, window.count] }
     private var keyShape: [Int] {
         [shapes.batch, keyRun.count, assignment.kvHeadsRead(by: group.rank).count, shapes.headDim]
     }
-
-    /// The member's arrays for segment `segment`'s ring.
-    private func segmentSaved(_ segment: Segment, q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) -> SavedForward {
-        segment.ring.restore(q: gather(q, segment.heads, axis: 2, shape: queryShape),
-                             k: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(k),
-                             v: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(v),
-                             o: gather(o, segment.heads, axis: 2, shape: queryShape), lse: gather(lse, segment.heads, axis: 1, shape: lseShape))
+    private var valueShape: [Int] {
+        [shapes.batch, keyRun.count, assignment.kvHeadsRead(by: group.rank).count, shapes.valueHeadDim]
     }
 
-    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
-        let (q, k, v) = (try queriesToHeads(q), try keysToHeads(k), try keysToHeads(v))
-        var o = [Float](repeating: 0, count: q.count), lse = [Float](repeating: 0, count: q.count / shapes.headDim)
+    /// The member's arrays for segment `segment`'s ring.
+    private func segmentSaved(_ segment: Segment, _ saved: SavedForward) -> SavedForward {
+        segment.ring.restore(q: gather(saved.q, segment.heads, axis: 2, shape: queryShape),
+                             k: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(saved.k),
+                             v: AxisSlice(shape: valueShape, axis: 2, range: segment.kvHeads).gather(saved.v),
+                             o: gather(saved.o, segment.heads, axis: 2, shape: outputShape),
+                             lse: gather(saved.lse, segment.heads, axis: 1, shape: lseShape),
+                             lseResidual: gather(saved.lseResidual, segment.heads, axis: 1, shape: lseShape))
+    }
+
+    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError)
+        -> (o: [Float], lse: [Float], lseResidual: [Float], saved: SavedForward) {
+        let (d, dv) = (shapes.headDim, shapes.valueHeadDim)
+        let (q, k, v) = (try queriesToHeads(q, width: d), try keysToHeads(k, width: d), try keysToHeads(v, width: dv))
+        var o = [Float](repeating: 0, count: q.count / d * dv), lse = [Float](repeating: 0, count: q.count / d), residual = lse
         for segment in segments {
             let result = try segment.ring.forward(q: gather(q, segment.heads, axis: 2, shape: queryShape),
                                                   k: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(k),
-                                                  v: AxisSlice(shape: keyShape, axis: 2, range: segment.kvHeads).gather(v))
-            scatter(result.o, segment.heads, into: &o, axis: 2, shape: queryShape)
+                                                  v: AxisSlice(shape: valueShape, axis: 2, range: segment.kvHeads).gather(v))
+            scatter(result.o, segment.heads, into: &o, axis: 2, shape: outputShape)
             scatter(result.lse, segment.heads, into: &lse, axis: 1, shape: lseShape)
+            scatter(result.lseResidual, segment.heads, into: &residual, axis: 1, shape: lseShape)
         }
-        return (try queriesToSequence(o), try lseToSequence(lse), SavedForward(q: q, k: k, v: v, o: o, lse: lse))
+        return (try queriesToSequence(o, width: dv), try lseToSequence(lse), try lseToSequence(residual),
+                SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: residual))
     }
 
-    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) throws(MPIError) -> SavedForward {
-        SavedForward(q: try queriesToHeads(q), k: try keysToHeads(k), v: try keysToHeads(v), o: try queriesToHeads(o),
-                     lse: try lseToHeads(lse))
+    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float]?) throws(MPIError) -> SavedForward {
+        let (d, dv) = (shapes.headDim, shapes.valueHeadDim)
+        return SavedForward(q: try queriesToHeads(q, width: d), k: try keysToHeads(k, width: d), v: try keysToHeads(v, width: dv),
+                            o: try queriesToHeads(o, width: dv), lse: try lseToHeads(lse),
+                            lseResidual: try lseResidual.map { (values) throws(MPIError) in try lseToHeads(values) })
     }
 
     public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
-        let dO = try queriesToHeads(dO)
+        let (d, dv) = (shapes.headDim, shapes.valueHeadDim)
+        let dO = try queriesToHeads(dO, width: dv)
         let written = assignment.kvHeadsWritten(by: group.rank)
-        let writtenShape = [shapes.batch, keyRun.count, written.count, shapes.headDim]
-        var dQ = [Float](repeating: 0, count: dO.count), dK = [Float](repeating: 0, count: writtenShape.reduce(1, *)), dV = dK
+        let writtenShape = [shapes.batch, keyRun.count, written.count, d]
+        var dQ = [Float](repeating: 0, count: saved.q.count), dK = [Float](repeating: 0, count: writtenShape.reduce(1, *))
+        var dV = [Float](repeating: 0, count: writtenShape.reduce(1, *) / d * dv)
         var reduction = SplitGroupReduction(shapes: shapes.withKeys(keyRun.count), assignment: assignment, communicator: group)
         for segment in segments {
-            let gradients = try segment.ring.backward(segmentSaved(segment, q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse),
-                                                      dO: gather(dO, segment.heads, axis: 2, shape: queryShape))
+            let gradients = try segment.ring.backward(segmentSaved(segment, saved),
+                                                      dO: gather(dO, segment.heads, axis: 2, shape: outputShape))
             scatter(gradients.dQ, segment.heads, into: &dQ, axis: 2, shape: queryShape)
             if segment.part.wholeGroups {
                 let mine = AxisSlice(shape: writtenShape, axis: 2,
                                      range: segment.part.kvHeads.lowerBound - written.lowerBound..<segment.part.kvHeads.upperBound - written.lowerBound)
                 mine.scatter(gradients.dK, into: &dK)
-                mine.scatter(gradients.dV, into: &dV)
+                mine.withLastAxis(dv).scatter(gradients.dV, into: &dV)
             } else {
                 try reduction.contribute(kvHead: segment.part.kvHeads.lowerBound, heads: segment.part.heads, dK: gradients.dK, dV: gradients.dV)
             }
         }
         try reduction.finish(written: written, dK: &dK, dV: &dV)
-        return (try queriesToSequence(dQ), try keysToSequence(dK), try keysToSequence(dV))
+        return (try queriesToSequence(dQ, width: d), try keysToSequence(dK, width: d), try keysToSequence(dV, width: dv))
     }
 }

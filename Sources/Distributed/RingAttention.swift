@@ -40,8 +40,10 @@ public struct RingAttention: AttentionPartition {
     public var keys: AxisSlice { AxisSlice(shape: shapes.key, axis: 1, range: layout.keys(rank)) }
     public var keyGradients: AxisSlice { keys }
     public var lse: [AxisSlice] { layout.windows(rank).map { AxisSlice(shape: shapes.lse, axis: 2, range: $0) } }
+    /// The parts of o and dO.
+    private var outputs: [AxisSlice] { queries.map { $0.withLastAxis(shapes.valueHeadDim) } }
 
-    /// `values` (the parts of a query-shaped or lse-shaped tensor one after the other) window by window.
+    /// `values` (the parts of a query-, output- or lse-shaped tensor one after the other) window by window.
     private func split(_ values: [Float], _ parts: [AxisSlice]) -> [[Float]] {
         var start = 0
         return parts.map { part in
@@ -50,15 +52,17 @@ public struct RingAttention: AttentionPartition {
         }
     }
 
-    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
+    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError)
+        -> (o: [Float], lse: [Float], lseResidual: [Float], saved: SavedForward) {
         let windows = zip(layout.windows(rank), split(q, queries)).map {
             WindowForward(problem, rows: $0, q: $1, threads: threads, configuration: configuration)
         }
         let held = layout.keys(rank)
         let sources = (0..<layout.ranks).filter { layout.forwardNeeds(rank, keysOf: $0) }
         let remote = sources.filter { $0 != rank }
-        let capacity = remote.map { layout.keyFloats(layout.keys($0)) }.max() ?? 0
-        let buffers = (0..<min(2, remote.count)).map { _ in (k: FloatBuffer(capacity), v: FloatBuffer(capacity)) }
+        let keyCapacity = remote.map { layout.keyFloats(layout.keys($0)) }.max() ?? 0
+        let valueCapacity = remote.map { layout.valueFloats(layout.keys($0)) }.max() ?? 0
+        let buffers = (0..<min(2, remote.count)).map { _ in (k: FloatBuffer(keyCapacity), v: FloatBuffer(valueCapacity)) }
         try k.withUnsafeBufferPointer { (k) throws(MPIError) in
             try v.withUnsafeBufferPointer { (v) throws(MPIError) in
                 var sends: [Message] = []
@@ -70,9 +74,9 @@ public struct RingAttention: AttentionPartition {
                 func receive(_ index: Int) throws(MPIError) {
                     guard index < remote.count else { return }
                     let (source, slot) = (remote[index], buffers[index % buffers.count])
-                    let count = layout.keyFloats(layout.keys(source))
-                    receives.append((try .receive(into: slot.k.base, count: count, from: source, tag: 0, on: communicator),
-                                     try .receive(into: slot.v.base, count: count, from: source, tag: 1, on: communicator)))
+                    let keys = layout.keys(source)
+                    receives.append((try .receive(into: slot.k.base, count: layout.keyFloats(keys), from: source, tag: 0, on: communicator),
+                                     try .receive(into: slot.v.base, count: layout.valueFloats(keys), from: source, tag: 1, on: communicator)))
                 }
                 for index in 0..<buffers.count { try receive(index) }
                 /// Visits keys `keys` held in k and v a few blocks at a time, letting the transfers
@@ -101,19 +105,20 @@ public struct RingAttention: AttentionPartition {
             }
         }
         let results = windows.map { $0.finish() }
-        let (o, lse) = (results.flatMap(\.o), results.flatMap(\.lse))
-        return (o, lse, SavedForward(q: q, k: k, v: v, o: o, lse: lse))
+        let (o, lse, residual) = (results.flatMap(\.o), results.flatMap(\.lse), results.flatMap(\.lseResidual))
+        return (o, lse, residual, SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: residual))
     }
 
-    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) -> SavedForward {
-        SavedForward(q: q, k: k, v: v, o: o, lse: lse)
+    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float]?) -> SavedForward {
+        SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual)
     }
 
     public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
-        let (q, o, lse, dO) = (split(saved.q, queries), split(saved.o, queries), split(saved.lse, self.lse), split(dO, queries))
+        let (q, o, lse, dO) = (split(saved.q, queries), split(saved.o, outputs), split(saved.lse, self.lse), split(dO, outputs))
+        let residual = split(saved.lseResidual, self.lse)
         let windows = layout.windows(rank).indices.map { w in
-            WindowBackward(problem, rows: layout.windows(rank)[w], q: q[w], o: o[w], lse: lse[w], dO: dO[w], threads: threads,
-                           configuration: configuration)
+            WindowBackward(problem, rows: layout.windows(rank)[w], q: q[w], o: o[w], lse: lse[w], lseResidual: residual[w], dO: dO[w],
+                           threads: threads, configuration: configuration)
         }
         let pipeline = RingBackward(layout: layout, communicator: communicator, windows: windows, k: saved.k, v: saved.v,
                                     gradientLayout: gradientLayout)

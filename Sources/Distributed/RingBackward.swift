@@ -41,29 +41,33 @@ struct RingBackward {
         }
     }
 
-    /// dK and dV of the keys this rank holds, `(batch, keys, kvHeads, headDim)`.
+    /// dK and dV of the keys this rank holds, `(batch, keys, kvHeads, headDim)` and `(…, valueHeadDim)`.
     func run() throws(MPIError) -> (dK: [Float], dV: [Float]) {
         let held = layout.keys(rank), owned = layout.ownedBlocks(rank), links = layout.links
         let chains = layout.blocks.indices.map { layout.contributors(ofBlock: $0, links: links) }
         // Keys and values by block, each block's entries one after the other: the local arrays
         // themselves for a single entry.
-        let (kBlocks, vBlocks) = (blockMajor(k, held: held), blockMajor(v, held: held))
-        var dK = [Float](repeating: 0, count: k.count * gradientFactor), dV = dK
+        let (kBlocks, vBlocks) = (blockMajor(k, held: held, value: false), blockMajor(v, held: held, value: true))
+        var dK = [Float](repeating: 0, count: k.count * gradientFactor), dV = [Float](repeating: 0, count: v.count * gradientFactor)
         try kBlocks.withUnsafeBufferPointer { (kBlocks) throws(MPIError) in
             try vBlocks.withUnsafeBufferPointer { (vBlocks) throws(MPIError) in
                 try dK.withUnsafeMutableBufferPointer { (dKOut) throws(MPIError) in
                     try dV.withUnsafeMutableBufferPointer { (dVOut) throws(MPIError) in
                         var messages: [Message] = []
                         for block in owned {
-                            let (offset, count) = (self.offset(block, in: held), layout.keyFloats(layout.blocks[block]))
+                            let keys = layout.blocks[block]
+                            let (kAt, vAt) = (self.offset(block, in: held, value: false), self.offset(block, in: held, value: true))
+                            let (kCount, vCount) = (layout.keyFloats(keys), layout.valueFloats(keys))
                             for target in Set(chains[block].map(\.rank)).sorted() where target != rank {
-                                messages.append(try .send(kBlocks.baseAddress! + offset, count: count, to: target, tag: tag(block, .keys), on: communicator))
-                                messages.append(try .send(vBlocks.baseAddress! + offset, count: count, to: target, tag: tag(block, .values), on: communicator))
+                                messages.append(try .send(kBlocks.baseAddress! + kAt, count: kCount, to: target, tag: tag(block, .keys), on: communicator))
+                                messages.append(try .send(vBlocks.baseAddress! + vAt, count: vCount, to: target, tag: tag(block, .values), on: communicator))
                             }
                             if let last = chains[block].last, last.rank != rank {
-                                let (at, floats) = (offset * gradientFactor, count * gradientFactor)
-                                messages.append(try .receive(into: dKOut.baseAddress! + at, count: floats, from: last.rank, tag: tag(block, .dK), on: communicator))
-                                messages.append(try .receive(into: dVOut.baseAddress! + at, count: floats, from: last.rank, tag: tag(block, .dV), on: communicator))
+                                let g = gradientFactor
+                                messages.append(try .receive(into: dKOut.baseAddress! + kAt * g, count: kCount * g, from: last.rank,
+                                                             tag: tag(block, .dK), on: communicator))
+                                messages.append(try .receive(into: dVOut.baseAddress! + vAt * g, count: vCount * g, from: last.rank,
+                                                             tag: tag(block, .dV), on: communicator))
                             }
                         }
                         try pipeline(chains: chains, kBlocks: kBlocks, vBlocks: vBlocks, dK: dKOut, dV: dVOut, held: held)
@@ -72,7 +76,7 @@ struct RingBackward {
                 }
             }
         }
-        return (localLayout(dK, held: held), localLayout(dV, held: held))
+        return (localLayout(dK, held: held, value: false), localLayout(dV, held: held, value: true))
     }
 
     /// One key block seen by one of this rank's windows.
@@ -110,10 +114,10 @@ struct RingBackward {
             guard index < queues[w].count, inboxes[w]?[index] == nil else { return }
             let item = queues[w][index], keys = layout.blocks[item.block], owner = layout.owner(ofBlock: item.block)
             if owner != rank && kept[item.block] == nil {
-                let count = layout.keyFloats(keys), (k, v) = (FloatBuffer(count), FloatBuffer(count))
+                let (k, v) = (FloatBuffer(layout.keyFloats(keys)), FloatBuffer(layout.valueFloats(keys)))
                 kept[item.block] = Kept(k: k, v: v, messages: [
-                    try .receive(into: k.base, count: count, from: owner, tag: tag(item.block, .keys), on: communicator),
-                    try .receive(into: v.base, count: count, from: owner, tag: tag(item.block, .values), on: communicator)])
+                    try .receive(into: k.base, count: k.count, from: owner, tag: tag(item.block, .keys), on: communicator),
+                    try .receive(into: v.base, count: v.count, from: owner, tag: tag(item.block, .values), on: communicator)])
             }
             var message: Message?
             let sums = FloatBuffer(WindowAttention.partialFloats(problem, keys: keys))
@@ -162,9 +166,9 @@ struct RingBackward {
             let inbox = inboxes[w]!.removeValue(forKey: index)!
             let keys = layout.blocks[item.block], owner = layout.owner(ofBlock: item.block)
             let sums = item.position > 0 && item.chain[item.position - 1].rank == rank ? handedToSelf.removeValue(forKey: item.block)! : inbox.sums
-            let offset = owner == rank ? self.offset(item.block, in: held) : 0
+            let (kAt, vAt) = owner == rank ? (offset(item.block, in: held, value: false), offset(item.block, in: held, value: true)) : (0, 0)
             if owner == rank {
-                windows[w].accumulate(keys: keys, k: kBlocks.baseAddress! + offset, v: vBlocks.baseAddress! + offset, partials: sums.base)
+                windows[w].accumulate(keys: keys, k: kBlocks.baseAddress! + kAt, v: vBlocks.baseAddress! + vAt, partials: sums.base)
             } else {
                 let buffers = kept[item.block]!
                 windows[w].accumulate(keys: keys, k: buffers.k.base, v: buffers.v.base, partials: sums.base)
@@ -182,8 +186,8 @@ struct RingBackward {
             }
             let gradients = WindowAttention.keyGradients(problem, keys: keys, partials: sums.base, layout: gradientLayout)
             if owner == rank {
-                (dK.baseAddress! + offset * gradientFactor).update(from: gradients.dK, count: gradients.dK.count)
-                (dV.baseAddress! + offset * gradientFactor).update(from: gradients.dV, count: gradients.dV.count)
+                (dK.baseAddress! + kAt * gradientFactor).update(from: gradients.dK, count: gradients.dK.count)
+                (dV.baseAddress! + vAt * gradientFactor).update(from: gradients.dV, count: gradients.dV.count)
             } else {
                 let (dKBuffer, dVBuffer) = (FloatBuffer(gradients.dK), FloatBuffer(gradients.dV))
                 try send(dKBuffer, count: dKBuffer.count, to: owner, tag: tag(item.block, .dK))
@@ -193,15 +197,19 @@ struct RingBackward {
         for send in sends { try withExtendedLifetime(send.buffers) { () throws(MPIError) in try send.message.wait() } }
     }
 
-    /// Where key block `block` starts in the block-major arrays of the keys `held`.
-    private func offset(_ block: Int, in held: Range<Int>) -> Int {
-        layout.keyFloats(held.lowerBound..<layout.blocks[block].lowerBound)
+    /// Where key block `block` starts in the block-major arrays of the keys `held` (of v with `value`).
+    private func offset(_ block: Int, in held: Range<Int>, value: Bool) -> Int {
+        let before = held.lowerBound..<layout.blocks[block].lowerBound
+        return value ? layout.valueFloats(before) : layout.keyFloats(before)
     }
 
-    /// `(batch, held, kvHeads, headDim)` rearranged block by block, each block `(batch, keys,
-    /// kvHeads, headDim)`; a single entry's array is already so.
-    private func blockMajor(_ local: [Float], held: Range<Int>) -> [Float] {
-        let shape = [problem.totalKeys / max(1, problem.sequenceLength(keys: true)), held.count, problem.kvHeads, problem.headDim]
+    private func width(value: Bool) -> Int { value ? problem.valueHeadDim : problem.headDim }
+
+    /// `(batch, held, kvHeads, width)` rearranged block by block, each block `(batch, keys,
+    /// kvHeads, width)`, width the head dim of k or (with `value`) of v; a single entry's array is
+    /// already so.
+    private func blockMajor(_ local: [Float], held: Range<Int>, value: Bool) -> [Float] {
+        let shape = [problem.totalKeys / max(1, problem.sequenceLength(keys: true)), held.count, problem.kvHeads, width(value: value)]
         guard shape[0] > 1 else { return local }
         return layout.ownedBlocks(rank).flatMap { block in
             let keys = layout.blocks[block]
@@ -209,14 +217,14 @@ struct RingBackward {
         }
     }
 
-    /// The inverse of `blockMajor`, for dK and dV.
-    private func localLayout(_ blocks: [Float], held: Range<Int>) -> [Float] {
+    /// The inverse of `blockMajor`, for dK and (with `value`) dV.
+    private func localLayout(_ blocks: [Float], held: Range<Int>, value: Bool) -> [Float] {
         let shape = [problem.totalKeys / max(1, problem.sequenceLength(keys: true)), held.count,
-                     problem.kvHeads * gradientFactor, problem.headDim]
+                     problem.kvHeads * gradientFactor, width(value: value)]
         guard shape[0] > 1 else { return blocks }
         var local = [Float](repeating: 0, count: blocks.count)
         for block in layout.ownedBlocks(rank) {
-            let keys = layout.blocks[block], offset = self.offset(block, in: held) * gradientFactor
+            let keys = layout.blocks[block], offset = self.offset(block, in: held, value: value) * gradientFactor
             let slice = AxisSlice(shape: shape, axis: 1, range: keys.lowerBound - held.lowerBound..<keys.upperBound - held.lowerBound)
             slice.scatter(Array(blocks[offset..<offset + slice.elementCount]), into: &local)
         }

@@ -102,8 +102,12 @@ package struct RingLayout {
         }
     }
 
-    /// Floats of k or v for `keys` of the sequence axis: `(batch, keys, kvHeads, headDim)`.
-    package func keyFloats(_ keys: Range<Int>) -> Int {
-        keys.count * problem.totalKeys / max(1, problem.sequenceLength(keys: true)) * problem.kvHeads * problem.headDim
+    /// Floats of k for `keys` of the sequence axis: `(batch, keys, kvHeads, headDim)`.
+    package func keyFloats(_ keys: Range<Int>) -> Int { floats(keys, width: problem.headDim) }
+    /// Floats of v: `(batch, keys, kvHeads, valueHeadDim)`.
+    package func valueFloats(_ keys: Range<Int>) -> Int { floats(keys, width: problem.valueHeadDim) }
+
+    private func floats(_ keys: Range<Int>, width: Int) -> Int {
+        keys.count * problem.totalKeys / max(1, problem.sequenceLength(keys: true)) * problem.kvHeads * width
     }
 }

@@ -14,6 +14,9 @@ public struct SequenceParallelAttention: AttentionPartition {
     let shard: HeadShardAttention
     let queryReshard: Reshard
     let keyReshard: Reshard
+    /// o and dO, v and dV: the same rows as q and k, with the value head dim.
+    let outputReshard: Reshard
+    let valueReshard: Reshard
 
     public init(problem: AttentionProblem, communicator: Communicator, threads: Int) throws(PartitionError) {
         let shapes = TensorShapes(problem)
@@ -22,6 +25,8 @@ public struct SequenceParallelAttention: AttentionPartition {
                                    communicator: communicator, threads: threads)
         queryReshard = Reshard(shape: shapes.query, ranks: communicator.size)
         keyReshard = Reshard(shape: shapes.key, ranks: communicator.size)
+        outputReshard = Reshard(shape: shapes.output, ranks: communicator.size)
+        valueReshard = Reshard(shape: shapes.value, ranks: communicator.size)
     }
 
     private var communicator: Communicator { shard.communicator }
@@ -32,28 +37,30 @@ public struct SequenceParallelAttention: AttentionPartition {
     public var keyGradients: AxisSlice { keys }
     public var lse: [AxisSlice] { [AxisSlice(shape: shard.shapes.lse, axis: 1, range: shard.heads)] }
 
-    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError) -> (o: [Float], lse: [Float], saved: SavedForward) {
+    public func forward(q: [Float], k: [Float], v: [Float]) throws(MPIError)
+        -> (o: [Float], lse: [Float], lseResidual: [Float], saved: SavedForward) {
         let q = try queryReshard.toHeads(q, heads: assignment.heads(of:), on: communicator)
         let k = try keyReshard.toHeads(k, heads: assignment.kvHeadsRead(by:), on: communicator)
-        let v = try keyReshard.toHeads(v, heads: assignment.kvHeadsRead(by:), on: communicator)
-        let (o, lse) = shard.forward(q: q, k: k, v: v)
-        let localO = try queryReshard.toSequence(o, heads: assignment.heads(of:), on: communicator)
-        return (localO, lse, SavedForward(q: q, k: k, v: v, o: o, lse: lse))
+        let v = try valueReshard.toHeads(v, heads: assignment.kvHeadsRead(by:), on: communicator)
+        let (o, lse, residual) = shard.forward(q: q, k: k, v: v)
+        let localO = try outputReshard.toSequence(o, heads: assignment.heads(of:), on: communicator)
+        return (localO, lse, residual, SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: residual))
     }
 
-    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) throws(MPIError) -> SavedForward {
+    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float]?) throws(MPIError) -> SavedForward {
         SavedForward(q: try queryReshard.toHeads(q, heads: assignment.heads(of:), on: communicator),
                      k: try keyReshard.toHeads(k, heads: assignment.kvHeadsRead(by:), on: communicator),
-                     v: try keyReshard.toHeads(v, heads: assignment.kvHeadsRead(by:), on: communicator),
-                     o: try queryReshard.toHeads(o, heads: assignment.heads(of:), on: communicator),
-                     lse: lse)
+                     v: try valueReshard.toHeads(v, heads: assignment.kvHeadsRead(by:), on: communicator),
+                     o: try outputReshard.toHeads(o, heads: assignment.heads(of:), on: communicator),
+                     lse: lse, lseResidual: lseResidual)
     }
 
     public func backward(_ saved: SavedForward, dO: [Float]) throws(MPIError) -> (dQ: [Float], dK: [Float], dV: [Float]) {
-        let dO = try queryReshard.toHeads(dO, heads: assignment.heads(of:), on: communicator)
-        let (dQ, dK, dV) = try shard.backward(q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse, dO: dO)
+        let dO = try outputReshard.toHeads(dO, heads: assignment.heads(of:), on: communicator)
+        let (dQ, dK, dV) = try shard.backward(q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse,
+                                              lseResidual: saved.lseResidual, dO: dO)
         return (try queryReshard.toSequence(dQ, heads: assignment.heads(of:), on: communicator),
                 try keyReshard.toSequence(dK, heads: assignment.kvHeadsWritten(by:), on: communicator),
-                try keyReshard.toSequence(dV, heads: assignment.kvHeadsWritten(by:), on: communicator))
+                try valueReshard.toSequence(dV, heads: assignment.kvHeadsWritten(by:), on: communicator))
     }
 }

@@ -18,8 +18,8 @@ struct SplitGroupReduction {
         transfers = Transfers(communicator)
     }
 
-    /// Hands over the contributions of `heads` (part of `kvHead`'s group) to dK and dV, each
-    /// `(batch, seqlenK, heads.count, headDim)`.
+    /// Hands over the contributions of `heads` (part of `kvHead`'s group) to dK and dV,
+    /// `(batch, seqlenK, heads.count, headDim)` and `(…, valueHeadDim)`.
     mutating func contribute(kvHead: Int, heads: Range<Int>, dK: [Float], dV: [Float]) throws(MPIError) {
         let writer = assignment.rank(owning: assignment.group(kvHead).lowerBound)
         if writer == communicator.rank {
@@ -31,7 +31,8 @@ struct SplitGroupReduction {
     }
 
     /// Receives the other ranks' contributions to the split groups among `written` and sums each
-    /// group into its kv head of dK and dV, `(batch, seqlenK, written.count, headDim)`.
+    /// group into its kv head of dK and dV, `(batch, seqlenK, written.count, headDim)` and `(…,
+    /// valueHeadDim)`.
     func finish(written: Range<Int>, dK: inout [Float], dV: inout [Float]) throws(MPIError) {
         let rank = communicator.rank, own = assignment.heads(of: rank)
         var pieces: [(kvHead: Int, heads: Range<Int>, dK: Piece, dV: Piece)] = []
@@ -43,17 +44,20 @@ struct SplitGroupReduction {
                 if source == rank {
                     pieces.append((kvHead, theirs, .kept(kept[kvHead]!.dK), .kept(kept[kvHead]!.dV)))
                 } else {
-                    let count = shapes.batch * shapes.seqlenK * theirs.count * shapes.headDim
-                    pieces.append((kvHead, theirs, .received(try transfers.receive(count: count, from: source, tag: 2 * kvHead)),
-                                   .received(try transfers.receive(count: count, from: source, tag: 2 * kvHead + 1))))
+                    let rows = shapes.batch * shapes.seqlenK * theirs.count
+                    pieces.append((kvHead, theirs,
+                                   .received(try transfers.receive(count: rows * shapes.headDim, from: source, tag: 2 * kvHead)),
+                                   .received(try transfers.receive(count: rows * shapes.valueHeadDim, from: source, tag: 2 * kvHead + 1))))
                 }
             }
         }
         try transfers.waitAll()
         // dK and dV start at zero; pieces come in rank order, which is head order.
         for piece in pieces {
-            add(piece.dK, heads: piece.heads.count, into: &dK, kvHead: piece.kvHead - written.lowerBound, of: written.count)
-            add(piece.dV, heads: piece.heads.count, into: &dV, kvHead: piece.kvHead - written.lowerBound, of: written.count)
+            add(piece.dK, heads: piece.heads.count, width: shapes.headDim, into: &dK, kvHead: piece.kvHead - written.lowerBound,
+                of: written.count)
+            add(piece.dV, heads: piece.heads.count, width: shapes.valueHeadDim, into: &dV, kvHead: piece.kvHead - written.lowerBound,
+                of: written.count)
         }
     }
 
@@ -62,9 +66,9 @@ struct SplitGroupReduction {
         case received(Int)
     }
 
-    /// Adds each head of `piece`, in order, to kv head `kvHead` of `target`.
-    private func add(_ piece: Piece, heads: Int, into target: inout [Float], kvHead: Int, of kvHeads: Int) {
-        let rows = shapes.batch * shapes.seqlenK, d = shapes.headDim
+    /// Adds each head of `piece` (rows `width` floats per head), in order, to kv head `kvHead` of `target`.
+    private func add(_ piece: Piece, heads: Int, width d: Int, into target: inout [Float], kvHead: Int, of kvHeads: Int) {
+        let rows = shapes.batch * shapes.seqlenK
         func add(_ source: UnsafeBufferPointer<Float>) {
             target.withUnsafeMutableBufferPointer { target in
                 for row in 0..<rows {

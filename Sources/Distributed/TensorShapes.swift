@@ -6,7 +6,7 @@ import TensorSlices
 /// headDim)` with lse `(1, heads, total_q)`, which is its packed layout with a leading axis of 1:
 /// slicing heads or rows of that needs no knowledge of where the sequences start.
 public struct TensorShapes: Sendable {
-    public let batch, seqlenQ, seqlenK, heads, kvHeads, headDim: Int
+    public let batch, seqlenQ, seqlenK, heads, kvHeads, headDim, valueHeadDim: Int
     /// The problem's own offsets and lse layout, for the problem each rank computes.
     let queryOffsets, keyOffsets: [Int]
     let packedLSE: Bool
@@ -14,26 +14,31 @@ public struct TensorShapes: Sendable {
     public init(_ problem: AttentionProblem) {
         batch = problem.packedLSE ? 1 : problem.batch
         (seqlenQ, seqlenK) = (problem.totalQueries / batch, problem.totalKeys / batch)
-        (heads, kvHeads, headDim) = (problem.heads, problem.kvHeads, problem.headDim)
+        (heads, kvHeads, headDim, valueHeadDim) = (problem.heads, problem.kvHeads, problem.headDim, problem.valueHeadDim)
         (queryOffsets, keyOffsets, packedLSE) = (problem.queryOffsets, problem.keyOffsets, problem.packedLSE)
     }
 
     /// The same shapes with `count` keys per entry (a rank's run of keys).
     func withKeys(_ count: Int) -> TensorShapes {
         TensorShapes(batch: batch, seqlenQ: seqlenQ, seqlenK: count, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                     queryOffsets: queryOffsets, keyOffsets: keyOffsets, packedLSE: packedLSE)
+                     valueHeadDim: valueHeadDim, queryOffsets: queryOffsets, keyOffsets: keyOffsets, packedLSE: packedLSE)
     }
 
-    private init(batch: Int, seqlenQ: Int, seqlenK: Int, heads: Int, kvHeads: Int, headDim: Int,
+    private init(batch: Int, seqlenQ: Int, seqlenK: Int, heads: Int, kvHeads: Int, headDim: Int, valueHeadDim: Int,
                  queryOffsets: [Int], keyOffsets: [Int], packedLSE: Bool) {
-        (self.batch, self.seqlenQ, self.seqlenK, self.heads, self.kvHeads, self.headDim) = (batch, seqlenQ, seqlenK, heads, kvHeads, headDim)
+        (self.batch, self.seqlenQ, self.seqlenK, self.heads, self.kvHeads) = (batch, seqlenQ, seqlenK, heads, kvHeads)
+        (self.headDim, self.valueHeadDim) = (headDim, valueHeadDim)
         (self.queryOffsets, self.keyOffsets, self.packedLSE) = (queryOffsets, keyOffsets, packedLSE)
     }
 
-    /// q, o, dO, dQ.
+    /// q, dQ.
     public var query: [Int] { [batch, seqlenQ, heads, headDim] }
-    /// k, v, dK, dV.
+    /// o, dO.
+    public var output: [Int] { [batch, seqlenQ, heads, valueHeadDim] }
+    /// k, dK.
     public var key: [Int] { [batch, seqlenK, kvHeads, headDim] }
+    /// v, dV.
+    public var value: [Int] { [batch, seqlenK, kvHeads, valueHeadDim] }
     public var lse: [Int] { [batch, heads, seqlenQ] }
 
     /// `shape` (one of the above) as the files hold it: a variable-length batch's files are its
@@ -48,10 +53,11 @@ public struct TensorShapes: Sendable {
     }
 
     /// The problem of query heads `heads` (global indices, so ALiBi slopes and dropout masks are
-    /// those of the whole problem) over `kvHeads` kv heads, all rows.
+    /// those of the whole problem; the sinks are those heads' own) over `kvHeads` kv heads, all rows.
     func problem(heads: Range<Int>, kvHeads: Int, options: AttentionOptions) throws(AttentionError) -> AttentionProblem {
-        try AttentionProblem(heads: heads.count, kvHeads: kvHeads, headDim: headDim, queryOffsets: queryOffsets,
-                             keyOffsets: keyOffsets, packedLSE: packedLSE, firstHead: heads.lowerBound, options: options)
+        try AttentionProblem(heads: heads.count, kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueHeadDim, queryOffsets: queryOffsets,
+                             keyOffsets: keyOffsets, packedLSE: packedLSE, firstHead: heads.lowerBound,
+                             options: options.restricted(toHeads: heads))
     }
 }
 

@@ -20,16 +20,17 @@ public struct ThreadedAttention: AttentionPartition {
     /// Every head over the full sequence, as the heads partition gives lse (and the dropout mask).
     public var lse: [AxisSlice] { [AxisSlice(shape: shapes.lse, axis: 1, range: 0..<shapes.heads)] }
 
-    public func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float], saved: SavedForward) {
-        let (o, lse) = FlashAttention.forward(problem, q: q, k: k, v: v, threads: threads)
-        return (o, lse, SavedForward(q: q, k: k, v: v, o: o, lse: lse))
+    public func forward(q: [Float], k: [Float], v: [Float]) -> (o: [Float], lse: [Float], lseResidual: [Float], saved: SavedForward) {
+        let (o, lse, residual) = FlashAttention.forwardWithResidual(problem, q: q, k: k, v: v, threads: threads)
+        return (o, lse, residual, SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: residual))
     }
 
-    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float]) -> SavedForward {
-        SavedForward(q: q, k: k, v: v, o: o, lse: lse)
+    public func restore(q: [Float], k: [Float], v: [Float], o: [Float], lse: [Float], lseResidual: [Float]?) -> SavedForward {
+        SavedForward(q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual)
     }
 
     public func backward(_ saved: SavedForward, dO: [Float]) -> (dQ: [Float], dK: [Float], dV: [Float]) {
-        FlashAttention.backward(problem, q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse, dO: dO, threads: threads)
+        FlashAttention.backward(problem, q: saved.q, k: saved.k, v: saved.v, o: saved.o, lse: saved.lse,
+                                lseResidual: saved.lseResidual, dO: dO, threads: threads)
     }
 }

@@ -13,24 +13,26 @@ public struct BufferCounts: Sendable, Equatable {
         public let needed: Int
     }
 
-    /// The buffers of a forward.
-    public static func forward(_ problem: AttentionProblem, q: Int, k: Int, v: Int, o: Int, lse: Int) -> BufferCounts {
+    /// The buffers of a forward (lse's residual, when given, is shaped like lse).
+    public static func forward(_ problem: AttentionProblem, q: Int, k: Int, v: Int, o: Int, lse: Int,
+                               lseResidual: Int? = nil) -> BufferCounts {
         BufferCounts(buffers: [Entry(name: "q", count: q, needed: problem.queryElements),
                                Entry(name: "k", count: k, needed: problem.keyElements),
-                               Entry(name: "v", count: v, needed: problem.keyElements),
-                               Entry(name: "o", count: o, needed: problem.queryElements),
-                               Entry(name: "lse", count: lse, needed: problem.lseElements)])
+                               Entry(name: "v", count: v, needed: problem.valueElements),
+                               Entry(name: "o", count: o, needed: problem.outputElements),
+                               Entry(name: "lse", count: lse, needed: problem.lseElements)]
+                              + (lseResidual.map { [Entry(name: "lseResidual", count: $0, needed: problem.lseElements)] } ?? []))
     }
 
     /// The buffers of a backward, dK and dV laid out as `keyGradients` says.
-    public static func backward(_ problem: AttentionProblem, q: Int, k: Int, v: Int, o: Int, lse: Int, dO: Int,
-                                dQ: Int, dK: Int, dV: Int, keyGradients: KeyGradientLayout) -> BufferCounts {
-        let inputs = forward(problem, q: q, k: k, v: v, o: o, lse: lse).buffers
-        let gradients = keyGradients.elements(problem)
-        return BufferCounts(buffers: inputs + [Entry(name: "dO", count: dO, needed: problem.queryElements),
+    public static func backward(_ problem: AttentionProblem, q: Int, k: Int, v: Int, o: Int, lse: Int,
+                                lseResidual: Int? = nil, dO: Int, dQ: Int, dK: Int, dV: Int,
+                                keyGradients: KeyGradientLayout) -> BufferCounts {
+        let inputs = forward(problem, q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual).buffers
+        return BufferCounts(buffers: inputs + [Entry(name: "dO", count: dO, needed: problem.outputElements),
                                                Entry(name: "dQ", count: dQ, needed: problem.queryElements),
-                                               Entry(name: "dK", count: dK, needed: gradients),
-                                               Entry(name: "dV", count: dV, needed: gradients)])
+                                               Entry(name: "dK", count: dK, needed: keyGradients.elements(problem)),
+                                               Entry(name: "dV", count: dV, needed: keyGradients.valueElements(problem))])
     }
 
     /// The first buffer of the wrong size, in words; nil when every count is right.

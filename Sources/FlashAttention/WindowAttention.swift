@@ -17,15 +17,15 @@ public final class WindowForward {
     }
 
     /// Merges the keys `only` (whole blocks of `WindowAttention.keyBlocks`, by default all) of those
-    /// held in k and v, `keys` of the sequence axis `(batch, keys, kvHeads, headDim)`, into the rows
-    /// that visit them. Called in key order.
+    /// held in k and v, `keys` of the sequence axis `(batch, keys, kvHeads, headDim)` and `(…,
+    /// valueHeadDim)`, into the rows that visit them. Called in key order.
     public func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>? = nil) {
         kernel.visit(keys: keys, k: k, v: v, only: only)
     }
 
-    /// O `(batch, window, heads, headDim)` and lse `(batch, heads, window)` once every key has
-    /// been visited.
-    public func finish() -> (o: [Float], lse: [Float]) { kernel.finish() }
+    /// O `(batch, window, heads, valueHeadDim)`, and lse with its float32 rounding error (what
+    /// `WindowBackward` takes back) `(batch, heads, window)`, once every key has been visited.
+    public func finish() -> (o: [Float], lse: [Float], lseResidual: [Float]) { kernel.finish() }
 }
 
 /// The backward of a window of rows, the key blocks visited in key order, on the kernels of
@@ -33,21 +33,23 @@ public final class WindowForward {
 public final class WindowBackward {
     private let kernel: any WindowBackwardKernel
 
-    /// The rows `window` with their q, o, dO `(batch, window, heads, headDim)` and lse
-    /// `(batch, heads, window)`.
-    public init(_ problem: AttentionProblem, rows window: Range<Int>, q: [Float], o: [Float], lse: [Float], dO: [Float],
-                threads: Int, configuration: KernelConfiguration = .current) {
+    /// The rows `window` with their q `(batch, window, heads, headDim)`, o, dO `(…, valueHeadDim)`
+    /// and lse `(batch, heads, window)`, with lse's residual (nil: zeros) as `WindowForward` gives it.
+    public init(_ problem: AttentionProblem, rows window: Range<Int>, q: [Float], o: [Float], lse: [Float],
+                lseResidual: [Float]? = nil, dO: [Float], threads: Int, configuration: KernelConfiguration = .current) {
+        let residual = lseResidual ?? [Float](repeating: 0, count: lse.count)
         kernel = switch configuration.instructionSet {
-        case .avx2: FlashKernelsAVX2.WindowBackwardPass(problem, rows: window, q: q, o: o, lse: lse, dO: dO, threads: threads,
-                                                        tiling: configuration.tiling)
-        case .avx512: FlashKernelsAVX512.WindowBackwardPass(problem, rows: window, q: q, o: o, lse: lse, dO: dO, threads: threads,
-                                                            tiling: configuration.tiling)
+        case .avx2: FlashKernelsAVX2.WindowBackwardPass(problem, rows: window, q: q, o: o, lse: lse, lseResidual: residual, dO: dO,
+                                                        threads: threads, tiling: configuration.tiling)
+        case .avx512: FlashKernelsAVX512.WindowBackwardPass(problem, rows: window, q: q, o: o, lse: lse, lseResidual: residual, dO: dO,
+                                                            threads: threads, tiling: configuration.tiling)
         }
     }
 
     /// Adds this window's rows to the per-head dK and dV sums of `keys` (whole blocks of
     /// `WindowAttention.keyBlocks`, laid out as `WindowAttention.partialFloats` says; zeros for the
-    /// first rows), and their dS·K to their dQ. k and v hold the keys, `(batch, keys, kvHeads, headDim)`.
+    /// first rows), and their dS·K to their dQ. k and v hold the keys, `(batch, keys, kvHeads, headDim)`
+    /// and `(…, valueHeadDim)`.
     public func accumulate(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, partials: UnsafeMutablePointer<Float>) {
         kernel.accumulate(keys: keys, k: k, v: v, partials: partials)
     }

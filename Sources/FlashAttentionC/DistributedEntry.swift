@@ -21,9 +21,9 @@ private func partition(_ kind: Int32, _ problem: AttentionProblem, _ communicato
 }
 
 /// Runs `body` on a duplicate of the caller's communicator, with this rank's side of the problem,
-/// once every rank has checked its problem and buffers (`check`).
+/// once every rank has checked its problem and buffers (`check`, given the side and the problem).
 private func onRanks(_ problem: UnsafePointer<flashdist_problem>?, _ kind: Int32, _ comm: UnsafeMutableRawPointer?,
-                     threads: Int32, check: (any AttentionPartition) throws -> Void,
+                     threads: Int32, check: (any AttentionPartition, AttentionProblem) throws -> Void,
                      _ body: (any AttentionPartition) throws -> Void) throws {
     guard let comm else { throw CallFailure(status: FLASHDIST_INVALID_BUFFER, message: "comm: NULL") }
     let communicator: Communicator
@@ -34,8 +34,9 @@ private func onRanks(_ problem: UnsafePointer<flashdist_problem>?, _ kind: Int32
     }
     defer { communicator.release() }
     let side = try communicator.agree {
-        let side = try partition(kind, try described(problem), communicator, threads: try checkedThreads(threads))
-        try check(side)
+        let whole = try described(problem)
+        let side = try partition(kind, whole, communicator, threads: try checkedThreads(threads))
+        try check(side, whole)
         return side
     }
     do {
@@ -51,6 +52,8 @@ private func slice(_ slice: AxisSlice) -> flashdist_slice {
 
 private extension [AxisSlice] {
     var elementCount: Int { reduce(0) { $0 + $1.elementCount } }
+    /// Elements of the same parts of o or dout (whose last axis is `width`, the value head dim).
+    func elementCount(lastAxis width: Int) -> Int { reduce(0) { $0 + $1.withLastAxis(width).elementCount } }
 }
 
 private func array(_ pointer: UnsafePointer<Float>, _ count: Int64) -> [Float] {
@@ -67,7 +70,7 @@ public func flashdistShardMPI(_ problem: UnsafePointer<flashdist_problem>?, _ ki
                               _ message: UnsafeMutablePointer<CChar>?, _ messageSize: Int) -> Int32 {
     reportingFailures(message, messageSize) {
         guard let shard else { throw CallFailure(status: FLASHDIST_INVALID_BUFFER, message: "shard: NULL") }
-        try onRanks(problem, kind, comm, threads: 1, check: { _ in }) { side in
+        try onRanks(problem, kind, comm, threads: 1, check: { _, _ in }) { side in
             // The heads and sequence partitions, the ones offered here, hold one part of q and of lse.
             shard.pointee = flashdist_shard(queries: slice(side.queries[0]), keys: slice(side.keys),
                                             key_gradients: slice(side.keyGradients), lse: slice(side.lse[0]))
@@ -85,11 +88,12 @@ public func flashdistForwardMPI(_ problem: UnsafePointer<flashdist_problem>?, _ 
     reportingFailures(message, messageSize) {
         var buffers: (q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                       o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>)?
-        try onRanks(problem, kind, comm, threads: threads, check: { side in
+        try onRanks(problem, kind, comm, threads: threads, check: { side, whole in
+            let dv = whole.valueHeadDim
             buffers = (try checked(q, count: qCount, expected: side.queries.elementCount, name: "q"),
                        try checked(k, count: kCount, expected: side.keys.elementCount, name: "k"),
-                       try checked(v, count: vCount, expected: side.keys.elementCount, name: "v"),
-                       try checked(o, count: oCount, expected: side.queries.elementCount, name: "o"),
+                       try checked(v, count: vCount, expected: side.keys.withLastAxis(dv).elementCount, name: "v"),
+                       try checked(o, count: oCount, expected: side.queries.elementCount(lastAxis: dv), name: "o"),
                        try checked(lse, count: lseCount, expected: side.lse.elementCount, name: "lse"))
         }) { side in
             let b = buffers!
@@ -113,18 +117,19 @@ public func flashdistBackwardMPI(_ problem: UnsafePointer<flashdist_problem>?, _
     reportingFailures(message, messageSize) {
         var inputs: [UnsafePointer<Float>] = []
         var outputs: [UnsafeMutablePointer<Float>] = []
-        try onRanks(problem, kind, comm, threads: threads, check: { side in
+        try onRanks(problem, kind, comm, threads: threads, check: { side, whole in
             let (rows, keys, lseRows) = (side.queries.elementCount, side.keys.elementCount, side.lse.elementCount)
+            let dv = whole.valueHeadDim
+            let (outputRows, values) = (side.queries.elementCount(lastAxis: dv), side.keys.withLastAxis(dv).elementCount)
             inputs = [try checked(q, count: qCount, expected: rows, name: "q"),
                       try checked(k, count: kCount, expected: keys, name: "k"),
-                      try checked(v, count: vCount, expected: keys, name: "v"),
-                      try checked(o, count: oCount, expected: rows, name: "o"),
+                      try checked(v, count: vCount, expected: values, name: "v"),
+                      try checked(o, count: oCount, expected: outputRows, name: "o"),
                       try checked(lse, count: lseCount, expected: lseRows, name: "lse"),
-                      try checked(dO, count: dOCount, expected: rows, name: "dout")]
-            let gradients = side.keyGradients.elementCount
+                      try checked(dO, count: dOCount, expected: outputRows, name: "dout")]
             outputs = [try checked(dQ, count: dQCount, expected: rows, name: "dq"),
-                       try checked(dK, count: dKCount, expected: gradients, name: "dk"),
-                       try checked(dV, count: dVCount, expected: gradients, name: "dv")]
+                       try checked(dK, count: dKCount, expected: side.keyGradients.elementCount, name: "dk"),
+                       try checked(dV, count: dVCount, expected: side.keyGradients.withLastAxis(dv).elementCount, name: "dv")]
         }) { side in
             let counts = [qCount, kCount, vCount, oCount, lseCount, dOCount]
             let a = zip(inputs, counts).map { array($0, $1) }

@@ -73,8 +73,8 @@ public func flashdistForward(_ problem: UnsafePointer<flashdist_problem>?,
         let threads = try checkedThreads(threads)
         FlashAttention.forward(p, q: try buffer(q, count: qCount, expected: p.queryElements, name: "q"),
                                k: try buffer(k, count: kCount, expected: p.keyElements, name: "k"),
-                               v: try buffer(v, count: vCount, expected: p.keyElements, name: "v"),
-                               o: try buffer(o, count: oCount, expected: p.queryElements, name: "o"),
+                               v: try buffer(v, count: vCount, expected: p.valueElements, name: "v"),
+                               o: try buffer(o, count: oCount, expected: p.outputElements, name: "o"),
                                lse: try buffer(lse, count: lseCount, expected: p.lseElements, name: "lse"),
                                threads: threads)
     }
@@ -95,14 +95,32 @@ public func flashdistBackward(_ problem: UnsafePointer<flashdist_problem>?,
         let threads = try checkedThreads(threads)
         FlashAttention.backward(p, q: try buffer(q, count: qCount, expected: p.queryElements, name: "q"),
                                 k: try buffer(k, count: kCount, expected: p.keyElements, name: "k"),
-                                v: try buffer(v, count: vCount, expected: p.keyElements, name: "v"),
-                                o: try buffer(o, count: oCount, expected: p.queryElements, name: "o"),
+                                v: try buffer(v, count: vCount, expected: p.valueElements, name: "v"),
+                                o: try buffer(o, count: oCount, expected: p.outputElements, name: "o"),
                                 lse: try buffer(lse, count: lseCount, expected: p.lseElements, name: "lse"),
-                                dO: try buffer(dO, count: dOCount, expected: p.queryElements, name: "dout"),
+                                dO: try buffer(dO, count: dOCount, expected: p.outputElements, name: "dout"),
                                 dQ: try buffer(dQ, count: dQCount, expected: p.queryElements, name: "dq"),
                                 dK: try buffer(dK, count: dKCount, expected: p.keyElements, name: "dk"),
-                                dV: try buffer(dV, count: dVCount, expected: p.keyElements, name: "dv"),
+                                dV: try buffer(dV, count: dVCount, expected: p.valueElements, name: "dv"),
                                 threads: threads)
+    }
+}
+
+@_cdecl("flashdist_sink_gradient")
+public func flashdistSinkGradient(_ problem: UnsafePointer<flashdist_problem>?,
+                                  _ o: UnsafePointer<Float>?, _ oCount: Int64, _ lse: UnsafePointer<Float>?, _ lseCount: Int64,
+                                  _ dO: UnsafePointer<Float>?, _ dOCount: Int64,
+                                  _ dSinks: UnsafeMutablePointer<Float>?, _ dSinksCount: Int64,
+                                  _ message: UnsafeMutablePointer<CChar>?, _ messageSize: Int) -> Int32 {
+    reportingFailures(message, messageSize) {
+        let p = try described(problem)
+        guard p.options.sinks != nil else { throw CallFailure(status: FLASHDIST_INVALID_PROBLEM, message: "the problem has no sinks") }
+        let array = { (pointer: UnsafePointer<Float>, count: Int) in Array(UnsafeBufferPointer(start: pointer, count: count)) }
+        let gradient = SinkGradient.compute(
+            p, o: array(try checked(o, count: oCount, expected: p.queryElements, name: "o"), p.queryElements),
+            dO: array(try checked(dO, count: dOCount, expected: p.queryElements, name: "dout"), p.queryElements),
+            lse: array(try checked(lse, count: lseCount, expected: p.lseElements, name: "lse"), p.lseElements), lseResidual: nil)
+        try checked(dSinks, count: dSinksCount, expected: p.heads, name: "dsinks").update(from: gradient, count: p.heads)
     }
 }
 

@@ -8,6 +8,8 @@ public enum AttentionError: Error, CustomStringConvertible, Equatable {
     case headsBelowOne(heads: Int, kvHeads: Int)
     case headsNotMultipleOfKVHeads(heads: Int, kvHeads: Int)
     case headDimOutOfRange(Int)
+    /// v's head dim (when v has its own) outside 1…256.
+    case valueHeadDimOutOfRange(Int)
     /// cu_seqlens with fewer than two entries (`keys`: the key offsets, else the query ones).
     case offsetsTooFew(keys: Bool)
     case offsetsNotStartingAtZero(keys: Bool, first: Int)
@@ -20,6 +22,9 @@ public enum AttentionError: Error, CustomStringConvertible, Equatable {
     /// `values` ALiBi slopes where `heads` (or `batch × heads`) were needed.
     case alibiSlopeCount(values: Int, heads: Int, batch: Int)
     case alibiSlopesNotFinite
+    /// `values` sink logits where one per query head (`heads`) was needed.
+    case sinkCount(values: Int, heads: Int)
+    case sinksNotFinite
     case softmaxScaleNotFinite(Float)
     case windowOutOfRange(left: Int, right: Int)
     case softcapOutOfRange(Float)
@@ -36,6 +41,7 @@ public enum AttentionError: Error, CustomStringConvertible, Equatable {
         case .headsBelowOne(let heads, let kvHeads): "heads and kv heads must be at least 1, got \(heads) and \(kvHeads)"
         case .headsNotMultipleOfKVHeads(let heads, let kvHeads): "heads (\(heads)) must be a multiple of kv heads (\(kvHeads))"
         case .headDimOutOfRange(let headDim): "head dim must be between 1 and 256, got \(headDim)"
+        case .valueHeadDimOutOfRange(let headDim): "value head dim must be between 1 and 256, got \(headDim)"
         case .offsetsTooFew(let keys), .offsetsNotStartingAtZero(let keys, _), .offsetsDecreasing(let keys, _, _, _):
             "\(keys ? "key" : "query") offsets must start at 0 and never decrease"
         case .offsetBatchesDiffer: "query and key offsets name different batch sizes"
@@ -44,6 +50,8 @@ public enum AttentionError: Error, CustomStringConvertible, Equatable {
         case .alibiSlopeCount(let values, let heads, let batch):
             "ALiBi slopes must have \(heads) (heads) or \(batch)×\(heads) (batch, heads) values, got \(values)"
         case .alibiSlopesNotFinite: "ALiBi slopes must be finite"
+        case .sinkCount(let values, let heads): "sinks must have \(heads) values (one per query head), got \(values)"
+        case .sinksNotFinite: "sinks must be finite"
         case .softmaxScaleNotFinite(let scale): "softmax scale must be finite, got \(scale)"
         case .windowOutOfRange(let left, let right):
             "window sizes must be -1 (unbounded) or non-negative, got (\(left), \(right))"

@@ -1,7 +1,8 @@
 /// How scores are formed and masked: `S = Q·Kᵀ·softmaxScale`, optionally softcapped
 /// (`c·tanh(S/c)`) and biased by ALiBi (`−slope·|i + Nk − Nq − j|`), then the causal and
 /// sliding-window masks, aligned bottom-right as in flash-attn; optionally dropout on the
-/// probabilities.
+/// probabilities; optionally one sink logit per query head that joins every row's softmax
+/// denominator and carries no value (gpt-oss, StreamingLLM).
 public struct AttentionOptions: Sendable, Equatable {
     public var softmaxScale: Float
     public var causal: Bool
@@ -12,9 +13,13 @@ public struct AttentionOptions: Sendable, Equatable {
     public var softcap: Float
     public var alibiSlopes: AlibiSlopes?
     public var dropout: Dropout?
+    /// Attention sinks: one logit s_h per query head of the problem (`heads` values). Row i of
+    /// head h then has lse = log(Σ_j e^(S_ij) + e^(s_h)) and O = Σ_j e^(S_ij − lse)·V_j: the sink
+    /// takes probability but adds no value, and a row that sees no key has O = 0, lse = s_h.
+    public var sinks: [Float]?
 
     public init(softmaxScale: Float, causal: Bool = false, windowLeft: Int = -1, windowRight: Int = -1,
-                softcap: Float = 0, alibiSlopes: AlibiSlopes? = nil, dropout: Dropout? = nil) {
+                softcap: Float = 0, alibiSlopes: AlibiSlopes? = nil, dropout: Dropout? = nil, sinks: [Float]? = nil) {
         self.softmaxScale = softmaxScale
         self.causal = causal
         self.windowLeft = windowLeft
@@ -22,6 +27,7 @@ public struct AttentionOptions: Sendable, Equatable {
         self.softcap = softcap
         self.alibiSlopes = alibiSlopes
         self.dropout = dropout
+        self.sinks = sinks
     }
 
     /// flash-attn's default scale, 1/√headDim.
@@ -33,6 +39,15 @@ public struct AttentionOptions: Sendable, Equatable {
         guard softcap.isFinite, softcap >= 0 else { throw .softcapOutOfRange(softcap) }
         if let dropout, !(0..<1).contains(dropout.probability) { throw .dropoutOutOfRange(dropout.probability) }
         if let alibiSlopes, !alibiSlopes.values.allSatisfy(\.isFinite) { throw .alibiSlopesNotFinite }
+        if let sinks, !sinks.allSatisfy(\.isFinite) { throw .sinksNotFinite }
+    }
+
+    /// The options of query heads `heads` of this problem alone: their sinks (everything else is
+    /// keyed by the whole problem's heads through `AttentionProblem.firstHead`).
+    package func restricted(toHeads heads: Range<Int>) -> AttentionOptions {
+        var options = self
+        options.sinks = sinks.map { Array($0[heads]) }
+        return options
     }
 }
 

@@ -1,15 +1,20 @@
 /// What one attention call computes: the head counts and size, where each batch entry's rows
 /// live, and the options that shape the scores.
 ///
-/// Tensors follow flash-attn: q, o, dO, dQ are `(batch, seqlen_q, heads, headDim)` and k, v, dK, dV
-/// are `(batch, seqlen_k, kvHeads, headDim)`, C order, float32; `lse` is `(batch, heads, seqlen_q)`.
+/// Tensors follow flash-attn: q, dQ are `(batch, seqlen_q, heads, headDim)`, k, dK `(batch,
+/// seqlen_k, kvHeads, headDim)`; v, dV are `(batch, seqlen_k, kvHeads, valueHeadDim)` and o, dO
+/// `(batch, seqlen_q, heads, valueHeadDim)`, since O = P·V takes its width from V (MLA models
+/// score with 192 dims and carry 128). C order, float32; `lse` is `(batch, heads, seqlen_q)`.
 /// Variable-length batches pack the rows of every entry one after the other (`(total_q, heads,
 /// headDim)`) and keep `lse` as `(heads, total_q)`, as flash_attn_varlen_func does. A fixed-length
 /// batch is the packed layout with offsets 0, N, 2N, …, so the kernels see only the packed form.
 public struct AttentionProblem: Sendable {
     public let heads: Int
     public let kvHeads: Int
+    /// Width of q and k rows: the dimension scores are summed over.
     public let headDim: Int
+    /// Width of v and o rows; headDim unless given.
+    public let valueHeadDim: Int
     /// Row offsets of each batch entry, `batch + 1` of them, starting at 0 (cu_seqlens).
     public let queryOffsets: [Int]
     public let keyOffsets: [Int]
@@ -22,21 +27,23 @@ public struct AttentionProblem: Sendable {
 
     /// A fixed-length batch: every entry has `seqlenQ` queries and `seqlenK` keys.
     public init(batch: Int, seqlenQ: Int, seqlenK: Int, heads: Int, kvHeads: Int, headDim: Int,
-                firstHead: Int = 0, options: AttentionOptions) throws(AttentionError) {
+                valueHeadDim: Int? = nil, firstHead: Int = 0, options: AttentionOptions) throws(AttentionError) {
         guard batch >= 1 else { throw .batchBelowOne(batch) }
         guard seqlenQ >= 0, seqlenK >= 0 else { throw .negativeSequenceLength(query: seqlenQ, key: seqlenK) }
-        try self.init(heads: heads, kvHeads: kvHeads, headDim: headDim,
+        try self.init(heads: heads, kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueHeadDim,
                       queryOffsets: (0...batch).map { $0 * seqlenQ },
                       keyOffsets: (0...batch).map { $0 * seqlenK },
                       packedLSE: false, firstHead: firstHead, options: options)
     }
 
     /// A variable-length batch given by cu_seqlens offsets (flash_attn_varlen_func).
-    public init(heads: Int, kvHeads: Int, headDim: Int, queryOffsets: [Int], keyOffsets: [Int],
+    public init(heads: Int, kvHeads: Int, headDim: Int, valueHeadDim: Int? = nil, queryOffsets: [Int], keyOffsets: [Int],
                 packedLSE: Bool = true, firstHead: Int = 0, options: AttentionOptions) throws(AttentionError) {
         guard heads >= 1, kvHeads >= 1 else { throw .headsBelowOne(heads: heads, kvHeads: kvHeads) }
         guard heads % kvHeads == 0 else { throw .headsNotMultipleOfKVHeads(heads: heads, kvHeads: kvHeads) }
         guard (1...256).contains(headDim) else { throw .headDimOutOfRange(headDim) }
+        let valueHeadDim = valueHeadDim ?? headDim
+        guard (1...256).contains(valueHeadDim) else { throw .valueHeadDimOutOfRange(valueHeadDim) }
         for (keys, offsets) in [(false, queryOffsets), (true, keyOffsets)] {
             guard offsets.count >= 2 else { throw .offsetsTooFew(keys: keys) }
             guard offsets[0] == 0 else { throw .offsetsNotStartingAtZero(keys: keys, first: offsets[0]) }
@@ -60,9 +67,13 @@ public struct AttentionProblem: Sendable {
                 throw .alibiSlopeCount(values: alibi.values.count, heads: firstHead + heads, batch: batch)
             }
         }
+        if let sinks = options.sinks, sinks.count != heads {
+            throw .sinkCount(values: sinks.count, heads: heads)
+        }
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
+        self.valueHeadDim = valueHeadDim
         self.queryOffsets = queryOffsets
         self.keyOffsets = keyOffsets
         self.packedLSE = packedLSE
@@ -76,8 +87,14 @@ public struct AttentionProblem: Sendable {
     /// Query heads that share one kv head (GQA/MQA).
     public var groupSize: Int { heads / kvHeads }
 
+    /// Floats of q and dQ.
     public var queryElements: Int { totalQueries * heads * headDim }
+    /// Floats of k and dK.
     public var keyElements: Int { totalKeys * kvHeads * headDim }
+    /// Floats of v and dV.
+    public var valueElements: Int { totalKeys * kvHeads * valueHeadDim }
+    /// Floats of o and dO.
+    public var outputElements: Int { totalQueries * heads * valueHeadDim }
     public var lseElements: Int { totalQueries * heads }
 
     package func seqlenQ(_ b: Int) -> Int { queryOffsets[b + 1] - queryOffsets[b] }
@@ -86,11 +103,12 @@ public struct AttentionProblem: Sendable {
         AttentionMask(seqlenQ: seqlenQ(b), seqlenK: seqlenK(b), options: options)
     }
 
-    /// The four products of a forward over every batch entry and head: flash-attn's convention,
-    /// counting masked entries only where the mask is causal (half).
+    /// The two products of a forward over every batch entry and head, 2·D flops per score for
+    /// Q·Kᵀ and 2·Dv per score for P·V: flash-attn's convention (4·D when Dv = D), counting masked
+    /// entries only where the mask is causal (half).
     public var forwardFlops: Double {
         var pairs = 0.0
         for b in 0..<batch { pairs += Double(seqlenQ(b)) * Double(seqlenK(b)) }
-        return 4 * pairs * Double(heads * headDim) * (options.causal ? 0.5 : 1)
+        return 2 * pairs * Double(heads * (headDim + valueHeadDim)) * (options.causal ? 0.5 : 1)
     }
 }

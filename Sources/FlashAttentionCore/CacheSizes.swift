@@ -2,7 +2,7 @@ import Foundation
 
 /// The data caches one core sees, in bytes: L1d and L2 its own (on every x86 CPU of the last
 /// decade), L3 shared. Read from sysfs; a level sysfs does not list gets a small, common size.
-public struct CacheSizes: Sendable, Equatable, CustomStringConvertible {
+public struct CacheSizes: Sendable, Equatable, Codable, CustomStringConvertible {
     public var l1: Int
     public var l2: Int
     public var l3: Int

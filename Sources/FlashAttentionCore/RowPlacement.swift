@@ -2,19 +2,20 @@
 /// layouts, or the arrays of a rank that holds a window of the sequence.
 ///
 /// A window is a range of rows along the sequence axis as the partitions see it: the same rows of
-/// every batch entry of a fixed-length batch (arrays `(batch, window, heads, headDim)`, lse
+/// every batch entry of a fixed-length batch (arrays `(batch, window, heads, width)`, lse
 /// `(batch, heads, window)`), or a range of the packed rows of a variable-length batch (arrays
-/// `(window, heads, headDim)`, lse `(heads, window)`). Row i of entry b sits at packed row
+/// `(window, heads, width)`, lse `(heads, window)`); the width is headDim for q, k and their
+/// gradients, valueHeadDim for v, o and theirs. Row i of entry b sits at packed row
 /// `base[b] + i` of such an array; for a window the base may be negative, as rows before the
 /// window are never asked for.
 public struct RowPlacement: Sendable {
-    package let heads, kvHeads, headDim: Int
+    package let heads, kvHeads, headDim, valueHeadDim: Int
     package let queryBase, keyBase, lseBase: [Int]
     package let lseHeadStride: Int
 
     /// The arrays of `queries` and `keys` of the sequence axis (each within 0..<`sequenceLength`).
     public init(_ problem: AttentionProblem, queries: Range<Int>, keys: Range<Int>) {
-        (heads, kvHeads, headDim) = (problem.heads, problem.kvHeads, problem.headDim)
+        (heads, kvHeads, headDim, valueHeadDim) = (problem.heads, problem.kvHeads, problem.headDim, problem.valueHeadDim)
         let entries = 0..<problem.batch
         if problem.packedLSE {
             queryBase = entries.map { problem.queryOffsets[$0] - queries.lowerBound }
@@ -36,21 +37,26 @@ public struct RowPlacement: Sendable {
     /// The same query arrays with keys `keys` of the sequence axis in the key arrays.
     public func with(_ problem: AttentionProblem, keys: Range<Int>) -> RowPlacement {
         let keyPlacement = RowPlacement(problem, queries: 0..<0, keys: keys)
-        return RowPlacement(heads: heads, kvHeads: kvHeads, headDim: headDim, queryBase: queryBase,
+        return RowPlacement(heads: heads, kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueHeadDim, queryBase: queryBase,
                             keyBase: keyPlacement.keyBase, lseBase: lseBase, lseHeadStride: lseHeadStride)
     }
 
-    private init(heads: Int, kvHeads: Int, headDim: Int, queryBase: [Int], keyBase: [Int], lseBase: [Int], lseHeadStride: Int) {
-        (self.heads, self.kvHeads, self.headDim) = (heads, kvHeads, headDim)
+    private init(heads: Int, kvHeads: Int, headDim: Int, valueHeadDim: Int, queryBase: [Int], keyBase: [Int], lseBase: [Int],
+                 lseHeadStride: Int) {
+        (self.heads, self.kvHeads, self.headDim, self.valueHeadDim) = (heads, kvHeads, headDim, valueHeadDim)
         (self.queryBase, self.keyBase, self.lseBase, self.lseHeadStride) = (queryBase, keyBase, lseBase, lseHeadStride)
     }
 
-    /// Offset of element (row i of entry b, head h, 0) of q, o, dO, dQ.
+    /// Offset of element (row i of entry b, head h, 0) of q, dQ.
     @inline(__always) package func queryIndex(batch b: Int, row i: Int, head h: Int) -> Int { queryIndex(batch: b, row: i, head: h, width: headDim) }
+    /// Offset of element (row i of entry b, head h, 0) of o, dO.
+    @inline(__always) package func outputIndex(batch b: Int, row i: Int, head h: Int) -> Int { queryIndex(batch: b, row: i, head: h, width: valueHeadDim) }
     /// The same in an array of rows `width` floats per head (padded accumulators).
     @inline(__always) package func queryIndex(batch b: Int, row i: Int, head h: Int, width: Int) -> Int { ((queryBase[b] + i) * heads + h) * width }
-    /// Offset of element (key j of entry b, kv head, 0) of k, v, dK, dV.
+    /// Offset of element (key j of entry b, kv head, 0) of k, dK.
     @inline(__always) package func keyIndex(batch b: Int, key j: Int, kvHead: Int) -> Int { ((keyBase[b] + j) * kvHeads + kvHead) * headDim }
+    /// Offset of element (key j of entry b, kv head, 0) of v, dV.
+    @inline(__always) package func valueIndex(batch b: Int, key j: Int, kvHead: Int) -> Int { ((keyBase[b] + j) * kvHeads + kvHead) * valueHeadDim }
     @inline(__always) package func lseIndex(batch b: Int, head h: Int, row i: Int) -> Int { lseBase[b] + h * lseHeadStride + i }
 }
 

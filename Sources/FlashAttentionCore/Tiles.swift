@@ -39,9 +39,10 @@ public struct Tiling: Sendable, Equatable {
     /// 16 KiB, stays in L1 beside the vector it multiplies.)
     package func backwardKeys(for problem: AttentionProblem) -> Int {
         if let backwardKeys { return backwardKeys }
-        let dp = roundUpToLanes(problem.headDim), wide = 128
-        // Packed Kᵀ, Vᵀ, K and four gradient blocks per key, Q and dO per row, P and dS per pair.
-        let bytes = 4 * (7 * wide * dp + 2 * backwardRows * dp + 2 * backwardRows * wide)
+        let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim)), wide = 128
+        // Per key packed Kᵀ, K, dK and one head's dK (D wide), Vᵀ, dV and one head's dV (Dv wide);
+        // Q and dO per row, P and dS per pair.
+        let bytes = 4 * (wide * (4 * dp + 3 * dvp) + backwardRows * (dp + dvp) + 2 * backwardRows * wide)
         return bytes <= caches.l2 / 2 ? wide : 64
     }
 
@@ -53,10 +54,11 @@ public struct Tiling: Sendable, Equatable {
     package func forwardRows(for problem: AttentionProblem) -> Int {
         if let forwardRows { return forwardRows }
         let keys = (0..<problem.batch).map(problem.seqlenK).max() ?? 0
-        let headBytes = 2 * keys * problem.headDim * 4
+        let headBytes = keys * (problem.headDim + problem.valueHeadDim) * 4
         var rows = headBytes <= caches.l2 ? 64 : headBytes * problem.kvHeads <= caches.l3 ? 128 : 256
-        let dp = roundUpToLanes(problem.headDim)
-        while rows > 64 && 4 * rows * (2 * dp + keyColumns) > caches.l2 / 2 { rows /= 2 }
+        let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
+        // Qᵀ, the accumulator and Sᵀ of the tile.
+        while rows > 64 && 4 * rows * (dp + dvp + keyColumns) > caches.l2 / 2 { rows /= 2 }
         return rows
     }
 
@@ -75,10 +77,13 @@ public struct Tiling: Sendable, Equatable {
 public struct KernelConfiguration: Sendable, Equatable {
     public var instructionSet: InstructionSet
     public var tiling: Tiling
+    /// Where `tiling` came from, for reports.
+    public var tileSource: TileSource
 
-    public init(instructionSet: InstructionSet, tiling: Tiling) {
+    public init(instructionSet: InstructionSet, tiling: Tiling, tileSource: TileSource = .fitted) {
         self.instructionSet = instructionSet
         self.tiling = tiling
+        self.tileSource = tileSource
     }
 
     /// This machine's: `FLASHDIST_ISA` or the widest instruction set it has, tiles fitted to its caches.

@@ -56,54 +56,54 @@ public enum WindowAttention {
 
     /// Floats of the per-head dK and dV sums of key block `keys`, which pass from rank to rank.
     public static func partialFloats(_ problem: AttentionProblem, keys: Range<Int>) -> Int {
-        let dp = roundUpToLanes(problem.headDim)
-        return (0..<problem.batch).reduce(0) { $0 + 2 * problem.heads * problem.entryRange($1, of: keys, keys: true).count * dp }
+        PartialLayout(problem, keys: keys).floats
     }
 
-    /// dK and dV of key block `keys`, `(entries, keys.count, kvHeads, headDim)`, from the complete
-    /// per-head sums: the heads of each group added in order from zero, as one process adds them.
-    /// With `.perQueryHead`, `(entries, keys.count, heads, headDim)`: each head's own sum, for a
-    /// caller that adds a group split between ranks.
+    /// dK and dV of key block `keys`, `(entries, keys.count, kvHeads, headDim)` and `(…,
+    /// valueHeadDim)`, from the complete per-head sums: the heads of each group added in order from
+    /// zero, as one process adds them. With `.perQueryHead`, `(entries, keys.count, heads, …)`:
+    /// each head's own sum, for a caller that adds a group split between ranks.
     public static func keyGradients(_ problem: AttentionProblem, keys: Range<Int>, partials: UnsafePointer<Float>,
                                     layout gradients: KeyGradientLayout = .summedOverGroup) -> (dK: [Float], dV: [Float]) {
-        let d = problem.headDim, dp = roundUpToLanes(d), layout = PartialLayout(problem, keys: keys)
+        let layout = PartialLayout(problem, keys: keys)
+        return (gradientOf(problem, keys: keys, partials: partials, layout: layout, gradients: gradients, value: false),
+                gradientOf(problem, keys: keys, partials: partials, layout: layout, gradients: gradients, value: true))
+    }
+
+    /// dK (or dV, with `value`) of `keyGradients` from the per-head sums.
+    private static func gradientOf(_ problem: AttentionProblem, keys: Range<Int>, partials: UnsafePointer<Float>,
+                                   layout: PartialLayout, gradients: KeyGradientLayout, value: Bool) -> [Float] {
+        let d = value ? problem.valueHeadDim : problem.headDim, dp = roundUpToLanes(d)
         let heads = gradients == .perQueryHead ? problem.heads : problem.kvHeads
-        var dK = [Float](repeating: 0, count: layout.entries.count * keys.count * heads * d), dV = dK
+        var result = [Float](repeating: 0, count: layout.entries.count * keys.count * heads * d)
         if gradients == .perQueryHead {
             for (e, entry) in layout.entries.enumerated() {
                 for h in 0..<heads {
-                    let (k, v) = (partials + layout.offset(e, head: h, value: false), partials + layout.offset(e, head: h, value: true))
+                    let sums = partials + layout.offset(e, head: h, value: value)
                     for t in 0..<entry.keys.count {
                         let index = ((e * keys.count + t) * heads + h) * d
-                        for c in 0..<d { dK[index + c] = k[t * dp + c]; dV[index + c] = v[t * dp + c] }
+                        for c in 0..<d { result[index + c] = sums[t * dp + c] }
                     }
                 }
             }
-            return (dK, dV)
+            return result
         }
-        var sum = [Float](repeating: 0, count: 2 * keys.count * dp)
+        var sum = [Float](repeating: 0, count: keys.count * dp)
         for (e, entry) in layout.entries.enumerated() {
             for kvHead in 0..<problem.kvHeads {
                 let count = entry.keys.count * dp
-                for c in 0..<2 * count { sum[c] = 0 }
+                for c in 0..<count { sum[c] = 0 }
                 for g in 0..<problem.groupSize {
-                    let h = kvHead * problem.groupSize + g
-                    let (k, v) = (partials + layout.offset(e, head: h, value: false), partials + layout.offset(e, head: h, value: true))
-                    for c in 0..<count {
-                        sum[c] += k[c]
-                        sum[count + c] += v[c]
-                    }
+                    let sums = partials + layout.offset(e, head: kvHead * problem.groupSize + g, value: value)
+                    for c in 0..<count { sum[c] += sums[c] }
                 }
                 for t in 0..<entry.keys.count {
                     let index = ((e * keys.count + t) * problem.kvHeads + kvHead) * d
-                    for c in 0..<d {
-                        dK[index + c] = sum[t * dp + c]
-                        dV[index + c] = sum[(entry.keys.count + t) * dp + c]
-                    }
+                    for c in 0..<d { result[index + c] = sum[t * dp + c] }
                 }
             }
         }
-        return (dK, dV)
+        return result
     }
 
     /// Keys per ring block: a whole number of the forward's and of the backward's key blocks.
@@ -116,28 +116,30 @@ public enum WindowAttention {
 }
 
 /// Where each (entry, head) sum of a key block sits among its partials: for each entry that has
-/// keys in the block, for each head, dK then dV, `keys × paddedDim` floats each.
+/// keys in the block, for each head, dK `keys × paddedDim` floats then dV `keys × paddedValueDim`.
 package struct PartialLayout {
     package let entries: [(batch: Int, keys: Range<Int>)]
     package let offsets: [Int]
-    package let heads, paddedDim: Int
+    package let heads, paddedDim, paddedValueDim: Int
+    /// Floats of all the sums.
+    package let floats: Int
 
     package init(_ problem: AttentionProblem, keys: Range<Int>) {
         entries = (0..<problem.batch).compactMap { b in
             let part = problem.entryRange(b, of: keys, keys: true)
             return part.isEmpty ? nil : (b, part)
         }
-        (heads, paddedDim) = (problem.heads, roundUpToLanes(problem.headDim))
+        (heads, paddedDim, paddedValueDim) = (problem.heads, roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
         var offsets: [Int] = [], next = 0
         for entry in entries {
             offsets.append(next)
-            next += 2 * heads * entry.keys.count * paddedDim
+            next += heads * entry.keys.count * (paddedDim + paddedValueDim)
         }
-        self.offsets = offsets
+        (self.offsets, floats) = (offsets, next)
     }
 
     package func offset(_ e: Int, head h: Int, value: Bool) -> Int {
-        offsets[e] + (2 * h + (value ? 1 : 0)) * entries[e].keys.count * paddedDim
+        offsets[e] + (h * (paddedDim + paddedValueDim) + (value ? paddedDim : 0)) * entries[e].keys.count
     }
 }
 
@@ -175,7 +177,7 @@ package struct ForwardParts {
 /// `WindowForward` holds one).
 package protocol WindowForwardKernel: AnyObject {
     func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>?)
-    func finish() -> (o: [Float], lse: [Float])
+    func finish() -> (o: [Float], lse: [Float], lseResidual: [Float])
 }
 
 /// The backward of a window of rows on one instruction set's kernels (FlashAttention's

@@ -4,7 +4,8 @@ import FlashAttentionCore
 /// saved lse instead of storing them.
 ///
 /// For a block of rows against a block of keys, with Q̃ = Q·scale packed once per row block:
-///   P  = e^(Q̃·Kᵀ − lse)               (the forward's softmax, exactly, from one subtraction)
+///   P  = e^((Q̃·Kᵀ − lse) − r)         (the forward's softmax: r is lse's float32 rounding error,
+///                                      which the forward reports; 0 when it is not known)
 ///   dP = dO·Vᵀ
 ///   dS = P ∘ (dP − D),  D = rowsum(dO ∘ O) computed once per row before any tile
 /// and the gradients gather dV += Pᵀ·dO, dK += dSᵀ·Q̃ (= dSᵀ·Q·scale), dQ += dS·K, with dQ
@@ -28,6 +29,8 @@ struct BackwardTiles {
     let placement: RowPlacement
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let dO: UnsafePointer<Float>, lse: UnsafePointer<Float>
+    /// The forward's lse residuals (`ForwardTile.finish`), laid out like lse; nil reads as zeros.
+    let lseResidual: UnsafePointer<Float>?
     /// D = rowsum(dO ∘ O), laid out like lse.
     let delta: UnsafePointer<Float>
     let keyGradients: KeyGradientLayout
@@ -35,19 +38,22 @@ struct BackwardTiles {
     let rowsPerBlock: Int
     let keysPerBlock: Int
 
-    /// Per-worker scratch: packed Q and dO rows with their lse and D, packed Kᵀ, Vᵀ and K of the
-    /// key block, P and dS of the tile, and the gradient block being accumulated.
+    /// Per-worker scratch: packed Q `(br, dp)` and dO `(br, dvp)` rows with their lse and D
+    /// `(br)`, packed Kᵀ `(dp, bc)`, Vᵀ `(dvp, bc)` and K `(bc, dp)` of the key block, P and dS of
+    /// the tile `(br, bc)`, and the gradient blocks being accumulated: gradA is dK of the block
+    /// `(bc, dp)` or dQ of a row block `(br, dp)`, gradB dV `(bc, dvp)`, headK and headV one head's
+    /// share of them.
     struct Buffers {
-        let qBlock, dOBlock, rowLSE, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
+        let qBlock, dOBlock, rowLSE, rowResidual, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
         /// Only with softcap or dropout: 1 − tanh²(S/c), the keep factors, and P∘keep.
         let capDerivative, keep, pDropped: UnsafeMutablePointer<Float>
-        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int, keys bc: Int) {
-            qBlock = carver.take(br * dp); dOBlock = carver.take(br * dp)
-            rowLSE = carver.take(br); rowDelta = carver.take(br)
-            kT = carver.take(dp * bc); vT = carver.take(dp * bc); kBlock = carver.take(bc * dp)
+        init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, rows br: Int, keys bc: Int) {
+            qBlock = carver.take(br * dp); dOBlock = carver.take(br * dvp)
+            rowLSE = carver.take(br); rowResidual = carver.take(br); rowDelta = carver.take(br)
+            kT = carver.take(dp * bc); vT = carver.take(dvp * bc); kBlock = carver.take(bc * dp)
             p = carver.take(br * bc); dS = carver.take(br * bc)
-            gradA = carver.take(max(br, bc) * dp); gradB = carver.take(bc * dp)
-            headK = carver.take(bc * dp); headV = carver.take(bc * dp)
+            gradA = carver.take(max(br, bc) * dp); gradB = carver.take(bc * dvp)
+            headK = carver.take(bc * dp); headV = carver.take(bc * dvp)
             capDerivative = carver.take(br * bc); keep = carver.take(br * bc); pDropped = carver.take(br * bc)
         }
     }
@@ -55,7 +61,8 @@ struct BackwardTiles {
     var scratchFloats: Int { ScratchCarver.floats { buffers(&$0) } }
 
     func buffers(_ carver: inout ScratchCarver) -> Buffers {
-        Buffers(&carver, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerBlock, keys: keysPerBlock)
+        Buffers(&carver, paddedDim: roundUpToLanes(problem.headDim), paddedValueDim: roundUpToLanes(problem.valueHeadDim),
+                rows: rowsPerBlock, keys: keysPerBlock)
     }
 
     /// dK and dV of one key block of one kv head (the dK/dV pass).
@@ -98,18 +105,18 @@ struct BackwardTiles {
     private func keyBlockGradients(batch b: Int, kvHead: Int, block: Int, buffers buf: Buffers,
                                    dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
                                    dQ: UnsafeMutablePointer<Float>?) {
-        let d = problem.headDim, dp = roundUpToLanes(d)
+        let d = problem.headDim, dp = roundUpToLanes(d), dvp = roundUpToLanes(problem.valueHeadDim)
         let mask = problem.mask(b)
         let keys = Tile.keyBlock(block, of: mask, keys: keysPerBlock)
         packKeyBlock(batch: b, kvHead: kvHead, keys: keys, into: buf, transposedOnly: dQ == nil)
         let (dKBlock, dVBlock, dKHead, dVHead) = (buf.gradA, buf.gradB, buf.headK, buf.headV)
         dKBlock.update(repeating: 0, count: keys.count * dp)
-        dVBlock.update(repeating: 0, count: keys.count * dp)
+        dVBlock.update(repeating: 0, count: keys.count * dvp)
 
         for g in 0..<problem.groupSize {
             let h = kvHead * problem.groupSize + g
             dKHead.update(repeating: 0, count: keys.count * dp)
-            dVHead.update(repeating: 0, count: keys.count * dp)
+            dVHead.update(repeating: 0, count: keys.count * dvp)
             accumulateHead(batch: b, head: h, keys: keys, rows: 0..<mask.seqlenQ, buffers: buf, dKHead: dKHead, dVHead: dVHead,
                            dQ: dQ.map { ($0, d) })
             switch keyGradients {
@@ -117,7 +124,7 @@ struct BackwardTiles {
                 storeKeyBlock(dKHead, dVHead, batch: b, keys: keys, head: h, of: problem.heads, dK: dK, dV: dV)
             case .summedOverGroup:
                 addBlock(dKHead, into: dKBlock, count: keys.count * dp)
-                addBlock(dVHead, into: dVBlock, count: keys.count * dp)
+                addBlock(dVHead, into: dVBlock, count: keys.count * dvp)
             }
         }
         if keyGradients == .summedOverGroup {
@@ -133,7 +140,7 @@ struct BackwardTiles {
     func accumulateHead(batch b: Int, head h: Int, keys: Range<Int>, rows window: Range<Int>, buffers buf: Buffers,
                         dKHead: UnsafeMutablePointer<Float>, dVHead: UnsafeMutablePointer<Float>,
                         dQ: (base: UnsafeMutablePointer<Float>, width: Int)?) {
-        let dp = roundUpToLanes(problem.headDim), br = rowsPerBlock
+        let dp = roundUpToLanes(problem.headDim), dvp = roundUpToLanes(problem.valueHeadDim), br = rowsPerBlock
         let mask = problem.mask(b)
         let seen = mask.rows(seeing: keys)
         var i0 = seen.lowerBound / br * br
@@ -144,8 +151,8 @@ struct BackwardTiles {
             packRowBlock(batch: b, head: h, rows: rows, into: buf)
             let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
             // dV += Pᵀ·dO and dK += dSᵀ·Q: P and dS are read column by column.
-            multiply(m: keys.count, n: dp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: keysPerBlock,
-                     b: buf.dOBlock, bRowStride: dp, c: dVHead, cRowStride: dp, accumulate: true)
+            multiply(m: keys.count, n: dvp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: keysPerBlock,
+                     b: buf.dOBlock, bRowStride: dvp, c: dVHead, cRowStride: dvp, accumulate: true)
             multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: keysPerBlock,
                      b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
             if let dQ {
@@ -156,15 +163,16 @@ struct BackwardTiles {
         }
     }
 
-    /// Writes the first headDim columns of gradient blocks to rows of dK and dV with `heads` heads.
+    /// Writes the first headDim (valueHeadDim) columns of gradient blocks to rows of dK (dV) with
+    /// `heads` heads.
     private func storeKeyBlock(_ dKBlock: UnsafePointer<Float>, _ dVBlock: UnsafePointer<Float>, batch b: Int,
                                keys: Range<Int>, head: Int, of heads: Int,
                                dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>) {
-        let d = problem.headDim, dp = roundUpToLanes(d)
+        let (d, dv) = (problem.headDim, problem.valueHeadDim), (dp, dvp) = (roundUpToLanes(d), roundUpToLanes(dv))
         for t in 0..<keys.count {
-            let index = ((problem.keyOffsets[b] + keys.lowerBound + t) * heads + head) * d
-            (dK + index).update(from: dKBlock + t * dp, count: d)
-            (dV + index).update(from: dVBlock + t * dp, count: d)
+            let row = (problem.keyOffsets[b] + keys.lowerBound + t) * heads + head
+            (dK + row * d).update(from: dKBlock + t * dp, count: d)
+            (dV + row * dv).update(from: dVBlock + t * dvp, count: dv)
         }
     }
 
@@ -205,14 +213,15 @@ struct BackwardTiles {
 
     /// Packs Q and dO rows of one head, with each row's lse and D.
     func packRowBlock(batch b: Int, head h: Int, rows: Range<Int>, into buf: Buffers) {
-        let d = problem.headDim, dp = roundUpToLanes(d)
-        let first = placement.queryIndex(batch: b, row: rows.lowerBound, head: h)
-        packRows(q + first, sourceStride: problem.heads * d, rows: rows.count, width: d, into: buf.qBlock, paddedWidth: dp,
-                 times: problem.options.softmaxScale)
-        packRows(dO + first, sourceStride: problem.heads * d, rows: rows.count, width: d, into: buf.dOBlock, paddedWidth: dp)
+        let (d, dv) = (problem.headDim, problem.valueHeadDim)
+        packRows(q + placement.queryIndex(batch: b, row: rows.lowerBound, head: h), sourceStride: problem.heads * d,
+                 rows: rows.count, width: d, into: buf.qBlock, paddedWidth: roundUpToLanes(d), times: problem.options.softmaxScale)
+        packRows(dO + placement.outputIndex(batch: b, row: rows.lowerBound, head: h), sourceStride: problem.heads * dv,
+                 rows: rows.count, width: dv, into: buf.dOBlock, paddedWidth: roundUpToLanes(dv))
         for t in 0..<rows.count {
             let index = placement.lseIndex(batch: b, head: h, row: rows.lowerBound + t)
             buf.rowLSE[t] = lse[index]
+            buf.rowResidual[t] = lseResidual?[index] ?? 0
             buf.rowDelta[t] = delta[index]
         }
     }
@@ -221,9 +230,11 @@ struct BackwardTiles {
     /// itself, zero-padded to a whole number of vectors of keys.
     func packKeyBlock(batch b: Int, kvHead: Int, keys: Range<Int>, into buf: Buffers, transposedOnly: Bool) {
         let d = problem.headDim, dp = roundUpToLanes(d), bc = keysPerBlock, stride = problem.kvHeads * d
+        let dv = problem.valueHeadDim
         let first = placement.keyIndex(batch: b, key: keys.lowerBound, kvHead: kvHead)
         packTransposed(k + first, sourceStride: stride, rows: keys.count, width: d, into: buf.kT, paddedRows: dp, paddedColumns: bc)
-        packTransposed(v + first, sourceStride: stride, rows: keys.count, width: d, into: buf.vT, paddedRows: dp, paddedColumns: bc)
+        packTransposed(v + placement.valueIndex(batch: b, key: keys.lowerBound, kvHead: kvHead), sourceStride: problem.kvHeads * dv,
+                       rows: keys.count, width: dv, into: buf.vT, paddedRows: roundUpToLanes(dv), paddedColumns: bc)
         if !transposedOnly {
             packRows(k + first, sourceStride: stride, rows: keys.count, width: d, into: buf.kBlock, paddedWidth: dp)
             (buf.kBlock + keys.count * dp).update(repeating: 0, count: (roundUpToLanes(keys.count) - keys.count) * dp)
@@ -234,10 +245,11 @@ struct BackwardTiles {
     /// masked entries, padding, and rows that see no key (lse = −∞) get P = dS = 0.
     private func recompute(batch b: Int, head h: Int, mask: AttentionMask, rows: Range<Int>, keys: Range<Int>,
                            buffers buf: Buffers) -> UnsafePointer<Float> {
-        let dp = roundUpToLanes(problem.headDim), bc = keysPerBlock, wp = roundUpToLanes(keys.count)
+        let dp = roundUpToLanes(problem.headDim), dvp = roundUpToLanes(problem.valueHeadDim)
+        let bc = keysPerBlock, wp = roundUpToLanes(keys.count)
         multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
                  b: buf.kT, bRowStride: bc, c: buf.p, cRowStride: bc, accumulate: false)
-        multiply(m: rows.count, n: wp, k: dp, a: buf.dOBlock, aRowStride: dp, aColumnStride: 1,
+        multiply(m: rows.count, n: wp, k: dvp, a: buf.dOBlock, aRowStride: dvp, aColumnStride: 1,
                  b: buf.vT, bRowStride: bc, c: buf.dS, cRowStride: bc, accumulate: false)
         let modifiers = ScoreModifiers(problem: problem)
         if modifiers.changesScores {
@@ -264,12 +276,14 @@ struct BackwardTiles {
                 maskScores(p, count: wp, visibleFrom: mask.firstKey(row: i) - keys.lowerBound,
                            through: min(mask.lastKey(row: i), keys.upperBound - 1) - keys.lowerBound)
             }
-            let rowDelta = Lanes(repeating: buf.rowDelta[t])
+            let rowDelta = Lanes(repeating: buf.rowDelta[t]), rowResidual = Lanes(repeating: buf.rowResidual[t])
             var c = 0
             while c < wp {
                 // With dropout, V saw P∘keep, so dP∘keep is the gradient of P; softcap's chain-rule
                 // factor then carries dS back to the raw scores.
-                let probability = exp(Lanes.load(p + c) - rowLSE)
+                // S − lse is exact where P matters (S and lse within a factor of 2), so the small
+                // residual then lands on a small number and keeps its digits.
+                let probability = exp((Lanes.load(p + c) - rowLSE) - rowResidual)
                 probability.store(p + c)
                 var dP = Lanes.load(dS + c)
                 if dropout {
@@ -292,14 +306,15 @@ struct BackwardTiles {
     while c < count { (Lanes.load(target + c) + Lanes.load(source + c)).store(target + c); c += lanes }
 }
 
-/// D = rowsum(dO ∘ O) for every head of `rows` of the sequence axis, laid out like lse.
+/// D = rowsum(dO ∘ O) (over the value head dim) for every head of `rows` of the sequence axis,
+/// laid out like lse.
 func rowDotProducts(_ problem: AttentionProblem, placement: RowPlacement, rows: Range<Int>,
                     dO: UnsafePointer<Float>, o: UnsafePointer<Float>, into delta: UnsafeMutablePointer<Float>) {
-    let d = problem.headDim
+    let d = problem.valueHeadDim
     for b in 0..<problem.batch {
         for i in problem.entryRange(b, of: rows, keys: false) {
             for h in 0..<problem.heads {
-                let index = placement.queryIndex(batch: b, row: i, head: h)
+                let index = placement.outputIndex(batch: b, row: i, head: h)
                 var sum: Float = 0
                 for c in 0..<d { sum = sum.addingProduct(dO[index + c], o[index + c]) }
                 delta[placement.lseIndex(batch: b, head: h, row: i)] = sum

@@ -8,8 +8,8 @@ package enum Kernels {
     package static func forward(_ problem: AttentionProblem,
                                 q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                 o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
-                                threads: Int, tiling: Tiling) {
-        let tiles = ForwardTile(problem: problem, placement: .whole(problem), q: q, k: k, v: v, o: o, lse: lse,
+                                lseResidual: UnsafeMutablePointer<Float>?, threads: Int, tiling: Tiling) {
+        let tiles = ForwardTile(problem: problem, placement: .whole(problem), q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual,
                                 rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
         TileScheduler(threads: threads).run(Tile.rowTiles(problem, rows: tiles.rowsPerTile, keyColumns: tiling.keyColumns),
                                             scratchFloats: tiles.scratchFloats) { tile, scratch in
@@ -19,15 +19,15 @@ package enum Kernels {
 
     package static func backward(_ problem: AttentionProblem,
                                  q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                 o: UnsafePointer<Float>, lse: UnsafePointer<Float>, dO: UnsafePointer<Float>,
-                                 dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
+                                 o: UnsafePointer<Float>, lse: UnsafePointer<Float>, lseResidual: UnsafePointer<Float>?,
+                                 dO: UnsafePointer<Float>, dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
                                  dV: UnsafeMutablePointer<Float>, keyGradients: KeyGradientLayout,
                                  threads: Int, tiling: Tiling) {
         let delta = UnsafeMutablePointer<Float>.allocate(capacity: max(1, problem.lseElements))
         defer { delta.deallocate() }
         rowDotProducts(problem, placement: .whole(problem), rows: 0..<problem.sequenceLength(keys: false), dO: dO, o: o, into: delta)
         let (rows, keys) = (tiling.backwardRows, tiling.backwardKeys(for: problem))
-        let tiles = BackwardTiles(problem: problem, placement: .whole(problem), q: q, k: k, v: v, dO: dO, lse: lse, delta: delta,
+        let tiles = BackwardTiles(problem: problem, placement: .whole(problem), q: q, k: k, v: v, dO: dO, lse: lse, lseResidual: lseResidual, delta: delta,
                                   keyGradients: keyGradients, rowsPerBlock: rows, keysPerBlock: keys)
         let scheduler = TileScheduler(threads: threads)
         // One fused pass per (batch, kv head) when there are enough of them to share out evenly;

@@ -7,8 +7,9 @@ import Foundation
 /// For each key block the scores S = Q·Kᵀ·scale are formed, and per query row:
 ///   m' = max(m, rowmax S),  P = e^(S − m'),  ℓ' = ℓ·e^(m − m') + rowsum P,  O' = O·e^(m − m') + P·V
 /// After the last block O/ℓ is the softmax-weighted sum and lse = m + log ℓ. A row that sees no
-/// key keeps m = −∞ and ℓ = 0 and ends with O = 0, lse = −∞. Rows take m' = 0 in place of −∞ in
-/// the exponent so that an all-masked block gives P = 0 instead of e^(−∞ + ∞) = NaN.
+/// key keeps m = −∞ and ℓ = 0 and ends with O = 0, lse = −∞ (or its sink, with sinks). Rows take
+/// m' = 0 in place of −∞ in the exponent so that an all-masked block gives P = 0 instead of
+/// e^(−∞ + ∞) = NaN.
 ///
 /// The scores are held transposed, Sᵀ = K·Qᵀ (keys × queries): K is then read in place as the
 /// broadcast operand and only Qᵀ is packed, once per tile, and the max and sum of each query run
@@ -19,30 +20,33 @@ struct ForwardTile {
     let placement: RowPlacement
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>
+    /// Where to write lse's float32 rounding error, laid out like lse (nil: nowhere).
+    let lseResidual: UnsafeMutablePointer<Float>?
     let rowsPerTile: Int
     /// Keys per block: the online softmax rescales once per block, so this groups its sums.
     let keysPerTile: Int
 
-    /// What a tile carries from one key block to the next: Qᵀ of the tile, the unnormalised
-    /// output, and per query the running max and sum.
+    /// What a tile carries from one key block to the next: Qᵀ of the tile `(dp, br)`, the
+    /// unnormalised output `(br, dvp)`, and per query the running max and sum `(br)`.
     struct State {
         let qT, acc, rowMax, rowSum: UnsafeMutablePointer<Float>
-        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int) {
-            qT = carver.take(dp * br); acc = carver.take(br * dp); rowMax = carver.take(br); rowSum = carver.take(br)
+        init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, rows br: Int) {
+            qT = carver.take(dp * br); acc = carver.take(br * dvp); rowMax = carver.take(br); rowSum = carver.take(br)
         }
     }
 
-    /// Per-worker scratch of one key block: the transposed scores, V padded to whole vectors when
-    /// the head dim needs it, and per query the rescale factor of the block.
+    /// Per-worker scratch of one key block: the transposed scores `(bc, br)`, V padded to whole
+    /// vectors when the value head dim needs it `(bc, dvp)`, and per query the rescale factor of
+    /// the block `(br)`.
     struct Buffers {
         let sT, vBlock, rescale: UnsafeMutablePointer<Float>
-        init(_ carver: inout ScratchCarver, paddedDim dp: Int, rows br: Int, keys bc: Int) {
-            sT = carver.take(bc * br); vBlock = carver.take(bc * dp); rescale = carver.take(br)
+        init(_ carver: inout ScratchCarver, paddedValueDim dvp: Int, rows br: Int, keys bc: Int) {
+            sT = carver.take(bc * br); vBlock = carver.take(bc * dvp); rescale = carver.take(br)
         }
     }
 
-    var stateFloats: Int { ScratchCarver.floats { State(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile) } }
-    var bufferFloats: Int { ScratchCarver.floats { Buffers(&$0, paddedDim: roundUpToLanes(problem.headDim), rows: rowsPerTile, keys: keysPerTile) } }
+    var stateFloats: Int { ScratchCarver.floats { State(&$0, self) } }
+    var bufferFloats: Int { ScratchCarver.floats { Buffers(&$0, self) } }
     var scratchFloats: Int { stateFloats + bufferFloats }
 
     func run(_ tile: Tile, scratch: UnsafeMutablePointer<Float>) {
@@ -56,12 +60,12 @@ struct ForwardTile {
 
     /// Packs Qᵀ of `rows` of head h and starts their running sums.
     func begin(batch b: Int, head h: Int, rows: Range<Int>, state: State) {
-        let d = problem.headDim, dp = roundUpToLanes(d), rp = roundUpToLanes(rows.count)
+        let d = problem.headDim, rp = roundUpToLanes(rows.count)
         // The softmax scale rides in Qᵀ, so the scores come out of the product scaled.
         packTransposed(q + placement.queryIndex(batch: b, row: rows.lowerBound, head: h), sourceStride: problem.heads * d,
                        rows: rows.count, width: d, into: state.qT, paddedRows: d, paddedColumns: rowsPerTile,
                        times: problem.options.softmaxScale)
-        state.acc.update(repeating: 0, count: rows.count * dp)
+        state.acc.update(repeating: 0, count: rows.count * roundUpToLanes(problem.valueHeadDim))
         state.rowMax.update(repeating: -.infinity, count: rp)
         state.rowSum.update(repeating: 0, count: rp)
     }
@@ -70,18 +74,18 @@ struct ForwardTile {
     /// boundary of the entry's keys, as single blocks or the whole range) into the running sums of
     /// `rows`, in key order.
     func visit(batch b: Int, head h: Int, rows: Range<Int>, keys: Range<Int>, state: State, buffers: Buffers) {
-        let d = problem.headDim, dp = roundUpToLanes(d)
+        let d = problem.headDim, dv = problem.valueHeadDim, dvp = roundUpToLanes(dv)
         let br = rowsPerTile, bc = keysPerTile
         let kvHead = h / problem.groupSize
         let mask = problem.mask(b), modifiers = ScoreModifiers(problem: problem)
         let rp = roundUpToLanes(rows.count)
-        let kvStride = problem.kvHeads * d
+        let (keyStride, valueStride) = (problem.kvHeads * d, problem.kvHeads * dv)
         var j0 = keys.lowerBound / bc * bc
         while j0 < keys.upperBound {
             let block = j0..<min(j0 + bc, mask.seqlenK), width = block.count
             let kBlock = k + placement.keyIndex(batch: b, key: j0, kvHead: kvHead)
-            let vSource = v + placement.keyIndex(batch: b, key: j0, kvHead: kvHead)
-            multiply(m: width, n: rp, k: d, a: kBlock, aRowStride: kvStride, aColumnStride: 1,
+            let vSource = v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead)
+            multiply(m: width, n: rp, k: d, a: kBlock, aRowStride: keyStride, aColumnStride: 1,
                      b: state.qT, bRowStride: br, c: buffers.sT, cRowStride: br, accumulate: false)
             if modifiers.changesScores {
                 modifiers.modifyKeyMajor(buffers.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows, paddedQueries: rp)
@@ -97,29 +101,46 @@ struct ForwardTile {
             // The sums above are of the undropped probabilities: lse is the softmax's own.
             modifiers.applyDropoutKeyMajor(buffers.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows)
             for t in 0..<rows.count where buffers.rescale[t] != 1 {
-                scaleScores(state.acc + t * dp, count: dp, by: buffers.rescale[t])
+                scaleScores(state.acc + t * dvp, count: dvp, by: buffers.rescale[t])
             }
             // O += P·V, P read down the columns of Sᵀ. V is copied to consecutive rows: in place its
             // rows lie heads·D floats apart, often a multiple of 4 KiB, and a column of them would
             // all fall in one L1 set.
-            packRows(vSource, sourceStride: kvStride, rows: width, width: d, into: buffers.vBlock, paddedWidth: dp)
-            multiply(m: rows.count, n: dp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: br,
-                     b: buffers.vBlock, bRowStride: dp, c: state.acc, cRowStride: dp, accumulate: true)
+            packRows(vSource, sourceStride: valueStride, rows: width, width: dv, into: buffers.vBlock, paddedWidth: dvp)
+            multiply(m: rows.count, n: dvp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: br,
+                     b: buffers.vBlock, bRowStride: dvp, c: state.acc, cRowStride: dvp, accumulate: true)
             j0 += bc
         }
     }
 
-    /// O = acc/ℓ and lse = m + log ℓ of `rows`.
+    /// O = acc/ℓ and lse = m + log ℓ of `rows`, with the sink logit added to the denominator when
+    /// the problem has sinks.
+    ///
+    /// lse is also formed in float64, m + log ℓ exactly as the sums know it, and its float32
+    /// rounding error r = lse₆₄ − lse₃₂ goes to `lseResidual`: with |S| ~ 10³ that error (~10⁻⁴)
+    /// is what the backward's e^(S − lse) would otherwise carry as a relative error on every P.
+    /// lse itself keeps the float32 arithmetic of a run without residuals, so its bytes stay those.
     func finish(batch b: Int, head h: Int, rows: Range<Int>, state: State) {
-        let d = problem.headDim, dp = roundUpToLanes(d)
+        let dv = problem.valueHeadDim, dvp = roundUpToLanes(dv)
+        let sink = problem.options.sinks.map { Double($0[h]) }
         for t in 0..<rows.count {
             let sum = state.rowSum[t]
-            let out = o + placement.queryIndex(batch: b, row: rows.lowerBound + t, head: h)
+            let out = o + placement.outputIndex(batch: b, row: rows.lowerBound + t, head: h)
+            let index = placement.lseIndex(batch: b, head: h, row: rows.lowerBound + t)
             // ℓ = 0 only for a row that saw no key; a NaN score makes ℓ NaN, and NaN flows on.
-            let inverse: Float = sum == 0 ? 0 : 1 / sum
-            for c in 0..<d { out[c] = state.acc[t * dp + c] * inverse }
-            lse[placement.lseIndex(batch: b, head: h, row: rows.lowerBound + t)] =
-                sum == 0 ? -.infinity : state.rowMax[t] + Foundation.log(sum)
+            var inverse: Float = sum == 0 ? 0 : 1 / sum
+            var rowLSE: Float = sum == 0 ? -.infinity : state.rowMax[t] + Foundation.log(sum)
+            var exact = sum == 0 ? -.infinity : Double(state.rowMax[t]) + Foundation.log(Double(sum))
+            if let sink {
+                // The sink joins the denominator: lse = log(e^lse_keys + e^s), and O, the keys'
+                // weighted sum, shrinks by e^(lse_keys − lse), the share the keys keep.
+                let withSink = logAddExp(exact, sink)
+                if sum != 0 { inverse = Float(Foundation.exp(exact - withSink) / Double(sum)) }
+                (exact, rowLSE) = (withSink, Float(withSink))
+            }
+            for c in 0..<dv { out[c] = state.acc[t * dvp + c] * inverse }
+            lse[index] = rowLSE
+            lseResidual?[index] = exact.isFinite ? Float(exact - Double(rowLSE)) : 0
         }
     }
 
@@ -148,17 +169,33 @@ struct ForwardTile {
 }
 
 
+/// log(e^a + e^b) without overflow; −∞ when both are.
+func logAddExp(_ a: Double, _ b: Double) -> Double {
+    let high = max(a, b), low = min(a, b)
+    guard high > -.infinity else { return high }
+    return high + Foundation.log1p(Foundation.exp(low - high))
+}
+
 extension ForwardTile.State {
     /// The state carved from the start of `base`.
     init(_ base: UnsafeMutablePointer<Float>, _ tile: ForwardTile) {
         var carver = ScratchCarver(base)
-        self.init(&carver, paddedDim: roundUpToLanes(tile.problem.headDim), rows: tile.rowsPerTile)
+        self.init(&carver, tile)
+    }
+
+    init(_ carver: inout ScratchCarver, _ tile: ForwardTile) {
+        self.init(&carver, paddedDim: roundUpToLanes(tile.problem.headDim), paddedValueDim: roundUpToLanes(tile.problem.valueHeadDim),
+                  rows: tile.rowsPerTile)
     }
 }
 
 extension ForwardTile.Buffers {
     init(_ base: UnsafeMutablePointer<Float>, _ tile: ForwardTile) {
         var carver = ScratchCarver(base)
-        self.init(&carver, paddedDim: roundUpToLanes(tile.problem.headDim), rows: tile.rowsPerTile, keys: tile.keysPerTile)
+        self.init(&carver, tile)
+    }
+
+    init(_ carver: inout ScratchCarver, _ tile: ForwardTile) {
+        self.init(&carver, paddedValueDim: roundUpToLanes(tile.problem.valueHeadDim), rows: tile.rowsPerTile, keys: tile.keysPerTile)
     }
 }

@@ -8,9 +8,10 @@ package enum StandardKernels {
     package static func forward(_ problem: AttentionProblem, q: [Float], k: [Float], v: [Float],
                                o: inout [Float], lse: inout [Float], p: inout [Float], threads: Int) {
         precondition(StandardAttention.supports(problem) && p.count == StandardAttention.probabilityElements(problem)
-                     && o.count == problem.queryElements
+                     && o.count == problem.outputElements
                      && lse.count == problem.lseElements, "standard attention: sizes or options do not match")
-        let nq = StandardAttention.longest(problem, problem.seqlenQ), dp = roundUpToLanes(problem.headDim)
+        let nq = StandardAttention.longest(problem, problem.seqlenQ)
+        let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
         let ld = StandardAttention.rowStride(StandardAttention.longest(problem, problem.seqlenK))
         let tiles = (0..<problem.batch).flatMap { b in
             (0..<problem.heads).map { Tile(batch: b, head: $0, block: 0, cost: problem.seqlenQ(b) * problem.seqlenK(b)) }
@@ -19,7 +20,9 @@ package enum StandardKernels {
             lse.withUnsafeMutableBufferPointer { lse in
                 p.withUnsafeMutableBufferPointer { p in
                     let out = UncheckedSendable(value: (o: o.start, lse: lse.start, p: p.start))
-                    TileScheduler(threads: threads).run(tiles, scratchFloats: nq * ld + 2 * dp * ld + nq * dp + 4 * lanes) { tile, scratch in
+                    // S, Kᵀ, V and the accumulator (`forwardHead`).
+                    let scratch = nq * ld + (dp + dvp) * ld + nq * dvp + 4 * lanes
+                    TileScheduler(threads: threads).run(tiles, scratchFloats: scratch) { tile, scratch in
                         forwardHead(problem, batch: tile.batch, head: tile.head, q: q, k: k, v: v,
                                     o: out.value.o, lse: out.value.lse, p: out.value.p, scratch: scratch)
                     }
@@ -34,15 +37,16 @@ package enum StandardKernels {
                                 threads: Int) {
         precondition(StandardAttention.supports(problem) && p.count == StandardAttention.probabilityElements(problem)
                      && dQ.count == problem.queryElements
-                     && dK.count == problem.keyElements && dV.count == problem.keyElements,
+                     && dK.count == problem.keyElements && dV.count == problem.valueElements,
                      "standard attention: sizes or options do not match")
         let nq = StandardAttention.longest(problem, problem.seqlenQ), nk = StandardAttention.longest(problem, problem.seqlenK)
-        let dp = roundUpToLanes(problem.headDim)
+        let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
         let ld = StandardAttention.rowStride(nk)
         let tiles = (0..<problem.batch).flatMap { b in
             (0..<problem.kvHeads).map { Tile(batch: b, head: $0, block: 0, cost: problem.seqlenQ(b) * problem.seqlenK(b)) }
         }
-        let scratch = nq * ld + 4 * ld * dp + 3 * nq * dp + 8 * lanes
+        // dS; Vᵀ, K and the dK, dV sums; Q, dO and dQ rows (`backwardGroup`).
+        let scratch = nq * ld + 2 * ld * (dp + dvp) + nq * (2 * dp + dvp) + 8 * lanes
         dQ.withUnsafeMutableBufferPointer { dQ in
             dK.withUnsafeMutableBufferPointer { dK in
                 dV.withUnsafeMutableBufferPointer { dV in
@@ -61,11 +65,11 @@ package enum StandardKernels {
                                     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                     o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
                                     p: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        let (nq, nk, d) = (problem.seqlenQ(b), problem.seqlenK(b), problem.headDim)
-        let (nkp, ld, dp, kvHead) = (roundUpToLanes(nk), StandardAttention.rowStride(nk), roundUpToLanes(d), h / problem.groupSize)
+        let (nq, nk, d, dv) = (problem.seqlenQ(b), problem.seqlenK(b), problem.headDim, problem.valueHeadDim)
+        let (nkp, ld, dvp, kvHead) = (roundUpToLanes(nk), StandardAttention.rowStride(nk), roundUpToLanes(dv), h / problem.groupSize)
         guard nq > 0 else { return }
         var carver = ScratchCarver(scratch)
-        let s = carver.take(nq * ld), kT = carver.take(d * ld), vBlock = carver.take(nkp * dp), acc = carver.take(nq * dp)
+        let s = carver.take(nq * ld), kT = carver.take(d * ld), vBlock = carver.take(nkp * dvp), acc = carver.take(nq * dvp)
         let mask = problem.mask(b), probabilities = p + StandardAttention.probabilityOffset(problem, batch: b, head: h)
         let placement = RowPlacement.whole(problem)
         let firstKey = placement.keyIndex(batch: b, key: 0, kvHead: kvHead), kvStride = problem.kvHeads * d
@@ -81,14 +85,15 @@ package enum StandardKernels {
             maskScores(row, count: nkp, visibleFrom: mask.firstKey(row: i), through: min(mask.lastKey(row: i), nk - 1))
             lse[placement.lseIndex(batch: b, head: h, row: i)] = softmax(row, count: nkp, into: probabilities + i * ld)
         }
-        packRows(v + firstKey, sourceStride: kvStride, rows: nk, width: d, into: vBlock, paddedWidth: dp)
-        acc.update(repeating: 0, count: nq * dp)
+        packRows(v + placement.valueIndex(batch: b, key: 0, kvHead: kvHead), sourceStride: problem.kvHeads * dv, rows: nk, width: dv,
+                 into: vBlock, paddedWidth: dvp)
+        acc.update(repeating: 0, count: nq * dvp)
         for j in stride(from: 0, to: nk, by: StandardAttention.panel) {
-            multiply(m: nq, n: dp, k: min(StandardAttention.panel, nk - j), a: probabilities + j, aRowStride: ld, aColumnStride: 1,
-                     b: vBlock + j * dp, bRowStride: dp, c: acc, cRowStride: dp, accumulate: true)
+            multiply(m: nq, n: dvp, k: min(StandardAttention.panel, nk - j), a: probabilities + j, aRowStride: ld, aColumnStride: 1,
+                     b: vBlock + j * dvp, bRowStride: dvp, c: acc, cRowStride: dvp, accumulate: true)
         }
         for i in 0..<nq {
-            (o + placement.queryIndex(batch: b, row: i, head: h)).update(from: acc + i * dp, count: d)
+            (o + placement.outputIndex(batch: b, row: i, head: h)).update(from: acc + i * dvp, count: dv)
         }
     }
 
@@ -115,38 +120,40 @@ package enum StandardKernels {
                                       o: UnsafePointer<Float>, dO: UnsafePointer<Float>, p: UnsafePointer<Float>,
                                       dQ: UnsafeMutablePointer<Float>, dK: UnsafeMutablePointer<Float>,
                                       dV: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        let (nq, nk, d) = (problem.seqlenQ(b), problem.seqlenK(b), problem.headDim)
-        let (nkp, ld, dp, scale) = (roundUpToLanes(nk), StandardAttention.rowStride(nk), roundUpToLanes(d), problem.options.softmaxScale)
+        let (nq, nk, d, dv) = (problem.seqlenQ(b), problem.seqlenK(b), problem.headDim, problem.valueHeadDim)
+        let (nkp, ld, dp, dvp) = (roundUpToLanes(nk), StandardAttention.rowStride(nk), roundUpToLanes(d), roundUpToLanes(dv))
+        let scale = problem.options.softmaxScale
         var carver = ScratchCarver(scratch)
-        let dS = carver.take(nq * ld), vT = carver.take(dp * ld), kBlock = carver.take(nkp * dp)
-        let dKSum = carver.take(nkp * dp), dVSum = carver.take(nkp * dp)
-        let qBlock = carver.take(nq * dp), dOBlock = carver.take(nq * dp), dQBlock = carver.take(nq * dp)
+        let dS = carver.take(nq * ld), vT = carver.take(dvp * ld), kBlock = carver.take(nkp * dp)
+        let dKSum = carver.take(nkp * dp), dVSum = carver.take(nkp * dvp)
+        let qBlock = carver.take(nq * dp), dOBlock = carver.take(nq * dvp), dQBlock = carver.take(nq * dp)
         let placement = RowPlacement.whole(problem)
         let firstKey = placement.keyIndex(batch: b, key: 0, kvHead: kvHead), kvStride = problem.kvHeads * d
-        let rowStride = problem.heads * d
-        packTransposed(v + firstKey, sourceStride: kvStride, rows: nk, width: d, into: vT, paddedRows: d, paddedColumns: ld)
+        let firstValue = placement.valueIndex(batch: b, key: 0, kvHead: kvHead), valueStride = problem.kvHeads * dv
+        let (rowStride, outputStride) = (problem.heads * d, problem.heads * dv)
+        packTransposed(v + firstValue, sourceStride: valueStride, rows: nk, width: dv, into: vT, paddedRows: dv, paddedColumns: ld)
         packRows(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kBlock, paddedWidth: dp)
         dKSum.update(repeating: 0, count: nk * dp)
-        dVSum.update(repeating: 0, count: nk * dp)
+        dVSum.update(repeating: 0, count: nk * dvp)
         for h in kvHead * problem.groupSize..<(kvHead + 1) * problem.groupSize where nq > 0 {
-            let first = placement.queryIndex(batch: b, row: 0, head: h)
+            let first = placement.queryIndex(batch: b, row: 0, head: h), firstOutput = placement.outputIndex(batch: b, row: 0, head: h)
             let probabilities = p + StandardAttention.probabilityOffset(problem, batch: b, head: h)
             packRows(q + first, sourceStride: rowStride, rows: nq, width: d, into: qBlock, paddedWidth: dp)
-            packRows(dO + first, sourceStride: rowStride, rows: nq, width: d, into: dOBlock, paddedWidth: dp)
+            packRows(dO + firstOutput, sourceStride: outputStride, rows: nq, width: dv, into: dOBlock, paddedWidth: dvp)
             // dV += Pᵀ·dO, Pᵀ read down the columns of P.
             for i in stride(from: 0, to: nq, by: StandardAttention.panel) {
-                multiply(m: nk, n: dp, k: min(StandardAttention.panel, nq - i), a: probabilities + i * ld, aRowStride: 1, aColumnStride: ld,
-                         b: dOBlock + i * dp, bRowStride: dp, c: dVSum, cRowStride: dp, accumulate: true)
+                multiply(m: nk, n: dvp, k: min(StandardAttention.panel, nq - i), a: probabilities + i * ld, aRowStride: 1, aColumnStride: ld,
+                         b: dOBlock + i * dvp, bRowStride: dvp, c: dVSum, cRowStride: dvp, accumulate: true)
             }
             // dP = dO·Vᵀ, then dS = P ∘ (dP − D) in place, D = rowsum(dO ∘ O).
             for j in stride(from: 0, to: nkp, by: StandardAttention.panel) {
-                multiply(m: nq, n: min(StandardAttention.panel, nkp - j), k: d, a: dO + first, aRowStride: rowStride, aColumnStride: 1,
-                         b: vT + j, bRowStride: ld, c: dS + j, cRowStride: ld, accumulate: false)
+                multiply(m: nq, n: min(StandardAttention.panel, nkp - j), k: dv, a: dO + firstOutput, aRowStride: outputStride,
+                         aColumnStride: 1, b: vT + j, bRowStride: ld, c: dS + j, cRowStride: ld, accumulate: false)
             }
             for i in 0..<nq {
-                let index = first + i * rowStride
+                let index = firstOutput + i * outputStride
                 var delta: Float = 0
-                for c in 0..<d { delta = delta.addingProduct(dO[index + c], o[index + c]) }
+                for c in 0..<dv { delta = delta.addingProduct(dO[index + c], o[index + c]) }
                 let row = dS + i * ld, pRow = probabilities + i * ld
                 for c in stride(from: 0, to: nkp, by: lanes) {
                     (Lanes.load(pRow + c) * (Lanes.load(row + c) - Lanes(repeating: delta))).store(row + c)
@@ -168,11 +175,8 @@ package enum StandardKernels {
             }
         }
         for j in 0..<nk {
-            let index = firstKey + j * kvStride
-            for c in 0..<d {
-                dK[index + c] = dKSum[j * dp + c] * scale
-                dV[index + c] = dVSum[j * dp + c]
-            }
+            for c in 0..<d { dK[firstKey + j * kvStride + c] = dKSum[j * dp + c] * scale }
+            for c in 0..<dv { dV[firstValue + j * valueStride + c] = dVSum[j * dvp + c] }
         }
     }
 }

@@ -32,7 +32,7 @@ package final class WindowForwardPass: WindowForwardKernel {
     deinit { state.deallocate() }
 
     /// Merges the keys `only` (whole key blocks, nil for all) of those held in k and v, `keys` of
-    /// the sequence axis `(batch, keys, kvHeads, headDim)`, into the rows that visit them. Called
+    /// the sequence axis `(batch, keys, kvHeads, headDim)` and `(…, valueHeadDim)`, into the rows that visit them. Called
     /// in key order.
     package func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>?) {
         let tile = Self.tile(problem, placement.with(problem, keys: keys), tiling, q: nil, k: k, v: v)
@@ -50,23 +50,26 @@ package final class WindowForwardPass: WindowForwardKernel {
         }
     }
 
-    /// O `(batch, window, heads, headDim)` and lse `(batch, heads, window)` once every key has
+    /// O `(batch, window, heads, valueHeadDim)` and lse `(batch, heads, window)` once every key has
     /// been visited.
-    package func finish() -> (o: [Float], lse: [Float]) {
+    package func finish() -> (o: [Float], lse: [Float], lseResidual: [Float]) {
         let rows = window.count * problem.totalQueries / max(1, problem.sequenceLength(keys: false))
-        var o = [Float](repeating: 0, count: rows * problem.heads * problem.headDim)
-        var lse = [Float](repeating: 0, count: rows * problem.heads)
+        var o = [Float](repeating: 0, count: rows * problem.heads * problem.valueHeadDim)
+        var lse = [Float](repeating: 0, count: rows * problem.heads), residual = lse
         o.withUnsafeMutableBufferPointer { o in
             lse.withUnsafeMutableBufferPointer { lse in
-                guard let oBase = o.baseAddress, let lseBase = lse.baseAddress else { return }
-                let tile = ForwardTile(problem: problem, placement: placement, q: oBase, k: oBase, v: oBase, o: oBase, lse: lseBase,
-                                       rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
-                for (index, part) in parts.enumerated() {
-                    tile.finish(batch: part.batch, head: part.head, rows: part.rows, state: ForwardTile.State(state + index * stateFloats, tile))
+                residual.withUnsafeMutableBufferPointer { residual in
+                    guard let oBase = o.baseAddress, let lseBase = lse.baseAddress else { return }
+                    let tile = ForwardTile(problem: problem, placement: placement, q: oBase, k: oBase, v: oBase, o: oBase, lse: lseBase,
+                                           lseResidual: residual.baseAddress,
+                                           rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
+                    for (index, part) in parts.enumerated() {
+                        tile.finish(batch: part.batch, head: part.head, rows: part.rows, state: ForwardTile.State(state + index * stateFloats, tile))
+                    }
                 }
             }
         }
-        return (o, lse)
+        return (o, lse, residual)
     }
 
     /// A tile over the given arrays; the arrays a step does not read may be any pointer.
@@ -74,7 +77,7 @@ package final class WindowForwardPass: WindowForwardKernel {
                              k: UnsafePointer<Float>?, v: UnsafePointer<Float>?) -> ForwardTile {
         let unused = Placeholder.vector
         return ForwardTile(problem: problem, placement: placement, q: q ?? UnsafePointer(unused), k: k ?? UnsafePointer(unused),
-                           v: v ?? UnsafePointer(unused), o: unused, lse: unused,
+                           v: v ?? UnsafePointer(unused), o: unused, lse: unused, lseResidual: nil,
                            rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
     }
 }
@@ -85,18 +88,18 @@ package final class WindowBackwardPass: WindowBackwardKernel {
     let problem: AttentionProblem
     let window: Range<Int>
     let placement: RowPlacement
-    let q, o, lse, dO: [Float]
+    let q, o, lse, lseResidual, dO: [Float]
     let threads: Int
     let tiling: Tiling
     private var delta: [Float]
     /// dQ before the scale, rows padded to whole vectors.
     private var dQ: [Float]
 
-    /// The rows `window` with their q, o, dO `(batch, window, heads, headDim)` and lse
-    /// `(batch, heads, window)`.
-    package init(_ problem: AttentionProblem, rows window: Range<Int>, q: [Float], o: [Float], lse: [Float], dO: [Float],
-                 threads: Int, tiling: Tiling) {
-        (self.problem, self.window, self.q, self.o, self.lse, self.dO) = (problem, window, q, o, lse, dO)
+    /// The rows `window` with their q `(batch, window, heads, headDim)`, o, dO `(…, valueHeadDim)`
+    /// and lse with its residual (zeros when not known) `(batch, heads, window)`.
+    package init(_ problem: AttentionProblem, rows window: Range<Int>, q: [Float], o: [Float], lse: [Float], lseResidual: [Float],
+                 dO: [Float], threads: Int, tiling: Tiling) {
+        (self.problem, self.window, self.q, self.o, self.lse, self.lseResidual, self.dO) = (problem, window, q, o, lse, lseResidual, dO)
         (self.threads, self.tiling) = (threads, tiling)
         placement = RowPlacement(problem, queries: window, keys: 0..<0)
         delta = [Float](repeating: 0, count: lse.count)
@@ -115,38 +118,41 @@ package final class WindowBackwardPass: WindowBackwardKernel {
     /// Adds this window's rows to the per-head dK and dV sums of `keys` (whole blocks of
     /// `WindowAttention.keyBlocks`, laid out as `partialFloats` says; zeros for the first rows), and
     /// their dS·K to their dQ, one backward key block after the other. k and v hold the keys,
-    /// `(batch, keys, kvHeads, headDim)`.
+    /// `(batch, keys, kvHeads, headDim)` and `(…, valueHeadDim)`.
     package func accumulate(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, partials: UnsafeMutablePointer<Float>) {
         let layout = PartialLayout(problem, keys: keys)
         let placement = placement.with(problem, keys: keys), problem = problem, window = window
-        let dp = roundUpToLanes(problem.headDim)
+        let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
         let work = layout.entries.indices.flatMap { e in
             (0..<problem.kvHeads).map { Tile(batch: e, head: $0, block: 0, cost: 1) }
         }
         q.withUnsafeBufferPointer { q in
             dO.withUnsafeBufferPointer { dO in
                 lse.withUnsafeBufferPointer { lse in
-                    delta.withUnsafeBufferPointer { delta in
-                        dQ.withUnsafeMutableBufferPointer { dQ in
-                            guard let dQBase = dQ.baseAddress else { return }
-                            let tiles = BackwardTiles(problem: problem, placement: placement, q: q.baseAddress!, k: k, v: v,
-                                                      dO: dO.baseAddress!, lse: lse.baseAddress!, delta: delta.baseAddress!,
-                                                      keyGradients: .summedOverGroup, rowsPerBlock: tiling.backwardRows,
-                                                      keysPerBlock: tiling.backwardKeys(for: problem))
-                            TileScheduler(threads: threads).run(work, scratchFloats: tiles.scratchFloats) { work, scratch in
-                                let entry = layout.entries[work.batch], b = entry.batch
-                                var carver = ScratchCarver(scratch)
-                                let buf = tiles.buffers(&carver), bc = tiles.keysPerBlock
-                                for start in stride(from: entry.keys.lowerBound, to: entry.keys.upperBound, by: bc) {
-                                    let block = start..<min(start + bc, entry.keys.upperBound), skip = (start - entry.keys.lowerBound) * dp
-                                    tiles.packKeyBlock(batch: b, kvHead: work.head, keys: block, into: buf, transposedOnly: false)
-                                    for g in 0..<problem.groupSize {
-                                        let h = work.head * problem.groupSize + g
-                                        tiles.accumulateHead(batch: b, head: h, keys: block,
-                                                             rows: problem.entryRange(b, of: window, keys: false), buffers: buf,
-                                                             dKHead: partials + layout.offset(work.batch, head: h, value: false) + skip,
-                                                             dVHead: partials + layout.offset(work.batch, head: h, value: true) + skip,
-                                                             dQ: (dQBase, dp))
+                    lseResidual.withUnsafeBufferPointer { lseResidual in
+                        delta.withUnsafeBufferPointer { delta in
+                            dQ.withUnsafeMutableBufferPointer { dQ in
+                                guard let dQBase = dQ.baseAddress else { return }
+                                let tiles = BackwardTiles(problem: problem, placement: placement, q: q.baseAddress!, k: k, v: v,
+                                                          dO: dO.baseAddress!, lse: lse.baseAddress!, lseResidual: lseResidual.baseAddress,
+                                                          delta: delta.baseAddress!,
+                                                          keyGradients: .summedOverGroup, rowsPerBlock: tiling.backwardRows,
+                                                          keysPerBlock: tiling.backwardKeys(for: problem))
+                                TileScheduler(threads: threads).run(work, scratchFloats: tiles.scratchFloats) { work, scratch in
+                                    let entry = layout.entries[work.batch], b = entry.batch
+                                    var carver = ScratchCarver(scratch)
+                                    let buf = tiles.buffers(&carver), bc = tiles.keysPerBlock
+                                    for start in stride(from: entry.keys.lowerBound, to: entry.keys.upperBound, by: bc) {
+                                        let block = start..<min(start + bc, entry.keys.upperBound), skipped = start - entry.keys.lowerBound
+                                        tiles.packKeyBlock(batch: b, kvHead: work.head, keys: block, into: buf, transposedOnly: false)
+                                        for g in 0..<problem.groupSize {
+                                            let h = work.head * problem.groupSize + g
+                                            tiles.accumulateHead(batch: b, head: h, keys: block,
+                                                                 rows: problem.entryRange(b, of: window, keys: false), buffers: buf,
+                                                                 dKHead: partials + layout.offset(work.batch, head: h, value: false) + skipped * dp,
+                                                                 dVHead: partials + layout.offset(work.batch, head: h, value: true) + skipped * dvp,
+                                                                 dQ: (dQBase, dp))
+                                        }
                                     }
                                 }
                             }

@@ -26,6 +26,13 @@ public struct AxisSlice: Equatable, Sendable {
 
     public var elementCount: Int { localShape.reduce(1, *) }
 
+    /// The same part of an array whose last axis is `width` long: a partition's slice of q or k
+    /// applied to o or v, whose rows have the value head dim.
+    public func withLastAxis(_ width: Int) -> AxisSlice {
+        precondition(axis < shape.count - 1, "the slice cuts the last axis")
+        return AxisSlice(shape: shape.dropLast() + [width], axis: axis, range: range)
+    }
+
     /// The slice as `outer` runs of `range.count × inner` contiguous elements, one every
     /// `shape[axis] × inner` elements.
     public var outer: Int { shape[..<axis].reduce(1, *) }

@@ -7,8 +7,10 @@ import TensorSlices
 /// files (cu_seqlens, ALiBi slopes), and the problem they make.
 struct AttentionLayout {
     let problem: AttentionProblem
-    /// As in the files: 4-D for a fixed-length batch, packed 3-D for a variable-length one.
-    let qShape: [Int], kShape: [Int]
+    /// As in the files: 4-D for a fixed-length batch, packed 3-D for a variable-length one. v
+    /// (and so dv) is k's shape with the value head dim last; o, do are q's with it.
+    let qShape: [Int], kShape: [Int], vShape: [Int]
+    var oShape: [Int] { Array(qShape.dropLast()) + [problem.valueHeadDim] }
     var isVarlen: Bool { problem.packedLSE }
     /// The shapes the partitions cut; `shapes.inFile` maps them to the files' layout.
     var shapes: TensorShapes { TensorShapes(problem) }
@@ -42,27 +44,34 @@ struct AttentionLayout {
         guard k.shape[rank - 1] == headDim else {
             throw TensorIOError(k.path, "shape \(shapeText(k.shape)) does not match q's head dim \(headDim)")
         }
-        guard v.shape == k.shape else { throw TensorIOError(v.path, "shape \(shapeText(v.shape)) differs from k's \(shapeText(k.shape))") }
-        if let dO, dO.shape != q.shape {
-            throw TensorIOError(dO.path, "shape \(shapeText(dO.shape)) differs from q's \(shapeText(q.shape))")
+        guard v.shape.count == rank, v.shape.dropLast() == k.shape.dropLast() else {
+            throw TensorIOError(v.path, "shape \(shapeText(v.shape)) differs from k's \(shapeText(k.shape)) in more than the head dim")
+        }
+        let valueHeadDim = v.shape[rank - 1]
+        let oShape = Array(q.shape.dropLast()) + [valueHeadDim]
+        if let dO, dO.shape != oShape {
+            throw TensorIOError(dO.path, "shape \(shapeText(dO.shape)) is not o's \(shapeText(oShape)) (q's with v's head dim)")
         }
         let kvHeads = k.shape[rank - 2]
         let batch = offsets.map { $0.q.count - 1 } ?? q.shape[0]
         // Before the problem, whose offsets alone could be more than the machine holds.
         let rows = { (shape: [Int]) in offsets == nil ? Double(shape[0]) * Double(shape[1]) : Double(shape[0]) }
-        try budget.check(batch: Double(batch), queries: rows(q.shape), keys: rows(k.shape), heads: heads, kvHeads: kvHeads, headDim: headDim,
-                         backward: dO != nil, label: q.path)
-        let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads))
+        // The wider of the two head dims bounds every tensor's size.
+        try budget.check(batch: Double(batch), queries: rows(q.shape), keys: rows(k.shape), heads: heads, kvHeads: kvHeads,
+                         headDim: max(headDim, valueHeadDim), backward: dO != nil, sinks: scores.sinks != nil, label: q.path)
+        let options = scores.attentionOptions(mask, headDim: headDim, slopes: try scores.readSlopes(batch: batch, heads: heads),
+                                              sinks: try scores.readSinks(heads: heads))
         do throws(AttentionError) {
             if let offsets {
-                problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, queryOffsets: offsets.q,
+                problem = try AttentionProblem(heads: heads, kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueHeadDim,
+                                               queryOffsets: offsets.q,
                                                keyOffsets: offsets.k, options: options)
             } else {
                 problem = try AttentionProblem(batch: batch, seqlenQ: q.shape[1], seqlenK: k.shape[1], heads: heads,
-                                               kvHeads: kvHeads, headDim: headDim, options: options)
+                                               kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueHeadDim, options: options)
             }
         } catch {
-            throw ProblemSources(q: q.path, k: k.path, scores: scores).worded(error)
+            throw ProblemSources(q: q.path, k: k.path, v: v.path, scores: scores).worded(error)
         }
         if let offsets {
             for (ends, rows, path, tensor) in [(offsets.q.last!, q.shape[0], scores.cuSeqlensQ!, "q"),
@@ -70,12 +79,22 @@ struct AttentionLayout {
                 throw TensorIOError(path, "offsets end at \(ends), but \(tensor) has \(rows) rows")
             }
         }
-        (qShape, kShape) = (q.shape, k.shape)
+        (qShape, kShape, vShape) = (q.shape, k.shape, v.shape)
     }
 
-    /// The named outputs (o, lse, dq, dk, dv) with their shapes, and the dropout mask if asked for.
+    /// The outputs of `flashdist attention`, with the backward's when it runs one.
+    func attentionOutputs(backward: Bool, saveLSEResidual: Bool) -> [String] {
+        ["o", "lse"] + (saveLSEResidual ? ["lse_residual"] : []) + (backward ? backwardOutputs : [])
+    }
+
+    /// The outputs of a backward: dsinks too when the problem has sinks.
+    var backwardOutputs: [String] { ["dq", "dk", "dv"] + (problem.options.sinks == nil ? [] : ["dsinks"]) }
+
+    /// The named outputs (o, lse, lse_residual, dq, dk, dv, dsinks) with their shapes, and the
+    /// dropout mask if asked for.
     func outputs(_ names: [String], dropoutMask: Bool) -> [(name: String, shape: [Int])] {
-        let shapes = ["o": qShape, "lse": lseShape, "dq": qShape, "dk": kShape, "dv": kShape]
+        let shapes = ["o": oShape, "lse": lseShape, "lse_residual": lseShape, "dq": qShape, "dk": kShape, "dv": vShape,
+                      "dsinks": [problem.heads]]
         return names.map { ($0, shapes[$0]!) } + (dropoutMask ? [(DropoutMaskOutput.name, DropoutMaskOutput.shape(self))] : [])
     }
 }

@@ -3,7 +3,7 @@ import Distributed
 import FlashAttention
 import Foundation
 
-struct BenchCommand: DistributedCommand {
+struct BenchCommand: DistributedCommand, TunedCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Time forward (and backward) on random data: median time, GFLOP/s, share of the FMA peak, peak RSS.",
@@ -18,11 +18,16 @@ struct BenchCommand: DistributedCommand {
     @Option(parsing: .unconditional) var seqlenQ = 2048
     @Option(parsing: .unconditional, help: "Key length (default: seqlen-q).") var seqlenK: Int?
     @Option(parsing: .unconditional) var headDim = 64
+    @Option(parsing: .unconditional, help: "Head dim of v and o (default: head-dim), 1 to 256: DeepSeek's MLA uses 192 and 128.")
+    var headDimV: Int?
     @OptionGroup var mask: MaskOptions
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var partition: PartitionOptions
+    @OptionGroup var tuning: TuningOptions
     @Option(parsing: .unconditional, help: "flash (tiled) or standard: textbook attention storing every head's N×N probabilities (without mpirun; causal and window masks).")
     var algorithm: Algorithm = .flash
+    @Option(help: "Attention sinks, one per head: zero, or random (standard normals drawn after dO); the flash algorithm only.")
+    var sinks: BenchSinks?
     @Option(parsing: .unconditional, help: "Query rows of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64 to 256, from the keys and the caches).")
     var blockQ: Int?
     @Option(parsing: .unconditional, help: "Keys of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64).") var blockK: Int?
@@ -52,6 +57,7 @@ struct BenchCommand: DistributedCommand {
         if algorithm == .standard && (blockQ != nil || blockK != nil) {
             throw ValidationError("--block-q and --block-k set the flash algorithm's tiles; --algorithm standard has none")
         }
+        if algorithm == .standard && sinks != nil { throw ValidationError("--sinks: the flash algorithm only") }
     }
 
     /// --block-q and --block-k in place of the forward's row block and key block in the tiles every
@@ -65,7 +71,9 @@ struct BenchCommand: DistributedCommand {
             if let problem = trial.problem { throw ValidationError("\(option): \(problem)") }
             tiling = trial
         }
+        guard tiling != KernelConfiguration.current.tiling else { return }
         KernelConfiguration.current.tiling = tiling
+        KernelConfiguration.current.tileSource = .options
     }
 
     func run(on communicator: Communicator) throws {
@@ -74,15 +82,19 @@ struct BenchCommand: DistributedCommand {
             if verify && communicator.isDistributed { throw ValidationError("--verify runs without mpirun only") }
             try MemoryBudget(threads: threads.count, ranks: communicator.size)
                 .check(batch: Double(batch), queries: Double(batch) * Double(seqlenQ), keys: Double(batch) * Double(seqlenK ?? seqlenQ),
-                       heads: heads, kvHeads: kvHeads ?? heads, headDim: headDim, backward: backward,
-                       label: "--batch \(batch) --seqlen-q \(seqlenQ) --seqlen-k \(seqlenK ?? seqlenQ) --heads \(heads) --head-dim \(headDim)")
+                       heads: heads, kvHeads: kvHeads ?? heads, headDim: max(headDim, headDimV ?? headDim), backward: backward,
+                       label: "--batch \(batch) --seqlen-q \(seqlenQ) --seqlen-k \(seqlenK ?? seqlenQ) --heads \(heads) --head-dim \(headDim)"
+                           + (headDimV.map { " --head-dim-v \($0)" } ?? ""))
+            var options = mask.attentionOptions(headDim: headDim)
+            let (queryElements, keyElements) = (batch * seqlenQ * heads * headDim, batch * (seqlenK ?? seqlenQ) * (kvHeads ?? heads) * headDim)
+            options.sinks = sinks?.values(heads: heads, after: 2 * queryElements + 2 * keyElements)
             let problem: AttentionProblem
             do throws(AttentionError) {
                 problem = try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK ?? seqlenQ, heads: heads,
-                                               kvHeads: kvHeads ?? heads, headDim: headDim,
-                                               options: mask.attentionOptions(headDim: headDim))
+                                               kvHeads: kvHeads ?? heads, headDim: headDim, valueHeadDim: headDimV, options: options)
             } catch {
-                throw ProblemSources(batch: "--batch", heads: "--heads", kvHeads: "--kv-heads", headDim: "--head-dim").worded(error)
+                throw ProblemSources(batch: "--batch", heads: "--heads", kvHeads: "--kv-heads", headDim: "--head-dim",
+                                     valueHeadDim: "--head-dim-v").worded(error)
             }
             if algorithm == .standard && communicator.isDistributed {
                 throw ValidationError("--algorithm standard runs without mpirun only")

@@ -1,3 +1,4 @@
+import ArgumentParser
 import AttentionReference
 import FlashAttention
 import TensorIO
@@ -9,16 +10,18 @@ import TensorSlices
 struct BenchInputs {
     let q, k, v, dO: [Float]
 
-    /// The parts `queries` of q and dO (one after the other) and `keys` of k and v.
+    /// The parts `queries` of q and dO (one after the other) and `keys` of k and v (those of dO
+    /// and v with the value head dim last).
     init(_ problem: AttentionProblem, queries: [AxisSlice], keys: AxisSlice) {
-        let (queryCount, keyCount) = (problem.queryElements, problem.keyElements)
+        let (queryCount, keyCount, valueCount) = (problem.queryElements, problem.keyElements, problem.valueElements)
+        let dv = problem.valueHeadDim
         q = queries.flatMap { Self.draw($0, from: 0) }
         k = Self.draw(keys, from: queryCount)
-        v = Self.draw(keys, from: queryCount + keyCount)
-        dO = queries.flatMap { Self.draw($0, from: queryCount + 2 * keyCount) }
+        v = Self.draw(keys.withLastAxis(dv), from: queryCount + keyCount)
+        dO = queries.flatMap { Self.draw($0.withLastAxis(dv), from: queryCount + keyCount + valueCount) }
     }
 
-    private static let seed: UInt64 = 2026
+    static let seed: UInt64 = 2026
 
     /// The elements of `slice` of a tensor whose first element is normal number `start` of the stream.
     private static func draw(_ slice: AxisSlice, from start: Int) -> [Float] {
@@ -30,5 +33,18 @@ struct BenchInputs {
             values += normals.next(run)
         }
         return values
+    }
+}
+
+/// `bench --sinks`: the sink logits the benchmark runs with.
+enum BenchSinks: String, ExpressibleByArgument, CaseIterable {
+    case zero, random
+
+    /// One per head; random ones are the normals that follow the `after` normals of q, k, v and
+    /// dO in the inputs' stream, the same on every rank.
+    func values(heads: Int, after: Int) -> [Float] {
+        guard self == .random else { return [Float](repeating: 0, count: heads) }
+        var normals = SeededNormals(seed: BenchInputs.seed, skipping: after)
+        return normals.next(heads)
     }
 }

@@ -10,7 +10,7 @@ struct BenchReport {
     static let columns = [
         "date", "version", "impl", "experiment", "cpu", "cores", "target_cpu", "hosts", "hostnames",
         "ranks", "threads", "partition", "batch", "heads", "kv_heads", "seqlen_q", "seqlen_k", "head_dim",
-        "causal", "window_left", "window_right", "warmup", "repeats",
+        "head_dim_v", "causal", "window_left", "window_right", "warmup", "repeats",
         "fwd_s", "fwd_gflops", "fwd_peak_fraction", "bwd_s", "bwd_gflops", "bwd_peak_fraction",
         "peak_gflops", "peak_rss_bytes", "tensor_bytes", "scores_bytes", "comm_bytes", "comm_s",
         "rank_fwd_s", "rank_bwd_s", "rank_rss_bytes", "rank_sent_bytes", "rank_comm_s",
@@ -34,8 +34,9 @@ struct BenchReport {
         let (batch, options) = (problem.batch, problem.options)
         let (forward, backward) = (measurement.forwardSeconds, measurement.backwardSeconds)
         let hosts = ranks.map(\.host).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        let tensors = 4 * (problem.queryElements * (backward == nil ? 2 : 4) + problem.keyElements * (backward == nil ? 2 : 4)
-                           + problem.lseElements)
+        // q, k, v, o and lse; with the backward also dO, dQ, dK, dV.
+        let tensors = 4 * ((problem.queryElements + problem.keyElements + problem.valueElements + problem.outputElements)
+                           * (backward == nil ? 1 : 2) + problem.lseElements)
         let values: [String: RecordValue] = [
             "date": .text(ISO8601DateFormatter().string(from: Date())), "version": .text(Self.version),
             "impl": .text(algorithm.impl), "experiment": .text(experiment), "cpu": .text(MachineProbe.cpuModel()),
@@ -44,7 +45,7 @@ struct BenchReport {
             "ranks": .integer(ranks.count), "threads": .integer(threads), "partition": .text(partition?.rawValue ?? "none"),
             "batch": .integer(batch), "heads": .integer(problem.heads), "kv_heads": .integer(problem.kvHeads),
             "seqlen_q": .integer(problem.totalQueries / batch), "seqlen_k": .integer(problem.totalKeys / batch),
-            "head_dim": .integer(problem.headDim), "causal": .flag(options.causal),
+            "head_dim": .integer(problem.headDim), "head_dim_v": .integer(problem.valueHeadDim), "causal": .flag(options.causal),
             "window_left": .integer(options.windowLeft), "window_right": .integer(options.windowRight),
             "warmup": .integer(warmup), "repeats": .integer(repeats),
             "fwd_s": .real(forward), "fwd_gflops": .real(problem.forwardFlops / forward / 1e9),
@@ -77,10 +78,12 @@ struct BenchReport {
         var layout = "\(threads) threads"
         if let partition { layout = "\(ranks.count) ranks × \(layout), partition \(partition.rawValue)" }
         var lines = ["flashdist bench\(algorithm == .standard ? " (standard attention)" : ""): batch \(batch), heads \(problem.heads)/\(problem.kvHeads) kv, seqlen \(nq)x\(nk), head dim \(problem.headDim)"
+                     + (problem.valueHeadDim == problem.headDim ? "" : " (v \(problem.valueHeadDim))")
                      + (options.causal ? ", causal" : "")
                      + (options.windowLeft >= 0 || options.windowRight >= 0 ? ", window (\(options.windowLeft), \(options.windowRight))" : "")
+                     + (options.sinks.map { $0.allSatisfy { $0 == 0 } ? ", zero sinks" : ", random sinks" } ?? "")
                      + ", \(layout)",
-                     "  \(MachineProbe.kernelPath())"]
+                     "  \(MachineProbe.kernelPath())", "  \(MachineProbe.tiles(for: problem))"]
         let phases = [("fwd", measurement.forwardSeconds, problem.forwardFlops)]
             + (measurement.backwardSeconds.map { [("bwd", $0, backwardFlops)] } ?? [])
         for (phase, seconds, flops) in phases {

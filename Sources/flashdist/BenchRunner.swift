@@ -51,24 +51,30 @@ struct BenchRunner {
         progress?.started("drawing inputs")
         let shapes = try TensorShapes(problem)
         let inputs = BenchInputs(problem, queries: [.whole(shapes.query)], keys: .whole(shapes.key))
-        var o = [Float](repeating: 0, count: problem.queryElements)
-        var lse = [Float](repeating: 0, count: problem.lseElements)
+        var o = [Float](repeating: 0, count: problem.outputElements)
+        var lse = [Float](repeating: 0, count: problem.lseElements), lseResidual = lse
         // The standard algorithm's stored P, allocated (and touched) once like the outputs.
         var p = [Float](repeating: 0, count: algorithm == .standard ? StandardAttention.probabilityElements(problem) : 0)
         let forward = try time("forward") {
             switch algorithm {
-            case .flash: FlashAttention.forward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: &o, lse: &lse, threads: threads)
+            case .flash:
+                // With lse's residual, as `flashdist attention` runs it.
+                lseResidual.withUnsafeMutableBufferPointer { residual in
+                    FlashAttention.forward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: &o, lse: &lse, lseResidual: residual,
+                                           threads: threads)
+                }
             case .standard:
                 StandardAttention.forward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: &o, lse: &lse, p: &p, threads: threads)
             }
         }
         var dQ = [Float](repeating: 0, count: backward ? problem.queryElements : 0)
-        var dK = [Float](repeating: 0, count: backward ? problem.keyElements : 0), dV = dK
+        var dK = [Float](repeating: 0, count: backward ? problem.keyElements : 0)
+        var dV = [Float](repeating: 0, count: backward ? problem.valueElements : 0)
         let backwardTimes = backward ? try time("backward") {
             switch algorithm {
             case .flash:
-                FlashAttention.backward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: o, lse: lse, dO: inputs.dO,
-                                        dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
+                FlashAttention.backward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: o, lse: lse, lseResidual: lseResidual,
+                                        dO: inputs.dO, dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
             case .standard:
                 StandardAttention.backward(problem, q: inputs.q, k: inputs.k, v: inputs.v, o: o, dO: inputs.dO, p: p,
                                            dQ: &dQ, dK: &dK, dV: &dV, threads: threads)

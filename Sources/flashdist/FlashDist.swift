@@ -9,7 +9,7 @@ struct FlashDist: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flashdist",
         abstract: "Exact FlashAttention on CPUs: threaded on one machine, across many with mpirun.",
-        subcommands: [AttentionCommand.self, BackwardCommand.self, BenchCommand.self])
+        subcommands: [AttentionCommand.self, BackwardCommand.self, BenchCommand.self, TuneCommand.self])
 
     /// Parses and runs a command; any failure is one line on stderr and a non-zero exit. Under
     /// mpirun every rank runs this, and MPI is finalised once, on every path.
@@ -39,8 +39,10 @@ struct FlashDist: ParsableCommand {
         }
         do {
             // Every rank runs the kernels of one instruction set with rank 0's tiles.
-            KernelConfiguration.current = try KernelConfiguration.agreed(on: communicator,
-                                                                         environment: ProcessInfo.processInfo.environment)
+            let environment = ProcessInfo.processInfo.environment
+            KernelConfiguration.current = try KernelConfiguration.agreed(on: communicator, environment: environment) {
+                TuningOptions.tiles(for: $0, command: command, environment: environment)
+            }
             if let distributed = command as? DistributedCommand {
                 try distributed.run(on: communicator)
             } else {

@@ -8,7 +8,7 @@ struct InputFiles: ParsableArguments {
     var q: String?
     @Option(help: "Keys, (batch, seqlen_k, kv_heads, head_dim).")
     var k: String?
-    @Option(help: "Values, shaped like k.")
+    @Option(help: "Values, (batch, seqlen_k, kv_heads, head_dim_v): k's shape, with a head dim of their own (1...256).")
     var v: String?
     @Option(help: "A .safetensors file holding q, k, v (and do; for `backward` also o and lse) instead of the .npy options; F32, F16, BF16 or F64.")
     var input: String?

@@ -34,7 +34,14 @@ enum MachineProbe {
     static func kernelPath() -> String {
         let configuration = KernelConfiguration.current
         return "\(configuration.instructionSet.rawValue) kernels (\(configuration.instructionSet.targetCPU)) on \(cpuModel()), "
-            + "\(configuration.tiling.caches); key block \(configuration.tiling.keyColumns)"
+            + "\(configuration.tiling.caches)"
+    }
+
+    /// The block sizes `problem` runs with, and where they came from (tuned, fitted, options).
+    static func tiles(for problem: AttentionProblem) -> String {
+        let configuration = KernelConfiguration.current, tiling = configuration.tiling
+        return "tiles (\(configuration.tileSource.rawValue)): forward \(tiling.forwardRows(for: problem)) rows × \(tiling.keyColumns) keys, "
+            + "backward \(tiling.backwardRows) rows × \(tiling.backwardKeys(for: problem)) keys"
     }
 
     /// The middle value, or the mean of the two middle ones.

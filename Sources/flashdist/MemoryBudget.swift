@@ -23,16 +23,18 @@ struct MemoryBudget {
     /// Throws, naming `label` (the input or the options the shapes come from), when the run
     /// cannot fit in this machine's memory.
     func check(batch b: Double, queries: Double, keys: Double, heads: Int, kvHeads: Int, headDim: Int, backward: Bool,
-               label: String) throws {
+               sinks: Bool = false, label: String) throws {
         let h = Double(heads)
         let queryFloats = queries * h * Double(headDim), keyFloats = keys * Double(kvHeads) * Double(headDim)
         let lseFloats = queries * h
-        // q, k, v, o, lse; with the backward also dO, dq, dk, dv and D; plus one output tensor
-        // converted for writing while it is in flight.
-        var floats = 2 * queryFloats + 2 * keyFloats + lseFloats + max(queryFloats, keyFloats)
+        // q, k, v, o, lse and its residual; with the backward also dO, dq, dk, dv and D; plus one
+        // output tensor converted for writing while it is in flight.
+        var floats = 2 * queryFloats + 2 * keyFloats + 2 * lseFloats + max(queryFloats, keyFloats)
         if backward { floats += 2 * queryFloats + 2 * keyFloats + lseFloats }
         // A rank holds its share, twice while re-sharding; every rank on this machine holds one.
-        let tensors = 4 * floats * (ranks > 1 ? 2 / Double(ranks) : 1) * Double(ranksHere)
+        // dsinks adds two float64 arrays of the whole lse's size on every rank (D and the row terms).
+        let sinkBytes = sinks && backward ? 16 * lseFloats : 0
+        let tensors = (4 * floats * (ranks > 1 ? 2 / Double(ranks) : 1) + sinkBytes) * Double(ranksHere)
         // Offsets, tiles and per-(batch, head) bookkeeping on every rank, whatever its share.
         let bookkeeping = (32 * b + 64 * b * h + 8 * (queries + keys) / 64) * Double(ranksHere)
         let scratch = Self.scratchPerThread * Double(threads) * Double(ranksHere)

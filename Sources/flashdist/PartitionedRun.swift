@@ -19,39 +19,62 @@ struct PartitionedRun {
     let output: OutputOptions
 
     /// The forward, and with dO the backward: `flashdist attention`.
-    func attention(_ tensors: AttentionTensors) throws {
-        try run(outputs: ["o", "lse"] + (tensors.dO == nil ? [] : ["dq", "dk", "dv"])) { partition, output, clock in
+    func attention(_ tensors: AttentionTensors, saveLSEResidual: Bool) throws {
+        try run(outputs: layout.attentionOutputs(backward: tensors.dO != nil, saveLSEResidual: saveLSEResidual)) { partition, output, clock in
             let inputs = try clock.time(.read) {
                 try communicator.agree {
                     try (q: read(tensors.q, partition.queries), k: read(tensors.k, partition.keys),
-                         v: read(tensors.v, partition.keys), dO: tensors.dO.map { try read($0, partition.queries) })
+                         v: read(tensors.v, values(partition.keys)), dO: tensors.dO.map { try read($0, outputs(partition.queries)) })
                 }
             }
             let forward = try clock.time(.forward) { try partition.forward(q: inputs.q, k: inputs.k, v: inputs.v) }
             try clock.time(.write) {
-                try write("o", forward.o, partition.queries, to: output)
+                try write("o", forward.o, outputs(partition.queries), to: output)
                 try write("lse", forward.lse, partition.lse, to: output)
+                if saveLSEResidual { try write("lse_residual", forward.lseResidual, partition.lse, to: output) }
             }
             guard let dO = inputs.dO else { return }
             let gradients = try clock.time(.backward) { try partition.backward(forward.saved, dO: dO) }
             try write(gradients, of: partition, to: output, clock: &clock)
+            try writeSinkGradient(of: partition, o: forward.o, dO: dO, lse: forward.lse, lseResidual: forward.lseResidual,
+                                  to: output, clock: &clock)
         }
     }
 
     /// The backward from a saved forward: `flashdist backward`.
-    func backward(_ tensors: AttentionTensors, o: StoredTensor, lse: StoredTensor) throws {
-        try run(outputs: ["dq", "dk", "dv"]) { partition, output, clock in
+    func backward(_ tensors: AttentionTensors, o: StoredTensor, lse: StoredTensor, lseResidual: StoredTensor?) throws {
+        try run(outputs: layout.backwardOutputs) { partition, output, clock in
             let inputs = try clock.time(.read) {
                 try communicator.agree {
-                    try (q: read(tensors.q, partition.queries), k: read(tensors.k, partition.keys), v: read(tensors.v, partition.keys),
-                         o: read(o, partition.queries), lse: read(lse, partition.lse), dO: read(tensors.dO!, partition.queries))
+                    try (q: read(tensors.q, partition.queries), k: read(tensors.k, partition.keys), v: read(tensors.v, values(partition.keys)),
+                         o: read(o, outputs(partition.queries)), lse: read(lse, partition.lse),
+                         lseResidual: lseResidual.map { try read($0, partition.lse) }, dO: read(tensors.dO!, outputs(partition.queries)))
                 }
             }
             let gradients = try clock.time(.backward) {
-                let saved = try partition.restore(q: inputs.q, k: inputs.k, v: inputs.v, o: inputs.o, lse: inputs.lse)
+                let saved = try partition.restore(q: inputs.q, k: inputs.k, v: inputs.v, o: inputs.o, lse: inputs.lse,
+                                                  lseResidual: inputs.lseResidual)
                 return try partition.backward(saved, dO: inputs.dO)
             }
             try write(gradients, of: partition, to: output, clock: &clock)
+            try writeSinkGradient(of: partition, o: inputs.o, dO: inputs.dO, lse: inputs.lse,
+                                  lseResidual: inputs.lseResidual ?? [Float](repeating: 0, count: inputs.lse.count), to: output, clock: &clock)
+        }
+    }
+
+    /// dsinks, when the problem has sinks, from this rank's parts of o, dO, lse and its residual
+    /// (`SinkGradientReduction`); rank 0 writes it.
+    private func writeSinkGradient(of partition: any AttentionPartition, o: [Float], dO: [Float], lse: [Float], lseResidual: [Float],
+                                   to output: CollectiveOutput, clock: inout PhaseClock) throws {
+        guard let sinks = layout.problem.options.sinks else { return }
+        let dSinks = try clock.time(.backward) {
+            try SinkGradientReduction.compute(shapes: TensorShapes(layout.problem), sinks: sinks, queries: partition.queries, o: o, dO: dO,
+                                              lseParts: partition.lse, lse: lse, lseResidual: lseResidual, on: communicator)
+        }
+        let heads = layout.problem.heads
+        try clock.time(.write) {
+            try output.write("dsinks", communicator.rank == 0 ? dSinks : [],
+                             slice: AxisSlice(shape: [heads], axis: 0, range: 0..<(communicator.rank == 0 ? heads : 0)))
         }
     }
 
@@ -76,6 +99,10 @@ struct PartitionedRun {
         }
         if stats { try clock.report(partition: kind, choice: choice) }
     }
+
+    /// A partition's parts of q as parts of o and dO, and of k as of v and dV: the value head dim last.
+    private func outputs(_ parts: [AxisSlice]) -> [AxisSlice] { parts.map(values) }
+    private func values(_ part: AxisSlice) -> AxisSlice { part.withLastAxis(layout.problem.valueHeadDim) }
 
     private func read(_ tensor: StoredTensor, _ slice: AxisSlice) throws -> [Float] {
         try tensor.readFloats(slice: layout.shapes.inFile(slice))
@@ -116,7 +143,7 @@ struct PartitionedRun {
         try clock.time(.write) {
             try write("dq", gradients.dQ, partition.queries, to: output)
             try output.write("dk", gradients.dK, slice: layout.shapes.inFile(partition.keyGradients))
-            try output.write("dv", gradients.dV, slice: layout.shapes.inFile(partition.keyGradients))
+            try output.write("dv", gradients.dV, slice: layout.shapes.inFile(values(partition.keyGradients)))
         }
     }
 }

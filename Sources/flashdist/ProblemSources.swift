@@ -11,20 +11,22 @@ struct ProblemSources {
         case option(String)
     }
 
-    var batch: Source, heads: Source, kvHeads: Source, headDim: Source
-    var cuSeqlensQ: String? = nil, cuSeqlensK: String? = nil, alibiSlopes: String? = nil
+    var batch: Source, heads: Source, kvHeads: Source, headDim: Source, valueHeadDim: Source
+    var cuSeqlensQ: String? = nil, cuSeqlensK: String? = nil, alibiSlopes: String? = nil, sinks: String? = nil
     /// `--dropout` as typed: a probability just below 1 can round to 1 in float32.
     var dropout: Double = 0
 
     /// The files of `flashdist attention` and `backward`: heads and head dim from q, kv heads from k.
-    init(q: String, k: String, scores: ScoreOptions) {
-        (batch, heads, kvHeads, headDim) = (.file(q), .file(q), .file(k), .file(q))
-        (cuSeqlensQ, cuSeqlensK, alibiSlopes, dropout) = (scores.cuSeqlensQ, scores.cuSeqlensK, scores.alibiSlopes, scores.dropout)
+    init(q: String, k: String, v: String, scores: ScoreOptions) {
+        (batch, heads, kvHeads, headDim, valueHeadDim) = (.file(q), .file(q), .file(k), .file(q), .file(v))
+        (cuSeqlensQ, cuSeqlensK, alibiSlopes, sinks, dropout) =
+            (scores.cuSeqlensQ, scores.cuSeqlensK, scores.alibiSlopes, scores.sinks, scores.dropout)
     }
 
     /// Sizes given as options (`flashdist bench`).
-    init(batch: String, heads: String, kvHeads: String, headDim: String) {
-        (self.batch, self.heads, self.kvHeads, self.headDim) = (.option(batch), .option(heads), .option(kvHeads), .option(headDim))
+    init(batch: String, heads: String, kvHeads: String, headDim: String, valueHeadDim: String) {
+        (self.batch, self.heads, self.kvHeads, self.headDim, self.valueHeadDim) =
+            (.option(batch), .option(heads), .option(kvHeads), .option(headDim), .option(valueHeadDim))
     }
 
     /// `error` worded for the user: a `TensorIOError` naming a file or a `ValidationError` naming
@@ -43,6 +45,11 @@ struct ProblemSources {
         case .headDimOutOfRange(let headDim):
             return say(self.headDim, file: "head dim \(headDim) is outside 1...256",
                        option: headDim < 1 ? "must be at least 1, got \(headDim)" : "must be at most 256, got \(headDim)")
+        case .valueHeadDimOutOfRange(let headDim):
+            return say(valueHeadDim, file: "head dim \(headDim) is outside 1...256",
+                       option: headDim < 1 ? "must be at least 1, got \(headDim)" : "must be at most 256, got \(headDim)")
+        case .sinkCount, .sinksNotFinite:
+            return TensorIOError(sinks ?? "--sinks", error.description)
         case .offsetsTooFew(let keys):
             return TensorIOError(offsets(keys), "needs at least 2 offsets (batch + 1)")
         case .offsetsNotStartingAtZero(let keys, let first):

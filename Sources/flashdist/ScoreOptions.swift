@@ -10,6 +10,8 @@ struct ScoreOptions: ParsableArguments {
     var softcap: Float = 0
     @Option(help: "ALiBi slopes, float32 .npy shaped (heads) or (batch, heads): bias −slope·|i + Nk − Nq − j|.")
     var alibiSlopes: String?
+    @Option(help: "Attention sinks, float32 .npy shaped (heads): one logit per head in every row's softmax denominator, with no value; the backward also writes dsinks.")
+    var sinks: String?
     @Option(parsing: .unconditional, help: "Dropout probability p in [0, 1) on the attention probabilities; kept ones scale by 1/(1−p).")
     var dropout: Double = 0
     @Option(help: "Seed of the dropout mask (Philox4x32-10 keyed by seed, batch, head, row, column); default 0.")
@@ -59,11 +61,21 @@ struct ScoreOptions: ParsableArguments {
         return AlibiSlopes(values: values, heads: heads)
     }
 
+    /// The sinks file read and checked against the problem's heads.
+    func readSinks(heads: Int) throws -> [Float]? {
+        guard let sinks else { return nil }
+        let (shape, values) = try Npy.readFloats(sinks)
+        guard shape == [heads] else { throw TensorIOError(sinks, "shape \(shapeText(shape)) is not (heads,) = \(shapeText([heads]))") }
+        guard values.allSatisfy(\.isFinite) else { throw TensorIOError(sinks, "sinks must be finite") }
+        return values
+    }
+
     /// The mask options with these added.
-    func attentionOptions(_ mask: MaskOptions, headDim: Int, slopes: AlibiSlopes?) -> AttentionOptions {
+    func attentionOptions(_ mask: MaskOptions, headDim: Int, slopes: AlibiSlopes?, sinks: [Float]?) -> AttentionOptions {
         var options = mask.attentionOptions(headDim: headDim)
         options.softcap = softcap
         options.alibiSlopes = slopes
+        options.sinks = sinks
         options.dropout = dropout != 0 ? Dropout(probability: Float(dropout), seed: seed ?? 0) : nil
         return options
     }

@@ -30,6 +30,10 @@ private let tinyCases: [Case] = [
     // Dropout with softcap and per-(batch, head) ALiBi slopes.
     Case(batch: 2, seqlenQ: 4, seqlenK: 4, heads: 2, kvHeads: 2, headDim: 2, seed: 11, softcap: 1.5,
          alibiSlopes: AlibiSlopes(values: [0.5, 0.25, 0.125, 1], heads: 2), dropout: Dropout(probability: 0.5, seed: 3)),
+    // Sinks (on the 2⁻⁸ grid) with a causal Nq > Nk: row 0 sees no key and has only its sink.
+    Case(batch: 2, seqlenQ: 4, seqlenK: 3, heads: 2, kvHeads: 1, headDim: 3, causal: true, seed: 12, sinks: [0.75, -1.5]),
+    // v with a head dim of its own (5 against q, k's 3), GQA, causal.
+    Case(seqlenQ: 4, seqlenK: 5, heads: 2, kvHeads: 1, headDim: 3, valueHeadDim: 5, causal: true, seed: 12),
 ]
 
 /// Inputs on the 2⁻⁸ grid, clamped inside (−8, 8), so that ±eps stays exact in float32.
@@ -47,8 +51,8 @@ private func loss(_ c: Case, _ x: Inputs) -> Double {
         for i in 0..<c.seqlenQ {
             for h in 0..<c.heads {
                 let o = reference.forwardRow(batch: b, head: h, row: i).o
-                let base = ((b * c.seqlenQ + i) * c.heads + h) * c.headDim
-                for e in 0..<c.headDim { total += Double(x.dO[base + e]) * o[e] }
+                let base = ((b * c.seqlenQ + i) * c.heads + h) * c.valueDim
+                for e in 0..<c.valueDim { total += Double(x.dO[base + e]) * o[e] }
             }
         }
     }
@@ -82,4 +86,23 @@ func referenceGradientsMatchFiniteDifferences(_ c: Case) {
 func kernelGradientsMatchAnalytic(_ c: Case) throws {
     let x = gridInputs(c)
     expectMatches(try runKernels(c, x), runReference(c, x), forward: forwardTolerance, backward: backwardTolerance)
+}
+
+@Test("reference and kernel dsinks equal finite differences of the loss in the sinks",
+      arguments: tinyCases.filter { $0.sinks != nil })
+func sinkGradientMatchesFiniteDifferences(_ c: Case) throws {
+    let x = gridInputs(c)
+    let numeric = c.sinks!.indices.map { h in
+        var plus = c, minus = c
+        plus.sinks![h] += Float(eps)
+        minus.sinks![h] -= Float(eps)
+        return (loss(plus, x) - loss(minus, x)) / (2 * eps)
+    }
+    let analytic = runReference(c, x).dSinks
+    let kernels = try runKernels(c, x).dSinks
+    for h in numeric.indices {
+        #expect(abs(numeric[h] - analytic[h]) < 1e-6 * max(1, abs(analytic[h])), "head \(h): \(numeric[h]) against \(analytic[h])")
+        #expect(abs(Double(kernels[h]) - analytic[h]) < backwardTolerance * max(1, abs(analytic[h])),
+                "head \(h): kernels' \(kernels[h]) against \(analytic[h])")
+    }
 }

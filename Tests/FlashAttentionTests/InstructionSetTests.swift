@@ -12,6 +12,8 @@ private let featureCases: [Case] = [
     Case(seqlenQ: 97, seqlenK: 211, heads: 3, kvHeads: 1, headDim: 33, windowLeft: 40, windowRight: 7),
     Case(seqlenQ: 130, seqlenK: 130, heads: 2, kvHeads: 2, headDim: 128, causal: true, softcap: 20,
          alibiSlopes: AlibiSlopes(values: [0.25, 0.0625], heads: 2), dropout: Dropout(probability: 0.2, seed: 9)),
+    // v of its own head dim, wider than q's and k's.
+    Case(seqlenQ: 100, seqlenK: 120, heads: 4, kvHeads: 2, headDim: 48, valueHeadDim: 80, causal: true),
 ]
 
 private func bits(_ c: Case, _ configuration: KernelConfiguration, threads: Int = 2) throws -> [[UInt32]] {

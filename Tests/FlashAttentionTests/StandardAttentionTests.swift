@@ -12,15 +12,18 @@ private let standardCases: [Case] = [
     Case(seqlenQ: 100, seqlenK: 17, heads: 3, kvHeads: 3, headDim: 40, causal: true),
     Case(seqlenQ: 65, seqlenK: 130, heads: 4, kvHeads: 1, headDim: 128, windowLeft: 16, windowRight: 4),
     Case(batch: 3, seqlenQ: 63, seqlenK: 63, heads: 2, kvHeads: 2, headDim: 8, causal: true, windowLeft: 5, windowRight: -1, scale: 0.7),
+    // v of its own head dim, narrower and wider than q's and k's.
+    Case(seqlenQ: 70, seqlenK: 90, heads: 4, kvHeads: 2, headDim: 48, valueHeadDim: 20, causal: true),
+    Case(seqlenQ: 40, seqlenK: 33, heads: 2, kvHeads: 1, headDim: 16, valueHeadDim: 72),
 ]
 
 private func runStandard(_ c: Case, _ x: Inputs, threads: Int) throws -> Outputs<Float> {
     let problem = try c.problem()
-    var o = [Float](repeating: .nan, count: problem.queryElements), lse = [Float](repeating: .nan, count: problem.lseElements)
+    var o = [Float](repeating: .nan, count: problem.outputElements), lse = [Float](repeating: .nan, count: problem.lseElements)
     var p = [Float](repeating: .nan, count: StandardAttention.probabilityElements(problem))
     StandardAttention.forward(problem, q: x.q, k: x.k, v: x.v, o: &o, lse: &lse, p: &p, threads: threads)
     var dQ = [Float](repeating: .nan, count: problem.queryElements)
-    var dK = [Float](repeating: .nan, count: problem.keyElements), dV = dK
+    var dK = [Float](repeating: .nan, count: problem.keyElements), dV = [Float](repeating: .nan, count: problem.valueElements)
     StandardAttention.backward(problem, q: x.q, k: x.k, v: x.v, o: o, dO: x.dO, p: p, dQ: &dQ, dK: &dK, dV: &dV, threads: threads)
     return Outputs(o: o, lse: lse, dQ: dQ, dK: dK, dV: dV)
 }

@@ -13,6 +13,8 @@ struct Case: Sendable, CustomTestStringConvertible {
     var heads = 1
     var kvHeads = 1
     var headDim: Int
+    /// Width of v and o; nil means headDim.
+    var valueHeadDim: Int? = nil
     var causal = false
     var windowLeft = -1
     var windowRight = -1
@@ -24,33 +26,38 @@ struct Case: Sendable, CustomTestStringConvertible {
     var softcap: Float = 0
     var alibiSlopes: AlibiSlopes? = nil
     var dropout: Dropout? = nil
+    var sinks: [Float]? = nil
 
     var softmaxScale: Float { scale ?? AttentionOptions.defaultScale(headDim: headDim) }
+    var valueDim: Int { valueHeadDim ?? headDim }
     var options: AttentionOptions {
         AttentionOptions(softmaxScale: softmaxScale, causal: causal, windowLeft: windowLeft, windowRight: windowRight,
-                         softcap: softcap, alibiSlopes: alibiSlopes, dropout: dropout)
+                         softcap: softcap, alibiSlopes: alibiSlopes, dropout: dropout, sinks: sinks)
     }
 
     func problem() throws -> AttentionProblem {
         try AttentionProblem(batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK, heads: heads, kvHeads: kvHeads,
-                             headDim: headDim, options: options)
+                             headDim: headDim, valueHeadDim: valueHeadDim, options: options)
     }
 
     /// Standard-normal q, k, v (times inputScale) and dO, reproducible from the seed.
     func inputs() -> Inputs {
         var normals = SeededNormals(seed: seed)
         let qCount = batch * seqlenQ * heads * headDim, kCount = batch * seqlenK * kvHeads * headDim
+        let vCount = batch * seqlenK * kvHeads * valueDim, oCount = batch * seqlenQ * heads * valueDim
         return Inputs(q: normals.next(qCount, scale: inputScale), k: normals.next(kCount, scale: inputScale),
-                      v: normals.next(kCount, scale: inputScale), dO: normals.next(qCount))
+                      v: normals.next(vCount, scale: inputScale), dO: normals.next(oCount))
     }
 
     /// The float64 reference of the same problem; its dropout mask is the one the library reports.
     func reference(_ x: Inputs) -> ReferenceAttention {
         var reference = ReferenceAttention(q: x.q, k: x.k, v: x.v, batch: batch, seqlenQ: seqlenQ, seqlenK: seqlenK,
-                                           heads: heads, kvHeads: kvHeads, headDim: headDim, scale: Double(softmaxScale),
+                                           heads: heads, kvHeads: kvHeads, headDim: headDim, valueHeadDim: valueDim,
+                                           scale: Double(softmaxScale),
                                            causal: causal, windowLeft: windowLeft, windowRight: windowRight)
         reference.softcap = Double(softcap)
         reference.alibiSlopes = alibiSlopes?.values.map(Double.init)
+        reference.sinks = sinks?.map(Double.init)
         if dropout != nil, let problem = try? problem() {
             let masks = (0..<batch).map { b in (0..<heads).map { FlashAttention.dropoutKeepFactors(problem, batch: b, head: $0) } }
             let nk = seqlenK
@@ -61,6 +68,7 @@ struct Case: Sendable, CustomTestStringConvertible {
 
     var testDescription: String {
         var text = "B\(batch) Nq\(seqlenQ) Nk\(seqlenK) H\(heads)/\(kvHeads) D\(headDim)"
+        if let valueHeadDim { text += " Dv\(valueHeadDim)" }
         if causal { text += " causal" }
         if windowLeft >= 0 || windowRight >= 0 { text += " window(\(windowLeft),\(windowRight))" }
         if let scale { text += " scale \(scale)" }
@@ -68,6 +76,7 @@ struct Case: Sendable, CustomTestStringConvertible {
         if softcap > 0 { text += " softcap \(softcap)" }
         if let alibiSlopes { text += " alibi(\(alibiSlopes.values.count))" }
         if let dropout { text += " dropout \(dropout.probability)" }
+        if sinks != nil { text += " sinks" }
         return text
     }
 }
@@ -79,40 +88,47 @@ struct Inputs: Sendable {
 /// Everything one forward + backward produces, in the kernels' flat layouts.
 struct Outputs<Scalar: Sendable>: Sendable {
     var o, lse, dQ, dK, dV: [Scalar]
+    /// dL/ds per head, for a problem with sinks.
+    var dSinks: [Scalar] = []
 }
 
 /// Runs forward then backward through the pointer entry points, on output buffers pre-filled with
-/// NaN so that any element the kernels forget to write shows up in the comparisons.
-func runKernels(_ c: Case, _ x: Inputs, threads: Int = 2,
+/// NaN so that any element the kernels forget to write shows up in the comparisons. The backward
+/// takes the forward's lse residual unless `residual` is false (as from a saved lse alone).
+func runKernels(_ c: Case, _ x: Inputs, threads: Int = 2, residual: Bool = true,
                 configuration: KernelConfiguration = .current) throws -> Outputs<Float> {
     let problem = try c.problem()
     let q = Buffer(x.q), k = Buffer(x.k), v = Buffer(x.v), dO = Buffer(x.dO)
-    let o = Buffer(nanCount: problem.queryElements), lse = Buffer(nanCount: problem.lseElements)
+    let o = Buffer(nanCount: problem.outputElements), lse = Buffer(nanCount: problem.lseElements)
+    let lseResidual = Buffer(nanCount: problem.lseElements)
     let dQ = Buffer(nanCount: problem.queryElements)
-    let dK = Buffer(nanCount: problem.keyElements), dV = Buffer(nanCount: problem.keyElements)
+    let dK = Buffer(nanCount: problem.keyElements), dV = Buffer(nanCount: problem.valueElements)
     FlashAttention.forward(problem, q: q.input, k: k.input, v: v.input, o: o.output, lse: lse.output,
-                           threads: threads, configuration: configuration)
+                           lseResidual: lseResidual.output, threads: threads, configuration: configuration)
     FlashAttention.backward(problem, q: q.input, k: k.input, v: v.input, o: o.input, lse: lse.input,
+                            lseResidual: residual ? lseResidual.input : nil,
                             dO: dO.input, dQ: dQ.output, dK: dK.output, dV: dV.output, threads: threads,
                             configuration: configuration)
-    return Outputs(o: o.array, lse: lse.array, dQ: dQ.array, dK: dK.array, dV: dV.array)
+    let dSinks = SinkGradient.compute(problem, o: o.array, dO: x.dO, lse: lse.array,
+                                      lseResidual: residual ? lseResidual.array : nil)
+    return Outputs(o: o.array, lse: lse.array, dQ: dQ.array, dK: dK.array, dV: dV.array, dSinks: dSinks)
 }
 
-/// The reference's forward and backward in the kernels' layouts: o and dQ like q, lse as
-/// (batch, heads, seqlenQ), and dK, dV like k with each query head's contribution added to the kv
-/// head it reads (query head h reads kv head h / (heads / kvHeads)).
+/// The reference's forward and backward in the kernels' layouts: dQ like q, o like dO, lse as
+/// (batch, heads, seqlenQ), and dK, dV like k and v with each query head's contribution added to
+/// the kv head it reads (query head h reads kv head h / (heads / kvHeads)).
 func runReference(_ c: Case, _ x: Inputs) -> Outputs<Double> {
     let reference = c.reference(x)
-    let (d, group) = (c.headDim, c.heads / c.kvHeads)
-    var o = [Double](repeating: 0, count: x.q.count), dQ = o
+    let (d, dv, group) = (c.headDim, c.valueDim, c.heads / c.kvHeads)
+    var o = [Double](repeating: 0, count: x.dO.count), dQ = [Double](repeating: 0, count: x.q.count)
     var lse = [Double](repeating: 0, count: c.batch * c.heads * c.seqlenQ)
-    var dK = [Double](repeating: 0, count: x.k.count), dV = dK
+    var dK = [Double](repeating: 0, count: x.k.count), dV = [Double](repeating: 0, count: x.v.count)
     for b in 0..<c.batch {
         for h in 0..<c.heads {
             for i in 0..<c.seqlenQ {
                 let row = reference.forwardRow(batch: b, head: h, row: i)
-                let base = ((b * c.seqlenQ + i) * c.heads + h) * d
-                for e in 0..<d { o[base + e] = row.o[e] }
+                let base = ((b * c.seqlenQ + i) * c.heads + h) * dv
+                for e in 0..<dv { o[base + e] = row.o[e] }
                 lse[(b * c.heads + h) * c.seqlenQ + i] = row.lse
             }
             let grads = reference.backwardHead(batch: b, head: h, dO: x.dO)
@@ -121,15 +137,14 @@ func runReference(_ c: Case, _ x: Inputs) -> Outputs<Double> {
                 for e in 0..<d { dQ[base + e] = grads.dQ[i * d + e] }
             }
             for j in 0..<c.seqlenK {
-                let base = ((b * c.seqlenK + j) * c.kvHeads + h / group) * d
-                for e in 0..<d {
-                    dK[base + e] += grads.dK[j * d + e]
-                    dV[base + e] += grads.dV[j * d + e]
-                }
+                let row = (b * c.seqlenK + j) * c.kvHeads + h / group
+                for e in 0..<d { dK[row * d + e] += grads.dK[j * d + e] }
+                for e in 0..<dv { dV[row * dv + e] += grads.dV[j * dv + e] }
             }
         }
     }
-    return Outputs(o: o, lse: lse, dQ: dQ, dK: dK, dV: dV)
+    let dSinks = c.sinks == nil ? [] : (0..<c.heads).map { reference.sinkGradient(head: $0, dO: x.dO) }
+    return Outputs(o: o, lse: lse, dQ: dQ, dK: dK, dV: dV, dSinks: dSinks)
 }
 
 /// Largest |actual − expected|; equal infinities count as 0, and a NaN or a mismatched infinity
@@ -167,6 +182,7 @@ func expectMatches(_ actual: Outputs<Float>, _ expected: Outputs<Double>, forwar
     expectClose(actual.dQ, expected.dQ, tolerance: backward, "dQ", sourceLocation: sourceLocation)
     expectClose(actual.dK, expected.dK, tolerance: backward, "dK", sourceLocation: sourceLocation)
     expectClose(actual.dV, expected.dV, tolerance: backward, "dV", sourceLocation: sourceLocation)
+    expectClose(actual.dSinks, expected.dSinks, tolerance: backward, "dSinks", sourceLocation: sourceLocation)
 }
 
 /// Float storage for the buffer entry points (never a nil base address, even when empty).

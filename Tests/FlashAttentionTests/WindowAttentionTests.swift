@@ -13,6 +13,9 @@ private let windowCases: [Case] = [
     Case(seqlenQ: 130, seqlenK: 260, heads: 3, kvHeads: 1, headDim: 33, windowLeft: 16, windowRight: 4,
          softcap: 5, dropout: Dropout(probability: 0.2, seed: 9)),
     Case(seqlenQ: 300, seqlenK: 150, heads: 2, kvHeads: 2, headDim: 64, causal: true),
+    // v with a head dim of its own, narrower and wider than q's and k's.
+    Case(seqlenQ: 200, seqlenK: 200, heads: 4, kvHeads: 2, headDim: 48, valueHeadDim: 20, causal: true),
+    Case(seqlenQ: 130, seqlenK: 260, heads: 3, kvHeads: 1, headDim: 16, valueHeadDim: 40, windowLeft: 16, windowRight: 4),
 ]
 
 private let windowTilings: [Tiling] = [
@@ -34,42 +37,44 @@ private func windowsGiveTheBits(_ c: Case, _ configuration: KernelConfiguration)
     let (o, lse) = FlashAttention.forward(problem, q: x.q, k: x.k, v: x.v, threads: 2, configuration: configuration)
     let whole = FlashAttention.backward(problem, q: x.q, k: x.k, v: x.v, o: o, lse: lse, dO: x.dO, threads: 2,
                                         configuration: configuration)
-    let (h, hkv, d) = (c.heads, c.kvHeads, c.headDim)
+    let (h, hkv, d, dv) = (c.heads, c.kvHeads, c.headDim, c.valueDim)
     let cuts = [0, c.seqlenQ / 4, c.seqlenQ * 5 / 8, c.seqlenQ]
     let windows = zip(cuts, cuts.dropFirst()).map { $0..<$1 }
-    func rows(_ values: [Float], _ window: Range<Int>) -> [Float] { Array(values[window.lowerBound * h * d..<window.upperBound * h * d]) }
+    func rows(_ values: [Float], _ window: Range<Int>, width: Int) -> [Float] {
+        Array(values[window.lowerBound * h * width..<window.upperBound * h * width])
+    }
     func lseRows(_ values: [Float], _ window: Range<Int>) -> [Float] {
         (0..<h).flatMap { head in values[head * c.seqlenQ + window.lowerBound..<head * c.seqlenQ + window.upperBound] }
     }
     let blocks = WindowAttention.keyBlocks(problem, tiling: configuration.tiling)
     #expect(blocks.count > 1)
 
-    let forwards = windows.map { WindowForward(problem, rows: $0, q: rows(x.q, $0), threads: 2, configuration: configuration) }
+    let forwards = windows.map { WindowForward(problem, rows: $0, q: rows(x.q, $0, width: d), threads: 2, configuration: configuration) }
+    func keyPart(_ block: Range<Int>, width: Int) -> Range<Int> { block.lowerBound * hkv * width..<block.upperBound * hkv * width }
     for block in blocks {
-        let part = block.lowerBound * hkv * d..<block.upperBound * hkv * d
-        let (k, v) = (Array(x.k[part]), Array(x.v[part]))
+        let (k, v) = (Array(x.k[keyPart(block, width: d)]), Array(x.v[keyPart(block, width: dv)]))
         for forward in forwards { forward.visit(keys: block, k: k, v: v) }
     }
     for (window, forward) in zip(windows, forwards) {
         let result = forward.finish()
-        #expect(result.o.map(\.bitPattern) == rows(o, window).map(\.bitPattern), "o of rows \(window)")
+        #expect(result.o.map(\.bitPattern) == rows(o, window, width: dv).map(\.bitPattern), "o of rows \(window)")
         #expect(result.lse.map(\.bitPattern) == lseRows(lse, window).map(\.bitPattern), "lse of rows \(window)")
     }
 
     let backwards = windows.map {
-        WindowBackward(problem, rows: $0, q: rows(x.q, $0), o: rows(o, $0), lse: lseRows(lse, $0), dO: rows(x.dO, $0), threads: 2,
-                       configuration: configuration)
+        WindowBackward(problem, rows: $0, q: rows(x.q, $0, width: d), o: rows(o, $0, width: dv), lse: lseRows(lse, $0),
+                       dO: rows(x.dO, $0, width: dv), threads: 2, configuration: configuration)
     }
     for block in blocks {
-        let part = block.lowerBound * hkv * d..<block.upperBound * hkv * d
-        let (k, v) = (Array(x.k[part]), Array(x.v[part]))
+        let (keyPart, valuePart) = (keyPart(block, width: d), keyPart(block, width: dv))
+        let (k, v) = (Array(x.k[keyPart]), Array(x.v[valuePart]))
         var sums = [Float](repeating: 0, count: WindowAttention.partialFloats(problem, keys: block))
         for backward in backwards { backward.accumulate(keys: block, k: k, v: v, partials: &sums) }
         let gradients = WindowAttention.keyGradients(problem, keys: block, partials: sums)
-        #expect(gradients.dK.map(\.bitPattern) == whole.dK[part].map(\.bitPattern), "dK of keys \(block)")
-        #expect(gradients.dV.map(\.bitPattern) == whole.dV[part].map(\.bitPattern), "dV of keys \(block)")
+        #expect(gradients.dK.map(\.bitPattern) == whole.dK[keyPart].map(\.bitPattern), "dK of keys \(block)")
+        #expect(gradients.dV.map(\.bitPattern) == whole.dV[valuePart].map(\.bitPattern), "dV of keys \(block)")
     }
     for (window, backward) in zip(windows, backwards) {
-        #expect(backward.finish().map(\.bitPattern) == rows(whole.dQ, window).map(\.bitPattern), "dQ of rows \(window)")
+        #expect(backward.finish().map(\.bitPattern) == rows(whole.dQ, window, width: d).map(\.bitPattern), "dQ of rows \(window)")
     }
 }

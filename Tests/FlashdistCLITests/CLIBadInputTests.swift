@@ -68,6 +68,22 @@ private let badInputs: [BadInput] = [
         try dir.writeFloats("do.npy", pattern(32, seed: 9), shape: [1, 2, 2, 8])
         return arguments(files)
     },
+    // v with a head dim of its own makes o, and so dO, that wide: q's head dim is wrong for dO.
+    BadInput(testDescription: "dO with q's head dim when v has its own", fragment: "$do") { dir, files in
+        try dir.writeFloats("v.npy", pattern(30, seed: 9), shape: [1, 5, 1, 6])
+        return arguments(files)
+    },
+    BadInput(testDescription: "backward: o with q's head dim when v has its own", fragment: "$o") { dir, files in
+        let dO = try dir.writeFloats("do.npy", pattern(48, seed: 9), shape: [1, 4, 2, 6])
+        return ["backward", "--q", files["q"]!, "--k", files["k"]!, "--v", try dir.writeFloats("v.npy", pattern(30, seed: 9), shape: [1, 5, 1, 6]),
+                "--o", try dir.writeFloats("o.npy", pattern(64, seed: 9), shape: [1, 4, 2, 8]),
+                "--lse", try dir.writeFloats("lse.npy", pattern(8, seed: 9), shape: [1, 2, 4]), "--do", dO]
+    },
+    BadInput(testDescription: "v head dim 257", fragment: "$v") { dir, files in
+        try dir.writeFloats("v.npy", pattern(5 * 257, seed: 9), shape: [1, 5, 1, 257])
+        try dir.writeFloats("do.npy", pattern(8 * 257, seed: 9), shape: [1, 4, 2, 257])
+        return arguments(files)
+    },
     BadInput(testDescription: "q not 4-D", fragment: "$q") { dir, files in
         try dir.writeFloats("q.npy", pattern(64, seed: 9), shape: [4, 2, 8])
         return arguments(files)
@@ -97,6 +113,25 @@ private let badInputs: [BadInput] = [
     },
     BadInput(testDescription: "ALiBi slopes of the wrong shape", fragment: "$slopes") { dir, files in
         arguments(files, ["--alibi-slopes", try dir.writeFloats("slopes.npy", [1, 2, 3], shape: [3])])
+    },
+    BadInput(testDescription: "sinks of the wrong shape", fragment: "$sinks") { dir, files in
+        arguments(files, ["--sinks", try dir.writeFloats("sinks.npy", [1, 2, 3], shape: [3])])
+    },
+    BadInput(testDescription: "sinks shaped (1, heads)", fragment: "$sinks") { dir, files in
+        arguments(files, ["--sinks", try dir.writeFloats("sinks.npy", [1, 2], shape: [1, 2])])
+    },
+    BadInput(testDescription: "int32 sinks", fragment: "$sinks") { dir, files in
+        try dir.write("sinks.npy", Npy.headerBytes(dtype: .int32, shape: [2]) + [Int32](repeating: 1, count: 2).withUnsafeBytes { Data($0) })
+        return arguments(files, ["--sinks", dir.file("sinks.npy")])
+    },
+    BadInput(testDescription: "infinite sink", fragment: "$sinks") { dir, files in
+        arguments(files, ["--sinks", try dir.writeFloats("sinks.npy", [1, .infinity], shape: [2])])
+    },
+    BadInput(testDescription: "backward: lse residual of the wrong shape", fragment: "$residual") { dir, files in
+        ["backward", "--q", files["q"]!, "--k", files["k"]!, "--v", files["v"]!, "--do", files["do"]!,
+         "--o", try dir.writeFloats("o.npy", pattern(64, seed: 5), shape: [1, 4, 2, 8]),
+         "--lse", try dir.writeFloats("lse.npy", pattern(8, seed: 6), shape: [1, 2, 4]),
+         "--lse-residual", try dir.writeFloats("residual.npy", pattern(8, seed: 7), shape: [1, 4, 2])]
     },
     BadInput(testDescription: "--cu-seqlens-q alone", fragment: "--cu-seqlens-k") { dir, files in
         arguments(files, ["--cu-seqlens-q", try writeOffsets(dir, "cuq.npy", [0, 4])])

@@ -7,40 +7,42 @@ import Testing
 
 /// With one key every row gives it probability 1: O is that key's V row exactly, lse is
 /// scale·q·k, dS = 0 so dQ = dK = 0, and dV is the sum of dO over every row and head reading it.
-@Test func singleKeyForwardAndBackward() throws {
+/// With v's head dim (`dv`) equal to q's and k's, and with one of its own: o, do, dv follow v.
+@Test(arguments: [4, 7])
+func singleKeyForwardAndBackward(dv: Int) throws {
     let dir = try ScratchDirectory()
     let (b, nq, h, d) = (2, 3, 2, 4)
-    let q = pattern(b * nq * h * d, seed: 1), k = pattern(b * d, seed: 2), v = pattern(b * d, seed: 3)
-    let dO = pattern(b * nq * h * d, seed: 4)
+    let q = pattern(b * nq * h * d, seed: 1), k = pattern(b * d, seed: 2), v = pattern(b * dv, seed: 3)
+    let dO = pattern(b * nq * h * dv, seed: 4)
     let out = dir.file("out")
     let result = try runFlashdist([
         "attention", "--q", try dir.writeFloats("q.npy", q, shape: [b, nq, h, d]),
         "--k", try dir.writeFloats("k.npy", k, shape: [b, 1, 1, d]),
-        "--v", try dir.writeFloats("v.npy", v, shape: [b, 1, 1, d]),
-        "--do", try dir.writeFloats("do.npy", dO, shape: [b, nq, h, d]), "--threads", "2", "--out", out,
+        "--v", try dir.writeFloats("v.npy", v, shape: [b, 1, 1, dv]),
+        "--do", try dir.writeFloats("do.npy", dO, shape: [b, nq, h, dv]), "--threads", "2", "--out", out,
     ], in: dir)
     #expect(result.status == 0, "stderr: \(result.stderr)")
     #expect(result.stderr.isEmpty)
     #expect(try OutputDirectory.verifiedSet(in: out) == ["dk.npy", "dq.npy", "dv.npy", "lse.npy", "o.npy"])
 
-    let o = try readOutput("\(out)/o.npy", shape: [b, nq, h, d])
+    let o = try readOutput("\(out)/o.npy", shape: [b, nq, h, dv])
     let lse = try readOutput("\(out)/lse.npy", shape: [b, h, nq])
     let dq = try readOutput("\(out)/dq.npy", shape: [b, nq, h, d])
     let dk = try readOutput("\(out)/dk.npy", shape: [b, 1, 1, d])
-    let dv = try readOutput("\(out)/dv.npy", shape: [b, 1, 1, d])
+    let dvOut = try readOutput("\(out)/dv.npy", shape: [b, 1, 1, dv])
     let scale = 1 / Double(d).squareRoot()
     for bi in 0..<b {
-        var dvExpected = [Double](repeating: 0, count: d)
+        var dvExpected = [Double](repeating: 0, count: dv)
         for i in 0..<nq {
             for hi in 0..<h {
-                let row = ((bi * nq + i) * h + hi) * d
-                #expect(Array(o[row..<row + d]) == Array(v[bi * d..<bi * d + d]))
+                let (row, outputRow) = (((bi * nq + i) * h + hi) * d, ((bi * nq + i) * h + hi) * dv)
+                #expect(Array(o[outputRow..<outputRow + dv]) == Array(v[bi * dv..<bi * dv + dv]))
                 let dot = (0..<d).reduce(0.0) { $0 + Double(q[row + $1]) * Double(k[bi * d + $1]) }
                 #expect(abs(Double(lse[(bi * h + hi) * nq + i]) - dot * scale) <= 1e-6 * max(1, abs(dot)))
-                for e in 0..<d { dvExpected[e] += Double(dO[row + e]) }
+                for e in 0..<dv { dvExpected[e] += Double(dO[outputRow + e]) }
             }
         }
-        for e in 0..<d { #expect(abs(Double(dv[bi * d + e]) - dvExpected[e]) <= 1e-5) }
+        for e in 0..<dv { #expect(abs(Double(dvOut[bi * dv + e]) - dvExpected[e]) <= 1e-5) }
     }
     #expect(dq.allSatisfy { abs($0) <= 1e-5 } && dk.allSatisfy { abs($0) <= 1e-5 })
 }

@@ -11,7 +11,7 @@ set -uo pipefail
 bin=$1 golden=$2
 status=0
 echo "golden under mpirun -np 3, default partition"
-python3 "$golden/check.py" "$bin" "$golden" --features all --mpi 3 || status=1
+python3 "$golden/check.py" "$bin" "$golden" --features all,sinks,vdim,precise --mpi 3 || status=1
 for np in 2 3; do
     for partition in heads sequence; do
         only=()
@@ -24,12 +24,12 @@ print(",".join(d for d, m in metas.items() if os.path.isfile(m) and json.load(op
 ' "$golden" $np)")
         fi
         echo "golden under mpirun -np $np, --partition $partition"
-        python3 "$golden/check.py" "$bin" "$golden" --features all --mpi $np --extra "--partition $partition" "${only[@]}" || status=1
+        python3 "$golden/check.py" "$bin" "$golden" --features all,sinks,vdim,precise --mpi $np --extra "--partition $partition" "${only[@]}" || status=1
     done
 done
 # Context parallelism with more ranks than heads for most cases.
 echo "golden under mpirun -np 4, --partition ring"
-python3 "$golden/check.py" "$bin" "$golden" --features all --mpi 4 --extra "--partition ring" || status=1
+python3 "$golden/check.py" "$bin" "$golden" --features all,sinks,vdim,precise --mpi 4 --extra "--partition ring" || status=1
 echo "golden under mpirun -np 6, --partition hybrid --ulysses 2"
-python3 "$golden/check.py" "$bin" "$golden" --features all --mpi 6 --extra "--partition hybrid --ulysses 2" || status=1
+python3 "$golden/check.py" "$bin" "$golden" --features all,sinks,vdim,precise --mpi 6 --extra "--partition hybrid --ulysses 2" || status=1
 exit $status

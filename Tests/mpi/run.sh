@@ -30,24 +30,32 @@ for np in 1 2 3 4; do
 done
 
 # Byte for byte: H = 6, Hkv = 2 (so 3 and 4 ranks split GQA groups), causal, Nq != Nk both ways;
-# then softcap + ALiBi + dropout (mask included) on a fixed-length batch, and a variable-length
-# batch with an empty sequence, each with their flags on every run.
+# then softcap + ALiBi + dropout (mask included) on a fixed-length batch, attention sinks with rows
+# that see no key (dsinks too), and a variable-length batch with an empty sequence and sinks, each
+# with their flags on every run; then v with a head dim of its own, narrower (48 → 16) and, on the
+# variable-length batch, wider and not a whole vector (16 → 24). lse's residual is saved and
+# handed to `flashdist backward`.
 cases=("2 100 77 6 2 32|" "2 77 100 6 2 32|"
        "2 60 45 6 2 16|--softcap 4 --alibi-slopes @/alibi_slopes.npy --dropout 0.25 --seed 7 --save-dropout-mask"
-       "varlen 0,17,17,90 0,40,41,71 6 2 16|--cu-seqlens-q @/cu_seqlens_q.npy --cu-seqlens-k @/cu_seqlens_k.npy --softcap 3 --alibi-slopes @/alibi_slopes.npy --dropout 0.1 --seed 3")
+       "2 100 77 6 2 32|--sinks @/sinks.npy"
+       "varlen 0,17,17,90 0,40,41,71 6 2 16|--cu-seqlens-q @/cu_seqlens_q.npy --cu-seqlens-k @/cu_seqlens_k.npy --softcap 3 --alibi-slopes @/alibi_slopes.npy --dropout 0.1 --seed 3 --sinks @/sinks.npy"
+       "2 100 77 6 2 48 16|"
+       "varlen 0,17,17,90 0,40,41,71 6 2 16 24|--cu-seqlens-q @/cu_seqlens_q.npy --cu-seqlens-k @/cu_seqlens_k.npy --dropout 0.1 --seed 3")
 for entry in "${cases[@]}"; do
     shape=${entry%%|*}
-    case="$work/case-$(tr ' ,' 'x-' <<<"$shape")"
+    case="$work/case-$(tr ' ,' 'x-' <<<"$shape")$(grep -o -- --sinks <<<"$entry")"
     python3 "$here/make_inputs.py" "$case/in" $shape
     read -ra flags <<<"${entry#*|}"
     flags=("${flags[@]//@/$case/in}")
-    outputs=(o lse dq dk dv)
+    gradients=(dq dk dv)
+    [[ " ${flags[*]} " == *" --sinks "* ]] && gradients+=(dsinks)
+    outputs=(o lse lse_residual "${gradients[@]}")
     [[ " ${flags[*]} " == *" --save-dropout-mask "* ]] && outputs+=(dropout_mask)
     inputs=(--q "$case/in/q.npy" --k "$case/in/k.npy" --v "$case/in/v.npy" --causal "${flags[@]}")
-    saved=(--o "$case/ref/o.npy" --lse "$case/ref/lse.npy" --do "$case/in/do.npy")
-    "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --threads 2 --out "$case/ref"
+    saved=(--o "$case/ref/o.npy" --lse "$case/ref/lse.npy" --lse-residual "$case/ref/lse_residual.npy" --do "$case/in/do.npy")
+    "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --save-lse-residual --threads 2 --out "$case/ref"
     "$bin" backward "${inputs[@]}" "${saved[@]}" --out "$case/backward"
-    result $? "backward without mpirun = threaded attention, ${shape// /,} ${flags[*]:+(options)}" "$(same "$case/ref" "$case/backward" dq dk dv)"
+    result $? "backward without mpirun = threaded attention, ${shape// /,} ${flags[*]:+(options)}" "$(same "$case/ref" "$case/backward" "${gradients[@]}")"
     # hybrid runs as NP:U (U ranks per all-to-all group; 3 and 5 split the 2 kv heads' groups).
     for partition in heads sequence ring hybrid; do
         case $partition in ring) runs="1 2 3 4 5";; hybrid) runs="1:1 2:2 3:3 4:2 5:5";; *) runs="1 2 3 4";; esac
@@ -55,11 +63,11 @@ for entry in "${cases[@]}"; do
             np=${run%%:*}
             extra=(--partition $partition); [ $partition = hybrid ] && extra+=(--ulysses "${run#*:}")
             out="$case/$partition-${run/:/-}"
-            why=$("${mpirun[@]}" -np $np "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" "${extra[@]}" --out "$out/fwd" 2>&1 \
+            why=$("${mpirun[@]}" -np $np "$bin" attention "${inputs[@]}" --do "$case/in/do.npy" --save-lse-residual "${extra[@]}" --out "$out/fwd" 2>&1 \
                   && same "$case/ref" "$out/fwd" "${outputs[@]}")
             result $? "attention, ${extra[*]}, $np ranks, ${shape// /,} ${flags[*]:+(options)}" "$why"
             why=$("${mpirun[@]}" -np $np "$bin" backward "${inputs[@]}" "${saved[@]}" "${extra[@]}" --out "$out/bwd" 2>&1 \
-                  && same "$case/ref" "$out/bwd" dq dk dv)
+                  && same "$case/ref" "$out/bwd" "${gradients[@]}")
             result $? "backward, ${extra[*]}, $np ranks, ${shape// /,} ${flags[*]:+(options)}" "$why"
         done
     done
@@ -170,5 +178,29 @@ log=$(timeout 60 "${mpirun[@]}" -np 1 env -u FLASHDIST_ISA "$bin" "${tiny[@]}" :
 status=$?
 result $(( status == 0 || status == 124 || $(grep -c "^flashdist: error: FLASHDIST_ISA: 'avx9'" <<<"$log") != 1 )) \
     "unknown FLASHDIST_ISA on rank 1: one error line, non-zero exit" "exit $status: $(head -2 <<<"$log")"
+
+
+# Tiles: rank 0's for the instruction set all ranks agree on. A tuning file whose avx2 entry says
+# rows of 16: rank 0 (its widest set) reading it and rank 1 forced to avx2 run rank 0's tuned
+# tiles; the file on rank 1 only changes nothing. bench reports the configuration rank 0 shared.
+tuning="$work/tuning.json"
+FLASHDIST_TUNING=$tuning FLASHDIST_ISA=avx2 "$bin" tune --shape 32:16 --heads 1 --rounds 1 --threads 1 >/dev/null
+python3 -c 'import json, sys; f = json.load(open(sys.argv[1])); f["entries"][0]["tiles"] = {"forward_rows": 16, "backward_rows": 16, "backward_keys": 16}; json.dump(f, open(sys.argv[1], "w"))' "$tuning"
+log=$("${mpirun[@]}" -np 1 env -u FLASHDIST_ISA FLASHDIST_TUNING="$tuning" "$bin" "${tiny[@]}" \
+      : -np 1 env FLASHDIST_ISA=avx2 FLASHDIST_TUNING=off "$bin" "${tiny[@]}" 2>&1)
+grep -q "tiles (tuned): forward 16 rows × 64 keys, backward 16 rows × 16 keys" <<<"$log"
+result $? "tuning file on rank 0, rank 1 forced to avx2: rank 0's tuned avx2 tiles" "$(grep -m1 'tiles' <<<"$log")"
+log=$("${mpirun[@]}" -np 1 env FLASHDIST_TUNING=off "$bin" "${tiny[@]}" : -np 1 env FLASHDIST_TUNING="$tuning" "$bin" "${tiny[@]}" 2>&1)
+grep -q "tiles (fitted)" <<<"$log"
+result $? "tuning file on rank 1 only: fitted tiles" "$(grep -m1 'tiles' <<<"$log")"
+why=$("${mpirun[@]}" -np 1 env FLASHDIST_TUNING="$tuning" FLASHDIST_ISA=avx2 "$bin" attention "${small[@]}" --partition ring --out "$work/h2-tuned" \
+      : -np 1 env FLASHDIST_TUNING=off "$bin" attention "${small[@]}" --partition ring --out "$work/h2-tuned" 2>&1 \
+      && same "$work/h2-threaded" "$work/h2-tuned" o lse)
+result $? "ring with rank 0's tuned tiles: the threaded run's bytes" "$why"
+log=$(timeout 60 "${mpirun[@]}" -np 2 env FLASHDIST_TUNING="$work/tuning-mpi.json" "$bin" tune --shape 32:16 2>&1)
+status=$?
+result $(( status == 0 || status == 124 || $(grep -c "^flashdist: error: flashdist tune runs without mpirun" <<<"$log") != 1 )) \
+    "tune under mpirun: one error line, non-zero exit, no file" "exit $status: $(grep -m2 flashdist <<<"$log")"
+[ ! -e "$work/tuning-mpi.json" ] || result 1 "tune under mpirun wrote no file" "$work/tuning-mpi.json exists"
 
 summary

@@ -34,7 +34,7 @@ class RankLayout(Layout):
 
         def check_shard():
             for name, local, part in (("q", q, shard.queries), ("k", k, shard.keys), ("v", v, shard.keys)):
-                whole_shape = self.q_shape if name == "q" else self.k_shape
+                whole_shape = {"q": self.q_shape, "k": self.k_shape, "v": self.v_shape}[name]
                 expected = _local_shape(whole_shape, part)
                 if tuple(local) != expected:
                     raise ValueError(f"{name}: shape {shape_text(local)} is not this rank's {partition} shard "
@@ -44,17 +44,25 @@ class RankLayout(Layout):
                                  "use at most as many ranks as kv heads, or partition=\"sequence\"")
 
         _agree(comm, check_shard)
-        self.rank_q_shape, self.rank_k_shape = tuple(q), tuple(k)
+        self.rank_q_shape, self.rank_k_shape, self.rank_v_shape = tuple(q), tuple(k), tuple(v)
         self.lse_shape = _local_shape(self.lse_shape, shard.lse)
         self.mask_shape = None
 
     @property
     def out_shape(self):
+        return self.rank_q_shape[:-1] + self.rank_v_shape[-1:]
+
+    @property
+    def query_gradient_shape(self):
         return self.rank_q_shape
 
     @property
     def key_gradient_shape(self):
         return self.rank_k_shape
+
+    @property
+    def value_gradient_shape(self):
+        return self.rank_v_shape
 
     def forward(self, q, k, v, out, lse, threads):
         _native.forward_mpi(self.problem, self._partition, self._handle, q, k, v, out, lse, threads)

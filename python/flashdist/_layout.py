@@ -1,5 +1,5 @@
 """The shapes of q, k, v (and dout, out, lse) checked against each other and against cu_seqlens and
-the ALiBi slopes, in the words of the CLI (Sources/flashdist/AttentionLayout.swift), and the
+the ALiBi slopes and sinks, in the words of the CLI (Sources/flashdist/AttentionLayout.swift), and the
 problem they make. The options themselves (window, softcap, dropout, scale, heads, head size) are
 checked by the library when it receives the problem.
 """
@@ -18,8 +18,8 @@ class Layout:
     (kept alive here), and the shapes of the outputs."""
 
     def __init__(self, q, k, v, cu_seqlens_q, cu_seqlens_k, *, dropout_p, softmax_scale, causal, window_size,
-                 softcap, alibi_slopes, seed):
-        """q, k, v are shapes; cu_seqlens_q/_k and alibi_slopes NumPy arrays or None."""
+                 softcap, alibi_slopes, seed, sinks=None):
+        """q, k, v are shapes; cu_seqlens_q/_k, alibi_slopes and sinks NumPy arrays or None."""
         if (cu_seqlens_q is None) != (cu_seqlens_k is None):
             raise ValueError("cu_seqlens_q and cu_seqlens_k go together: give both or neither")
         varlen = cu_seqlens_q is not None
@@ -34,13 +34,16 @@ class Layout:
             raise ValueError(f"k: shape {shape_text(k)} does not match q's batch {q[0]}")
         if k[rank - 1] != head_dim:
             raise ValueError(f"k: shape {shape_text(k)} does not match q's head dim {head_dim}")
-        if tuple(v) != tuple(k):
-            raise ValueError(f"v: shape {shape_text(v)} differs from k's {shape_text(k)}")
+        if len(v) != rank or tuple(v[:-1]) != tuple(k[:-1]):
+            raise ValueError(f"v: shape {shape_text(v)} differs from k's {shape_text(k)} in more than the head dim")
+        head_dim_v = v[rank - 1]
         kv_heads = k[rank - 2]
         if kv_heads < 1 or heads % kv_heads != 0:
             raise ValueError(f"k: {kv_heads} kv heads do not divide q's {heads} heads")
         if not 1 <= head_dim <= 256:
             raise ValueError(f"q: head dim {head_dim} is outside 1...256")
+        if not 1 <= head_dim_v <= 256:
+            raise ValueError(f"v: head dim {head_dim_v} is outside 1...256")
         if varlen:
             cu_seqlens_q = _offsets(cu_seqlens_q, rows=q[0], name="cu_seqlens_q", tensor="q")
             cu_seqlens_k = _offsets(cu_seqlens_k, rows=k[0], name="cu_seqlens_k", tensor="k")
@@ -53,16 +56,21 @@ class Layout:
                 raise ValueError(f"alibi_slopes: shape {shape_text(alibi_slopes.shape)} is neither (heads,) = "
                                  f"{shape_text((heads,))} nor (batch, heads) = {shape_text((batch, heads))}")
             alibi_slopes = np.ascontiguousarray(alibi_slopes, dtype=np.float32)
+        if sinks is not None:
+            if sinks.shape != (heads,):
+                raise ValueError(f"sinks: shape {shape_text(sinks.shape)} is not (heads,) = {shape_text((heads,))}")
+            sinks = np.ascontiguousarray(sinks, dtype=np.float32)
         left, right = _window(window_size)
 
-        self.q_shape, self.k_shape = tuple(q), tuple(k)
+        self.q_shape, self.k_shape, self.v_shape = tuple(q), tuple(k), tuple(v)
         self.is_varlen = varlen
         self.lse_shape = (heads, q[0]) if varlen else (batch, heads, q[1])
         self.mask_shape = None if varlen else (batch, heads, q[1], k[1])
-        self._arrays = (cu_seqlens_q, cu_seqlens_k, alibi_slopes)
+        self._arrays = (cu_seqlens_q, cu_seqlens_k, alibi_slopes, sinks)
+        self.has_sinks = sinks is not None
         self.problem = _native.Problem(
             batch=batch, seqlen_q=0 if varlen else q[1], seqlen_k=0 if varlen else k[1],
-            heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+            heads=heads, kv_heads=kv_heads, head_dim=head_dim, head_dim_v=head_dim_v,
             cu_seqlens_q=cu_seqlens_q.ctypes.data if varlen else None,
             cu_seqlens_k=cu_seqlens_k.ctypes.data if varlen else None,
             alibi_slopes=None if alibi_slopes is None else alibi_slopes.ctypes.data,
@@ -70,16 +78,26 @@ class Layout:
             window_left=left, window_right=right, dropout_seed=seed,
             softmax_scale=0.0 if softmax_scale is None else float(softmax_scale),
             use_softmax_scale=softmax_scale is not None, causal=bool(causal),
-            softcap=float(softcap), dropout_p=float(dropout_p))
+            softcap=float(softcap), dropout_p=float(dropout_p),
+            sinks=None if sinks is None else sinks.ctypes.data, sinks_count=0 if sinks is None else sinks.size)
 
     # The outputs' shapes and the library calls; a rank's side of a distributed problem has its own.
+    # out (and dout) is q's shape with v's head dim; dq, dk, dv are shaped like q, k, v.
     @property
     def out_shape(self):
+        return self.q_shape[:-1] + self.v_shape[-1:]
+
+    @property
+    def query_gradient_shape(self):
         return self.q_shape
 
     @property
     def key_gradient_shape(self):
         return self.k_shape
+
+    @property
+    def value_gradient_shape(self):
+        return self.v_shape
 
     def forward(self, q, k, v, out, lse, threads):
         """Each tensor a (pointer, element count) pair."""
@@ -88,12 +106,15 @@ class Layout:
     def backward(self, q, k, v, out, lse, dout, dq, dk, dv, threads):
         _native.backward(self.problem, q, k, v, out, lse, dout, dq, dk, dv, threads)
 
+    def sink_gradient(self, out, lse, dout, dsinks):
+        _native.sink_gradient(self.problem, out, lse, dout, dsinks)
+
     def check_saved(self, out, lse, dout):
         """The shapes of a backward's extra tensors, as `flashdist backward` checks its files."""
-        if tuple(dout) != self.q_shape:
-            raise ValueError(f"dout: shape {shape_text(dout)} differs from q's {shape_text(self.q_shape)}")
-        if tuple(out) != self.q_shape:
-            raise ValueError(f"out: shape {shape_text(out)} differs from q's {shape_text(self.q_shape)}")
+        for name, shape in (("dout", dout), ("out", out)):
+            if tuple(shape) != self.out_shape:
+                raise ValueError(f"{name}: shape {shape_text(shape)} is not out's {shape_text(self.out_shape)} "
+                                 "(q's with v's head dim)")
         if tuple(lse) != self.lse_shape:
             expected = "(heads, total_q)" if self.is_varlen else "(batch, heads, seqlen_q)"
             raise ValueError(f"softmax_lse: shape {shape_text(lse)} is not {expected} = {shape_text(self.lse_shape)}")

@@ -7,7 +7,7 @@ import ctypes
 import os
 from pathlib import Path
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 _MESSAGE_BYTES = 512
 
 
@@ -32,6 +32,9 @@ class Problem(ctypes.Structure):
         ("causal", ctypes.c_int32),
         ("softcap", ctypes.c_float),
         ("dropout_p", ctypes.c_float),
+        ("head_dim_v", ctypes.c_int64),
+        ("sinks", ctypes.c_void_p),
+        ("sinks_count", ctypes.c_int64),
     ]
 
 
@@ -63,11 +66,12 @@ def _load():
     library.flashdist_forward.argtypes = problem + buffer * 5 + [ctypes.c_int32] + tail
     library.flashdist_backward.argtypes = problem + buffer * 9 + [ctypes.c_int32] + tail
     library.flashdist_dropout_mask.argtypes = problem + buffer + tail
+    library.flashdist_sink_gradient.argtypes = problem + buffer * 4 + tail
     ranks = problem + [ctypes.c_int32, ctypes.c_void_p]
     library.flashdist_shard_mpi.argtypes = ranks + [ctypes.POINTER(Shard)] + tail
     library.flashdist_forward_mpi.argtypes = ranks + buffer * 5 + [ctypes.c_int32] + tail
     library.flashdist_backward_mpi.argtypes = ranks + buffer * 9 + [ctypes.c_int32] + tail
-    for name in ("flashdist_forward", "flashdist_backward", "flashdist_dropout_mask", "flashdist_shard_mpi",
+    for name in ("flashdist_forward", "flashdist_backward", "flashdist_sink_gradient", "flashdist_dropout_mask", "flashdist_shard_mpi",
                  "flashdist_forward_mpi", "flashdist_backward_mpi", "flashdist_default_threads",
                  "flashdist_abi_version"):
         getattr(library, name).restype = ctypes.c_int32
@@ -101,6 +105,10 @@ def forward(problem, q, k, v, o, lse, threads):
 
 def backward(problem, q, k, v, o, lse, dout, dq, dk, dv, threads):
     _call(_library.flashdist_backward, problem, *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv, threads)
+
+
+def sink_gradient(problem, o, lse, dout, dsinks):
+    _call(_library.flashdist_sink_gradient, problem, *o, *lse, *dout, *dsinks)
 
 
 def dropout_mask(problem, mask):

@@ -1,6 +1,7 @@
 /* flashdist.h from C: a causal GQA forward and backward on caller-owned buffers, and an error
- * returned as a code and a message. Prints o, dq, dk, dv (a line each, %.9g: exact for float32) and
- * the message, for the test to compare. */
+ * returned as a code and a message; then the same forward with attention sinks and their gradient.
+ * Prints o, dq, dk, dv (a line each, %.9g: exact for float32), the message, and o, lse, dsinks
+ * with sinks, for the test to compare. */
 #include <stdio.h>
 
 #include "flashdist.h"
@@ -31,6 +32,14 @@ int main(void) {
     if (flashdist_forward(&problem, q, Q, k, K, v, K, o, Q, lse, LSE, 2, message, sizeof message) != FLASHDIST_OK) return 11;
     if (flashdist_backward(&problem, q, Q, k, K, v, K, o, Q, lse, LSE, dout, Q, dq, Q, dk, K, dv, K, 2,
                            message, sizeof message) != FLASHDIST_OK) return 12;
+    float sinks[HEADS] = {0.5f, -1.25f}, sink_o[Q], sink_lse[LSE], dsinks[HEADS];
+    problem.sinks = sinks;
+    problem.sinks_count = HEADS;
+    if (flashdist_forward(&problem, q, Q, k, K, v, K, sink_o, Q, sink_lse, LSE, 2, message, sizeof message) != FLASHDIST_OK) return 14;
+    if (flashdist_sink_gradient(&problem, sink_o, Q, sink_lse, LSE, dout, Q, dsinks, HEADS, message, sizeof message)
+        != FLASHDIST_OK) return 15;
+    problem.sinks = NULL;
+    problem.sinks_count = 0;
     problem.kv_heads = 3;
     if (flashdist_forward(&problem, q, Q, k, K, v, K, o, Q, lse, LSE, 1, message, sizeof message)
         != FLASHDIST_INVALID_PROBLEM) return 13;
@@ -39,5 +48,8 @@ int main(void) {
     print(dk, K);
     print(dv, K);
     printf("%s\n", message);
+    print(sink_o, Q);
+    print(sink_lse, LSE);
+    print(dsinks, HEADS);
     return 0;
 }

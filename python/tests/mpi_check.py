@@ -21,10 +21,10 @@ def check(name, ours, expected):
     checks += 1
 
 
-def case(partition, seqlen_q, seqlen_k, heads, kv_heads, **options):
+def case(partition, seqlen_q, seqlen_k, heads, kv_heads, head_dim_v=16, **options):
     generator = torch.Generator().manual_seed(seqlen_q)
-    q, dout = (torch.randn(2, seqlen_q, heads, 16, generator=generator) for _ in range(2))
-    k, v = (torch.randn(2, seqlen_k, kv_heads, 16, generator=generator) for _ in range(2))
+    q, dout = (torch.randn(2, seqlen_q, heads, d, generator=generator) for d in (16, head_dim_v))
+    k, v = (torch.randn(2, seqlen_k, kv_heads, d, generator=generator) for d in (16, head_dim_v))
     # One process: the whole problem.
     leaves = [x.clone().requires_grad_() for x in (q, k, v)]
     out, lse, _ = flashdist.flash_attn_func(*leaves, return_attn_probs=True, seed=5, **options)
@@ -59,6 +59,9 @@ for partition in ("sequence", "heads"):
     for seqlen_q, seqlen_k in ((100, 77), (77, 100)):
         case(partition, seqlen_q, seqlen_k, 6, 3 if partition == "heads" else 2, **everything)
 case("sequence", 64, 64, 6, 2, window_size=(9, 2))
+# v with a head dim of its own: out, dout and dv follow it.
+case("sequence", 77, 100, 6, 2, head_dim_v=24, causal=True)
+case("heads", 100, 77, 6, 3, head_dim_v=8, dropout_p=0.2)
 
 
 

@@ -3,9 +3,10 @@ Masks are flash-attn's, aligned bottom-right: query i sits on key diagonal i + s
 import torch
 
 
-def attention(q, k, v, *, causal=False, window=(-1, -1), softcap=0.0, alibi=None, scale=None, keep=None):
+def attention(q, k, v, *, causal=False, window=(-1, -1), softcap=0.0, alibi=None, scale=None, keep=None, sinks=None):
     """q (batch, seqlen_q, heads, d), k, v (batch, seqlen_k, kv_heads, d), float64; alibi (heads,) or
-    (batch, heads); keep: dropout factors (batch, heads, seqlen_q, seqlen_k). Returns out and lse."""
+    (batch, heads); keep: dropout factors (batch, heads, seqlen_q, seqlen_k); sinks (heads,): one
+    more logit per row of each head, meeting no value. Returns out and lse."""
     batch, seqlen_q, heads, head_dim = q.shape
     seqlen_k, kv_heads = k.shape[1], k.shape[2]
     k = k.repeat_interleave(heads // kv_heads, dim=2)
@@ -29,10 +30,17 @@ def attention(q, k, v, *, causal=False, window=(-1, -1), softcap=0.0, alibi=None
     # A row that sees no key gets p = 0, o = 0, lse = -inf; its scores are zeroed (not -inf) before
     # the logsumexp so that no gradient is NaN.
     empty = ~allowed.any(dim=-1)
-    s = s.masked_fill(~allowed, float("-inf")).masked_fill(empty[:, None], 0.0)
-    lse = torch.logsumexp(s, dim=-1)
-    p = torch.exp(s - lse[..., None]).masked_fill(~allowed, 0.0)
-    lse = lse.masked_fill(empty, float("-inf"))
+    if sinks is not None:
+        # The sink keeps every row's logsumexp finite: a row that sees no key has lse = its sink.
+        s = s.masked_fill(~allowed, float("-inf"))
+        sink = sinks.to(torch.float64)[None, :, None, None].expand(batch, heads, seqlen_q, 1)
+        lse = torch.logsumexp(torch.cat([s, sink], dim=-1), dim=-1)
+        p = torch.exp(s - lse[..., None])
+    else:
+        s = s.masked_fill(~allowed, float("-inf")).masked_fill(empty[:, None], 0.0)
+        lse = torch.logsumexp(s, dim=-1)
+        p = torch.exp(s - lse[..., None]).masked_fill(~allowed, 0.0)
+        lse = lse.masked_fill(empty, float("-inf"))
     if keep is not None:
         p = p * keep
     return torch.einsum("bhqk,bkhd->bqhd", p, v), lse

@@ -33,3 +33,17 @@ def test_c_caller(tmp_path):
     for line, tensor in zip(lines, (out, q.grad, k.grad, v.grad)):
         assert line == " ".join(f"{x:.9g}" for x in tensor.flatten().tolist())
     assert lines[4] == "heads (2) must be a multiple of kv heads (3)"
+    # With sinks: o, lse and dsinks against float64 attention whose softmax has one more logit
+    # per head, the sink, that meets no value; dsinks by autograd.
+    q64, k64, v64 = (t.detach().double()[0] for t in (q, k, v))
+    sinks = torch.tensor([0.5, -1.25], dtype=torch.float64, requires_grad=True)
+    s = torch.einsum("ihd,jd->hij", q64, k64[:, 0]) / 2
+    s = s.masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float("-inf"))
+    logits = torch.cat([s, sinks[:, None, None].expand(2, 5, 1)], dim=2)
+    lse = torch.logsumexp(logits, dim=2)
+    o = torch.einsum("hij,jd->ihd", torch.exp(s - lse[..., None]), v64[:, 0])
+    (o * q.detach().double()[0]).sum().backward()
+    assert len(lines) == 8
+    for line, expected in zip(lines[5:], (o, lse, sinks.grad)):
+        got = np.array([float(x) for x in line.split()])
+        assert np.abs(got - expected.detach().flatten().numpy()).max() < 1e-6

@@ -19,4 +19,4 @@ def test_partitions_match_one_process():
     assert run.returncode == 0, run.stdout + run.stderr
     passed = re.findall(r"rank (\d+): (\d+) checks passed", run.stdout)
     assert sorted(int(rank) for rank, _ in passed) == list(range(RANKS)), run.stdout
-    assert all(int(count) == 29 for _, count in passed), run.stdout
+    assert all(int(count) == 39 for _, count in passed), run.stdout

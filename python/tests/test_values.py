@@ -92,6 +92,29 @@ def test_varlen():
     assert_close(ours, expected)
 
 
+@pytest.mark.parametrize("head_dim, head_dim_v", [(192, 128), (24, 40)], ids=["MLA", "wider v"])
+def test_value_head_dim(head_dim, head_dim_v):
+    """v with its own head dim: out, dout, dv are head_dim_v wide; q, k, dq, dk head_dim."""
+    generator = torch.Generator().manual_seed(5)
+    q, k = torch.randn(2, 37, 4, head_dim, generator=generator), torch.randn(2, 53, 2, head_dim, generator=generator)
+    v, dout = torch.randn(2, 53, 2, head_dim_v, generator=generator), torch.randn(2, 37, 4, head_dim_v, generator=generator)
+    ours, expected = run_both(q, k, v, dout, dict(causal=True, window_size=(20, -1)), dict(causal=True, window=(20, -1)))
+    assert ours[0].shape == (2, 37, 4, head_dim_v) and ours[4].shape == v.shape and ours[2].shape == q.shape
+    assert_close(ours, expected)
+
+
+def test_varlen_value_head_dim():
+    cu_seqlens_q = torch.tensor([0, 5, 5, 40, 61], dtype=torch.int32)
+    cu_seqlens_k = torch.tensor([0, 9, 12, 40, 77], dtype=torch.int32)
+    generator = torch.Generator().manual_seed(2)
+    q, k = torch.randn(61, 4, 16, generator=generator), torch.randn(77, 2, 16, generator=generator)
+    v, dout = torch.randn(77, 2, 8, generator=generator), torch.randn(61, 4, 8, generator=generator)
+    attention = lambda *a, **o: flashdist.flash_attn_varlen_func(*a[:5], 40, 37, **o)
+    ours, expected = run_both(q, k, v, dout, dict(causal=True), dict(causal=True), attention=attention,
+                              reference_attention=reference.varlen_attention, extra=(cu_seqlens_q, cu_seqlens_k))
+    assert_close(ours, expected)
+
+
 def test_dropout_mask_and_gradients():
     """The mask return_attn_probs gives is the one the kernels applied, forward and backward."""
     p = 0.3
@@ -192,3 +215,21 @@ def test_default_threads_shared_among_local_ranks(monkeypatch):
     assert flashdist.get_num_threads() == max(1, cores // 2)
     monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", str(4 * cores))
     assert flashdist.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("seqlens", [(37, 53), (53, 37)], ids=["q<k", "q>k"])
+def test_sinks(seqlens):
+    """Sinks against the float64 reference, their gradient included; with q > k and causal, rows
+    that see no key have out = 0 and lse = their sink."""
+    q, k, v, dout = inputs(seqlen_q=seqlens[0], seqlen_k=seqlens[1])
+    values = torch.tensor([0.5, -2.0, 3.0, 0.0])
+    sinks = values.clone().requires_grad_()
+    expected_sinks = values.double().requires_grad_()
+    ours, expected = run_both(q, k, v, dout, dict(causal=True, sinks=sinks), dict(causal=True, sinks=expected_sinks))
+    assert_close(ours, expected)
+    assert sinks.grad.dtype == torch.float32
+    torch.testing.assert_close(sinks.grad.double(), expected_sinks.grad, **TOLERANCE)
+    if seqlens[0] > seqlens[1]:
+        empty = seqlens[0] - seqlens[1]
+        assert (ours[0][:, :empty] == 0).all()
+        assert (ours[1][:, :, :empty] == values[None, :, None]).all()

@@ -1,9 +1,11 @@
 /* flashdist's C ABI: exact FlashAttention on the CPU, forward and backward.
  *
  * Tensors are float32, C order, owned by the caller, laid out as flash-attn lays them out:
- *   q, o, dout, dq   (batch, seqlen_q, heads, head_dim)     varlen: (total_q, heads, head_dim)
- *   k, v, dk, dv     (batch, seqlen_k, kv_heads, head_dim)  varlen: (total_k, kv_heads, head_dim)
- *   lse              (batch, heads, seqlen_q)               varlen: (heads, total_q)
+ *   q, dq            (batch, seqlen_q, heads, head_dim)       varlen: (total_q, heads, head_dim)
+ *   k, dk            (batch, seqlen_k, kv_heads, head_dim)    varlen: (total_k, kv_heads, head_dim)
+ *   v, dv            (batch, seqlen_k, kv_heads, head_dim_v)  varlen: (total_k, kv_heads, head_dim_v)
+ *   o, dout          (batch, seqlen_q, heads, head_dim_v)     varlen: (total_q, heads, head_dim_v)
+ *   lse              (batch, heads, seqlen_q)                 varlen: (heads, total_q)
  * Every buffer comes with its element count, checked against the problem before any work;
  * pointers must be non-NULL, even for an empty tensor.
  *
@@ -24,7 +26,7 @@
 extern "C" {
 #endif
 
-#define FLASHDIST_ABI_VERSION 1
+#define FLASHDIST_ABI_VERSION 2
 
 enum flashdist_status {
     FLASHDIST_OK = 0,
@@ -70,6 +72,13 @@ typedef struct flashdist_problem {
     float softcap;
     /* Dropout probability in [0, 1) on the attention probabilities; kept ones scale by 1/(1-p). */
     float dropout_p;
+    /* Head size of v, o, dout, dv (1...256); 0 means head_dim. (Added in ABI version 2.) */
+    int64_t head_dim_v;
+    /* Attention sinks (ABI version 2): `heads` finite logits, one per query head, each joining
+     * every row's softmax denominator with no value (lse includes it; a row that sees no key has
+     * o = 0 and lse = sink), or NULL with sinks_count 0. Their gradient: flashdist_sink_gradient. */
+    const float *sinks;
+    int64_t sinks_count;
 } flashdist_problem;
 
 /* Zeroes every field but the window, set to (-1, -1), unbounded: a problem without options, to
@@ -93,6 +102,13 @@ int flashdist_backward(const flashdist_problem *problem,
                        float *dq, int64_t dq_count, float *dk, int64_t dk_count,
                        float *dv, int64_t dv_count,
                        int32_t threads, char *message, size_t message_size);
+
+/* dsinks (heads values), the gradient of the sinks, from the forward's o and lse and dout: each
+ * row's -exp(sink - lse) * rowsum(dout * o) in float64, a head's rows added in row order. */
+int flashdist_sink_gradient(const flashdist_problem *problem,
+                            const float *o, int64_t o_count, const float *lse, int64_t lse_count,
+                            const float *dout, int64_t dout_count, float *dsinks, int64_t dsinks_count,
+                            char *message, size_t message_size);
 
 /* The dropout keep factors the kernels apply (0, or 1/(1-p) where kept), (batch, heads,
  * seqlen_q, seqlen_k): fixed-length problems with dropout only. For tests and inspection. */
@@ -121,7 +137,8 @@ typedef struct flashdist_slice {
 } flashdist_slice;
 
 /* This rank's parts: of q, o, dout, dq; of k, v; of dk, dv; and of lse (a range of heads over the
- * full sequence, for both partitions). */
+ * full sequence, for both partitions). A slice never cuts the last axis, so it is the same for
+ * the tensors of head_dim and of head_dim_v. */
 typedef struct flashdist_shard {
     flashdist_slice queries;
     flashdist_slice keys;
