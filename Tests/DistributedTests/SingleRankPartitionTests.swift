@@ -18,8 +18,9 @@ func singleRankPartitions(causal: Bool) throws {
                                        options: AttentionOptions(softmaxScale: 0.2, causal: causal, softcap: 5))
     let q = inputs(problem.queryElements, seed: 1), k = inputs(problem.keyElements, seed: 2)
     let v = inputs(problem.keyElements, seed: 3), dO = inputs(problem.queryElements, seed: 4)
-    let expected = FlashAttention.forward(problem, q: q, k: k, v: v, threads: 2)
-    let grads = FlashAttention.backward(problem, q: q, k: k, v: v, o: expected.o, lse: expected.lse, dO: dO, threads: 2)
+    let expected = FlashAttention.forwardWithResidual(problem, q: q, k: k, v: v, threads: 2)
+    let grads = FlashAttention.backward(problem, q: q, k: k, v: v, o: expected.o, lse: expected.lse,
+                                        lseResidual: expected.lseResidual, dO: dO, threads: 2)
     let partitions: [(String, any AttentionPartition)] = [
         ("heads", try HeadParallelAttention(problem: problem, communicator: communicator, threads: 2)),
         ("sequence", try SequenceParallelAttention(problem: problem, communicator: communicator, threads: 2)),
@@ -31,6 +32,7 @@ func singleRankPartitions(causal: Bool) throws {
         let forward = try partition.forward(q: parts(q), k: partition.keys.gather(k), v: partition.keys.gather(v))
         #expect(forward.o == parts(expected.o), "\(name) o")
         #expect(forward.lse == partition.lse.flatMap { $0.gather(expected.lse) }, "\(name) lse")
+        #expect(forward.lseResidual == partition.lse.flatMap { $0.gather(expected.lseResidual) }, "\(name) lse residual")
         let backward = try partition.backward(forward.saved, dO: parts(dO))
         #expect(backward.dQ == parts(grads.dQ), "\(name) dq")
         #expect(backward.dK == partition.keyGradients.gather(grads.dK), "\(name) dk")
