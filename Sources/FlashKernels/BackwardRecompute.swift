@@ -24,12 +24,12 @@ import FlashAttentionCore
 /// group's are added in head order: ((0 + c₀) + c₁) + …. A caller that splits a group (across MPI
 /// ranks, say) asks for the contributions themselves and adds them in the same order, and gets the
 /// same bits.
-struct BackwardTiles {
+struct BackwardRecompute {
     let problem: AttentionProblem
     let placement: RowPlacement
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
     let dO: UnsafePointer<Float>, lse: UnsafePointer<Float>
-    /// The forward's lse residuals (`ForwardTile.finish`), laid out like lse; nil reads as zeros.
+    /// The forward's lse residuals (`OnlineSoftmax.finish`), laid out like lse; nil reads as zeros.
     let lseResidual: UnsafePointer<Float>?
     /// D = rowsum(dO ∘ O), laid out like lse.
     let delta: UnsafePointer<Float>

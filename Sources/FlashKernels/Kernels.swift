@@ -9,7 +9,7 @@ package enum Kernels {
                                 q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                 o: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
                                 lseResidual: UnsafeMutablePointer<Float>?, threads: Int, tiling: Tiling) {
-        let tiles = ForwardTile(problem: problem, placement: .whole(problem), q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual,
+        let tiles = OnlineSoftmax(problem: problem, placement: .whole(problem), q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual,
                                 rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
         TileScheduler(threads: threads).run(Tile.rowTiles(problem, rows: tiles.rowsPerTile, keyColumns: tiling.keyColumns),
                                             scratchFloats: tiles.scratchFloats) { tile, scratch in
@@ -27,7 +27,7 @@ package enum Kernels {
         defer { delta.deallocate() }
         rowDotProducts(problem, placement: .whole(problem), rows: 0..<problem.sequenceLength(keys: false), dO: dO, o: o, into: delta)
         let (rows, keys) = (tiling.backwardRows, tiling.backwardKeys(for: problem))
-        let tiles = BackwardTiles(problem: problem, placement: .whole(problem), q: q, k: k, v: v, dO: dO, lse: lse, lseResidual: lseResidual, delta: delta,
+        let tiles = BackwardRecompute(problem: problem, placement: .whole(problem), q: q, k: k, v: v, dO: dO, lse: lse, lseResidual: lseResidual, delta: delta,
                                   keyGradients: keyGradients, rowsPerBlock: rows, keysPerBlock: keys)
         let scheduler = TileScheduler(threads: threads)
         // One fused pass per (batch, kv head) when there are enough of them to share out evenly;

@@ -15,7 +15,7 @@ import Foundation
 /// broadcast operand and only Qᵀ is packed, once per tile, and the max and sum of each query run
 /// down a column, sixteen queries per vector, with no horizontal reductions. Each score is the same
 /// chain of FMAs over the head dimension either way.
-struct ForwardTile {
+struct OnlineSoftmax {
     let problem: AttentionProblem
     let placement: RowPlacement
     let q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>
@@ -176,26 +176,26 @@ func logAddExp(_ a: Double, _ b: Double) -> Double {
     return high + Foundation.log1p(Foundation.exp(low - high))
 }
 
-extension ForwardTile.State {
+extension OnlineSoftmax.State {
     /// The state carved from the start of `base`.
-    init(_ base: UnsafeMutablePointer<Float>, _ tile: ForwardTile) {
+    init(_ base: UnsafeMutablePointer<Float>, _ tile: OnlineSoftmax) {
         var carver = ScratchCarver(base)
         self.init(&carver, tile)
     }
 
-    init(_ carver: inout ScratchCarver, _ tile: ForwardTile) {
+    init(_ carver: inout ScratchCarver, _ tile: OnlineSoftmax) {
         self.init(&carver, paddedDim: roundUpToLanes(tile.problem.headDim), paddedValueDim: roundUpToLanes(tile.problem.valueHeadDim),
                   rows: tile.rowsPerTile)
     }
 }
 
-extension ForwardTile.Buffers {
-    init(_ base: UnsafeMutablePointer<Float>, _ tile: ForwardTile) {
+extension OnlineSoftmax.Buffers {
+    init(_ base: UnsafeMutablePointer<Float>, _ tile: OnlineSoftmax) {
         var carver = ScratchCarver(base)
         self.init(&carver, tile)
     }
 
-    init(_ carver: inout ScratchCarver, _ tile: ForwardTile) {
+    init(_ carver: inout ScratchCarver, _ tile: OnlineSoftmax) {
         self.init(&carver, paddedValueDim: roundUpToLanes(tile.problem.valueHeadDim), rows: tile.rowsPerTile, keys: tile.keysPerTile)
     }
 }

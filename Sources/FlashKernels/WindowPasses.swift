@@ -24,7 +24,7 @@ package final class WindowForwardPass: WindowForwardKernel {
         q.withUnsafeBufferPointer { q in
             let tile = Self.tile(problem, placement, tiling, q: q.baseAddress, k: nil, v: nil)
             for (index, part) in parts.enumerated() {
-                tile.begin(batch: part.batch, head: part.head, rows: part.rows, state: ForwardTile.State(state + index * stateFloats, tile))
+                tile.begin(batch: part.batch, head: part.head, rows: part.rows, state: OnlineSoftmax.State(state + index * stateFloats, tile))
             }
         }
     }
@@ -46,7 +46,7 @@ package final class WindowForwardPass: WindowForwardKernel {
             let part = parts[work.block]
             let visited = part.keys.clamped(to: problem.entryRange(part.batch, of: keys, keys: true))
             tile.visit(batch: part.batch, head: part.head, rows: part.rows, keys: visited,
-                       state: ForwardTile.State(state + work.block * stateFloats, tile), buffers: ForwardTile.Buffers(scratch, tile))
+                       state: OnlineSoftmax.State(state + work.block * stateFloats, tile), buffers: OnlineSoftmax.Buffers(scratch, tile))
         }
     }
 
@@ -60,11 +60,11 @@ package final class WindowForwardPass: WindowForwardKernel {
             lse.withUnsafeMutableBufferPointer { lse in
                 residual.withUnsafeMutableBufferPointer { residual in
                     guard let oBase = o.baseAddress, let lseBase = lse.baseAddress else { return }
-                    let tile = ForwardTile(problem: problem, placement: placement, q: oBase, k: oBase, v: oBase, o: oBase, lse: lseBase,
+                    let tile = OnlineSoftmax(problem: problem, placement: placement, q: oBase, k: oBase, v: oBase, o: oBase, lse: lseBase,
                                            lseResidual: residual.baseAddress,
                                            rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
                     for (index, part) in parts.enumerated() {
-                        tile.finish(batch: part.batch, head: part.head, rows: part.rows, state: ForwardTile.State(state + index * stateFloats, tile))
+                        tile.finish(batch: part.batch, head: part.head, rows: part.rows, state: OnlineSoftmax.State(state + index * stateFloats, tile))
                     }
                 }
             }
@@ -74,9 +74,9 @@ package final class WindowForwardPass: WindowForwardKernel {
 
     /// A tile over the given arrays; the arrays a step does not read may be any pointer.
     private static func tile(_ problem: AttentionProblem, _ placement: RowPlacement, _ tiling: Tiling, q: UnsafePointer<Float>?,
-                             k: UnsafePointer<Float>?, v: UnsafePointer<Float>?) -> ForwardTile {
+                             k: UnsafePointer<Float>?, v: UnsafePointer<Float>?) -> OnlineSoftmax {
         let unused = Placeholder.vector
-        return ForwardTile(problem: problem, placement: placement, q: q ?? UnsafePointer(unused), k: k ?? UnsafePointer(unused),
+        return OnlineSoftmax(problem: problem, placement: placement, q: q ?? UnsafePointer(unused), k: k ?? UnsafePointer(unused),
                            v: v ?? UnsafePointer(unused), o: unused, lse: unused, lseResidual: nil,
                            rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
     }
@@ -133,7 +133,7 @@ package final class WindowBackwardPass: WindowBackwardKernel {
                         delta.withUnsafeBufferPointer { delta in
                             dQ.withUnsafeMutableBufferPointer { dQ in
                                 guard let dQBase = dQ.baseAddress else { return }
-                                let tiles = BackwardTiles(problem: problem, placement: placement, q: q.baseAddress!, k: k, v: v,
+                                let tiles = BackwardRecompute(problem: problem, placement: placement, q: q.baseAddress!, k: k, v: v,
                                                           dO: dO.baseAddress!, lse: lse.baseAddress!, lseResidual: lseResidual.baseAddress,
                                                           delta: delta.baseAddress!,
                                                           keyGradients: .summedOverGroup, rowsPerBlock: tiling.backwardRows,
