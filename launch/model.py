@@ -29,8 +29,11 @@ Transfers (bytes per rank as `--stats` reports them, float32):
             backward sends K/V again, the per-head dK/dV sums of every key block to the next
             rank in row order (2·N·H·D_p·4, D_p = D rounded up to 16; not from the last rank),
             and from the last rank each block's dK, dV to its owner (2·(N − N/P)·kv_heads·D·4).
-            Blocks travel while the current one is computed: a step costs the longer of the two.
-            (Without a mask; zigzag under causal masks hands sums on more often.)
+            Forward: keys are visited in key order, so rank r > 0 waits for rank 0's before it
+            computes; later blocks travel while earlier ones are computed (ring_forward_seconds
+            replays that schedule). Backward: a pipeline, the longer of compute and the busiest
+            link, plus its filling. (Without a mask; zigzag under causal masks hands sums on more
+            often.)
   hybrid    sequence's all-to-alls within groups of U (on N/R rows), then the ring over R with
             the kv heads of the group's share (at least one).
 Blocking transfers add to compute (heads, sequence); a collective of P ranks costs (P − 1)
@@ -170,17 +173,71 @@ def ring_bytes(r, batch, n, heads, kv_heads, d, key_block=64):
 
 
 def ring(problem, cluster, r, heads, kv_heads, compute_f, compute_b, a2a_f, a2a_b, name, a2a_bytes=(0, 0)):
-    """R ring steps per pass, each the longer of its compute and its transfer (overlapped); the
-    first step needs no transfer. A backward step sends a K/V block and the sums of a block."""
+    """The forward as `ring_forward_seconds` schedules it; the backward a pipeline (see
+    `ring_backward_seconds`). `compute_f`/`compute_b`: one rank's compute."""
     b, n, d = problem["batch"], problem["seqlen"], problem["head_dim"]
     forward, backward = ring_bytes(r, b, n, heads, kv_heads, d)
-    step_f, step_b = compute_f / r, compute_b / r
     steps = max(r - 1, 1)
-    send_f, send_b = collective(max(forward) / steps, 1, cluster), collective(max(backward) / steps, 1, cluster)
-    fwd = a2a_f + step_f + (r - 1) * max(step_f, send_f)
-    bwd = a2a_b + step_b + (r - 1) * max(step_b, send_b)
-    exposed = a2a_f + a2a_b + (r - 1) * (max(0, send_f - step_f) + max(0, send_b - step_b))
-    return result(name, fwd, bwd, exposed, a2a_bytes[0] + max(forward), a2a_bytes[1] + max(backward))
+    send_f = collective(max(forward) / steps, 1, cluster)
+    fwd = a2a_f + ring_forward_seconds(r, compute_f / r, send_f)
+    bwd = a2a_b + ring_backward_seconds(r, problem, cluster, heads, kv_heads, compute_b, collective(max(backward), steps, cluster))
+    exposed = fwd + bwd - compute_f - compute_b
+    return result(name, fwd, bwd, max(0, exposed), a2a_bytes[0] + max(forward), a2a_bytes[1] + max(backward))
+
+
+def ring_forward_seconds(ranks, step, send, ahead=2):
+    """The forward as RingAttention runs it: each rank visits the keys of every rank in key order,
+    rank 0's first (the online softmax's order, which keeps the bytes those of one process), its own
+    at once and another's once they have arrived, `step` seconds of compute each. It posts receives
+    `ahead` sources in advance, and another when it has visited one; a posted transfer takes `send`
+    seconds and moves once both the sender's and the receiver's links are free, first posted first.
+    So rank r > 0 waits for rank 0's keys before it computes anything, and at the start every rank
+    asks ranks 0 and 1 for theirs. Returns the slowest rank's time."""
+    import heapq
+    if ranks == 1:
+        return step
+    egress, ingress = [0.0] * ranks, [0.0] * ranks
+    clock, position, visited = [0.0] * ranks, [0] * ranks, [0] * ranks
+    arrived = [dict() for _ in range(ranks)]
+    remote = lambda r, j: j if j < r else j + 1  # rank r's j-th source other than itself
+    posted = [(0.0, r, remote(r, j)) for r in range(ranks) for j in range(min(ahead, ranks - 1))]
+    heapq.heapify(posted)
+
+    def advance(r):
+        while position[r] < ranks:
+            s = position[r]
+            if s != r:
+                if s not in arrived[r]:
+                    return
+                clock[r] = max(clock[r], arrived[r].pop(s))
+                visited[r] += 1
+                if visited[r] + ahead - 1 < ranks - 1:
+                    heapq.heappush(posted, (clock[r] + step, r, remote(r, visited[r] + ahead - 1)))
+            clock[r] += step
+            position[r] += 1
+
+    for r in range(ranks):
+        advance(r)
+    while posted:
+        t, r, s = heapq.heappop(posted)
+        egress[s] = ingress[r] = max(t, egress[s], ingress[r]) + send
+        arrived[r][s] = egress[s]
+        advance(r)
+    return max(clock)
+
+
+def ring_backward_seconds(ranks, problem, cluster, heads, kv_heads, compute, link, key_block=64):
+    """RingBackward is a pipeline over key blocks: a block's dK/dV sums pass from the rows of one
+    rank to those of the next while every rank works on other blocks, so in steady state a rank is
+    limited by its compute or by its link (`link`: the busiest rank's bytes), whichever is longer;
+    filling the pipeline costs, per rank after the first, one item (a key block against a rank's
+    rows) of compute and the transfer of its keys, values and sums."""
+    if ranks == 1:
+        return compute
+    b, n, d = problem["batch"], problem["seqlen"], problem["head_dim"]
+    blocks = -(-n // key_block)
+    item_bytes = 2 * b * key_block * (kv_heads * d + heads * (-(-d // 16) * 16)) * FLOAT
+    return max(compute, link) + (ranks - 1) * (compute / blocks + collective(item_bytes, 1, cluster))
 
 
 def result(name, fwd, bwd, transfers, fwd_bytes, bwd_bytes):

@@ -38,23 +38,30 @@ struct BackwardRecompute {
     let rowsPerBlock: Int
     let keysPerBlock: Int
 
-    /// Per-worker scratch: packed Q `(br, dp)` and dO `(br, dvp)` rows with their lse and D
-    /// `(br)`, packed Kᵀ `(dp, bc)`, Vᵀ `(dvp, bc)` and K `(bc, dp)` of the key block, P and dS of
-    /// the tile `(br, bc)`, and the gradient blocks being accumulated: gradA is dK of the block
-    /// `(bc, dp)` or dQ of a row block `(br, dp)`, gradB dV `(bc, dvp)`, headK and headV one head's
-    /// share of them.
+    /// Per-worker scratch: a row block, a key block, the tile between them, and the gradient
+    /// blocks being accumulated.
     struct Buffers {
         let qBlock, dOBlock, rowLSE, rowResidual, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
-        /// Only with softcap or dropout: 1 − tanh²(S/c), the keep factors, and P∘keep.
+        /// Only with softcap or dropout.
         let capDerivative, keep, pDropped: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, rows br: Int, keys bc: Int) {
-            qBlock = carver.take(br * dp); dOBlock = carver.take(br * dvp)
-            rowLSE = carver.take(br); rowResidual = carver.take(br); rowDelta = carver.take(br)
-            kT = carver.take(dp * bc); vT = carver.take(dvp * bc); kBlock = carver.take(bc * dp)
-            p = carver.take(br * bc); dS = carver.take(br * bc)
-            gradA = carver.take(max(br, bc) * dp); gradB = carver.take(bc * dvp)
-            headK = carver.take(bc * dp); headV = carver.take(bc * dvp)
-            capDerivative = carver.take(br * bc); keep = carver.take(br * bc); pDropped = carver.take(br * bc)
+            qBlock = carver.take(br * dp)               // (br, dp): Q·scale of the row block
+            dOBlock = carver.take(br * dvp)             // (br, dvp): dO of the row block
+            rowLSE = carver.take(br)                    // (br): lse per row
+            rowResidual = carver.take(br)               // (br): lse's float32 rounding error per row
+            rowDelta = carver.take(br)                  // (br): D = rowsum(dO ∘ O) per row
+            kT = carver.take(dp * bc)                   // (dp, bc): Kᵀ of the key block
+            vT = carver.take(dvp * bc)                  // (dvp, bc): Vᵀ of the key block
+            kBlock = carver.take(bc * dp)               // (bc, dp): K of the key block (dQ += dS·K)
+            p = carver.take(br * bc)                    // (br, bc): S, then P in place
+            dS = carver.take(br * bc)                   // (br, bc): dP, then dS in place
+            gradA = carver.take(max(br, bc) * dp)       // (bc, dp): dK of the key block, or (br, dp): dQ of a row block
+            gradB = carver.take(bc * dvp)               // (bc, dvp): dV of the key block
+            headK = carver.take(bc * dp)                // (bc, dp): one query head's share of dK
+            headV = carver.take(bc * dvp)               // (bc, dvp): one query head's share of dV
+            capDerivative = carver.take(br * bc)        // (br, bc): 1 − tanh²(S/c), softcap's chain-rule factor
+            keep = carver.take(br * bc)                 // (br, bc): dropout's keep factors, 0 or 1/(1 − p)
+            pDropped = carver.take(br * bc)             // (br, bc): P ∘ keep, what V saw
         }
     }
 
@@ -95,7 +102,7 @@ struct BackwardRecompute {
         for g in 0..<problem.groupSize {
             for i in 0..<mask.seqlenQ {
                 let row = dQ + placement.queryIndex(batch: b, row: i, head: tile.head * problem.groupSize + g)
-                scaleScores(row, count: d, by: problem.options.softmaxScale)
+                scaleRow(row, count: d, by: problem.options.softmaxScale)
             }
         }
     }
@@ -109,6 +116,7 @@ struct BackwardRecompute {
         let mask = problem.mask(b)
         let keys = Tile.keyBlock(block, of: mask, keys: keysPerBlock)
         packKeyBlock(batch: b, kvHead: kvHead, keys: keys, into: buf, transposedOnly: dQ == nil)
+        // (keys, dp), (keys, dvp): the group's sums; (keys, dp), (keys, dvp): one head's share.
         let (dKBlock, dVBlock, dKHead, dVHead) = (buf.gradA, buf.gradB, buf.headK, buf.headV)
         dKBlock.update(repeating: 0, count: keys.count * dp)
         dVBlock.update(repeating: 0, count: keys.count * dvp)
@@ -150,7 +158,8 @@ struct BackwardRecompute {
             guard !rows.isEmpty else { continue }
             packRowBlock(batch: b, head: h, rows: rows, into: buf)
             let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
-            // dV += Pᵀ·dO and dK += dSᵀ·Q: P and dS are read column by column.
+            // dV (keys, dvp) += Pᵀ (keys, rows) · dO (rows, dvp) and dK (keys, dp) += dSᵀ (keys, rows) ·
+            // Q (rows, dp): P and dS are read column by column.
             multiply(m: keys.count, n: dvp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: keysPerBlock,
                      b: buf.dOBlock, bRowStride: dvp, c: dVHead, cRowStride: dvp, accumulate: true)
             multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: keysPerBlock,
@@ -184,7 +193,7 @@ struct BackwardRecompute {
         let b = tile.batch, h = tile.head, mask = problem.mask(b)
         let rows = Tile.rowBlock(tile.block, of: mask, rows: rowsPerBlock)
         packRowBlock(batch: b, head: h, rows: rows, into: buf)
-        let dQBlock = buf.gradA
+        let dQBlock = buf.gradA  // (rows, dp), before the scale
         dQBlock.update(repeating: 0, count: rows.count * dp)
 
         let seen = mask.keys(seenBy: rows)
@@ -203,7 +212,7 @@ struct BackwardRecompute {
         }
     }
 
-    /// dQ += dS·K for one tile, into rows `rowStride` floats apart.
+    /// dQ (rows, dp) += dS (rows, keys) · K (keys, dp) for one tile, into rows `rowStride` floats apart.
     private func accumulateQueryGradient(rows: Int, keys: Int, buffers buf: Buffers,
                                          into dQ: UnsafeMutablePointer<Float>, rowStride: Int) {
         multiply(m: rows, n: roundUpToLanes(problem.headDim), k: roundUpToLanes(keys),
@@ -247,6 +256,7 @@ struct BackwardRecompute {
                            buffers buf: Buffers) -> UnsafePointer<Float> {
         let dp = roundUpToLanes(problem.headDim), dvp = roundUpToLanes(problem.valueHeadDim)
         let bc = keysPerBlock, wp = roundUpToLanes(keys.count)
+        // S (rows, wp) = Q (rows, dp) · Kᵀ (dp, wp) and dP (rows, wp) = dO (rows, dvp) · Vᵀ (dvp, wp)
         multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
                  b: buf.kT, bRowStride: bc, c: buf.p, cRowStride: bc, accumulate: false)
         multiply(m: rows.count, n: wp, k: dvp, a: buf.dOBlock, aRowStride: dvp, aColumnStride: 1,

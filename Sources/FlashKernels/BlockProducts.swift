@@ -1,6 +1,6 @@
 import FlashAttentionCore
 
-/// The matrix products of a tile, register-blocked for SIMD, and the packing that feeds them.
+/// The matrix products of a tile, register-blocked for SIMD (Packing.swift lays out their operands).
 ///
 /// Every product here is `C (m×n) (+)= A (m×k) · B (k×n)` with B and C row-major and n a multiple
 /// of 16 (the packed layouts are zero-padded to that). A is read through two strides, so one kernel
@@ -94,32 +94,5 @@ func multiply(m: Int, n: Int, k: Int,
             column += lanes
         }
         row += 1
-    }
-}
-
-/// Copies `rows` rows of `width` floats (source rows `sourceStride` apart), times `factor`, into a
-/// dense block `paddedWidth` wide, zero-filling the extra columns so products over them add
-/// nothing. The factor is the softmax scale when packing Q, 1 (exact) otherwise.
-@inline(__always)
-func packRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
-              into block: UnsafeMutablePointer<Float>, paddedWidth: Int, times factor: Float = 1) {
-    for r in 0..<rows {
-        let from = source + r * sourceStride, to = block + r * paddedWidth
-        for c in 0..<width { to[c] = from[c] * factor }
-        (to + width).update(repeating: 0, count: paddedWidth - width)
-    }
-}
-
-/// Writes the transpose of `rows` source rows of `width` floats, times `factor`, into a block with
-/// `paddedRows` rows (one per source column) of `paddedColumns` floats, zero-filling both
-/// paddings: Qᵀ for the forward's scores, Kᵀ and Vᵀ for the backward's.
-@inline(__always)
-func packTransposed(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
-                    into block: UnsafeMutablePointer<Float>, paddedRows: Int, paddedColumns: Int,
-                    times factor: Float = 1) {
-    block.update(repeating: 0, count: paddedRows * paddedColumns)
-    for r in 0..<rows {
-        let from = source + r * sourceStride
-        for d in 0..<width { block[d * paddedColumns + r] = from[d] * factor }
     }
 }

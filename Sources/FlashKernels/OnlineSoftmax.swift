@@ -26,22 +26,24 @@ struct OnlineSoftmax {
     /// Keys per block: the online softmax rescales once per block, so this groups its sums.
     let keysPerTile: Int
 
-    /// What a tile carries from one key block to the next: Qᵀ of the tile `(dp, br)`, the
-    /// unnormalised output `(br, dvp)`, and per query the running max and sum `(br)`.
+    /// What a tile carries from one key block to the next.
     struct State {
         let qT, acc, rowMax, rowSum: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, rows br: Int) {
-            qT = carver.take(dp * br); acc = carver.take(br * dvp); rowMax = carver.take(br); rowSum = carver.take(br)
+            qT = carver.take(dp * br)       // (dp, br): Qᵀ·scale of the tile's rows, zero-padded
+            acc = carver.take(br * dvp)     // (br, dvp): the unnormalised output
+            rowMax = carver.take(br)        // (br): running max m per query
+            rowSum = carver.take(br)        // (br): running sum ℓ per query
         }
     }
 
-    /// Per-worker scratch of one key block: the transposed scores `(bc, br)`, V padded to whole
-    /// vectors when the value head dim needs it `(bc, dvp)`, and per query the rescale factor of
-    /// the block `(br)`.
+    /// Per-worker scratch of one key block.
     struct Buffers {
         let sT, vBlock, rescale: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedValueDim dvp: Int, rows br: Int, keys bc: Int) {
-            sT = carver.take(bc * br); vBlock = carver.take(bc * dvp); rescale = carver.take(br)
+            sT = carver.take(bc * br)       // (bc, br): Sᵀ, then Pᵀ in place
+            vBlock = carver.take(bc * dvp)  // (bc, dvp): V of the block, dense and zero-padded
+            rescale = carver.take(br)       // (br): e^(m − m') per query
         }
     }
 
@@ -83,8 +85,9 @@ struct OnlineSoftmax {
         var j0 = keys.lowerBound / bc * bc
         while j0 < keys.upperBound {
             let block = j0..<min(j0 + bc, mask.seqlenK), width = block.count
-            let kBlock = k + placement.keyIndex(batch: b, key: j0, kvHead: kvHead)
-            let vSource = v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead)
+            let kBlock = k + placement.keyIndex(batch: b, key: j0, kvHead: kvHead)        // (width, d), rows keyStride apart
+            let vSource = v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead)     // (width, dv), rows valueStride apart
+            // Sᵀ (width, rp) = K (width, d) · Qᵀ (d, rp)
             multiply(m: width, n: rp, k: d, a: kBlock, aRowStride: keyStride, aColumnStride: 1,
                      b: state.qT, bRowStride: br, c: buffers.sT, cRowStride: br, accumulate: false)
             if modifiers.changesScores {
@@ -101,12 +104,13 @@ struct OnlineSoftmax {
             // The sums above are of the undropped probabilities: lse is the softmax's own.
             modifiers.applyDropoutKeyMajor(buffers.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows)
             for t in 0..<rows.count where buffers.rescale[t] != 1 {
-                scaleScores(state.acc + t * dvp, count: dvp, by: buffers.rescale[t])
+                scaleRow(state.acc + t * dvp, count: dvp, by: buffers.rescale[t])
             }
             // O += P·V, P read down the columns of Sᵀ. V is copied to consecutive rows: in place its
             // rows lie heads·D floats apart, often a multiple of 4 KiB, and a column of them would
             // all fall in one L1 set.
             packRows(vSource, sourceStride: valueStride, rows: width, width: dv, into: buffers.vBlock, paddedWidth: dvp)
+            // acc (rows, dvp) += P (rows, width) · V (width, dvp)
             multiply(m: rows.count, n: dvp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: br,
                      b: buffers.vBlock, bRowStride: dvp, c: state.acc, cRowStride: dvp, accumulate: true)
             j0 += bc

@@ -69,12 +69,16 @@ package enum StandardKernels {
         let (nkp, ld, dvp, kvHead) = (roundUpToLanes(nk), StandardAttention.rowStride(nk), roundUpToLanes(dv), h / problem.groupSize)
         guard nq > 0 else { return }
         var carver = ScratchCarver(scratch)
-        let s = carver.take(nq * ld), kT = carver.take(d * ld), vBlock = carver.take(nkp * dvp), acc = carver.take(nq * dvp)
+        let s = carver.take(nq * ld)            // (nq, ld): S of the head
+        let kT = carver.take(d * ld)            // (d, ld): Kᵀ·scale
+        let vBlock = carver.take(nkp * dvp)     // (nkp, dvp): V, dense and zero-padded
+        let acc = carver.take(nq * dvp)         // (nq, dvp): O = P·V
         let mask = problem.mask(b), probabilities = p + StandardAttention.probabilityOffset(problem, batch: b, head: h)
         let placement = RowPlacement.whole(problem)
         let firstKey = placement.keyIndex(batch: b, key: 0, kvHead: kvHead), kvStride = problem.kvHeads * d
         packTransposed(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kT, paddedRows: d, paddedColumns: ld,
                        times: problem.options.softmaxScale)
+        // S (nq, nkp) = Q (nq, d) · Kᵀ (d, nkp), a panel of keys at a time.
         for j in stride(from: 0, to: nkp, by: StandardAttention.panel) {
             multiply(m: nq, n: min(StandardAttention.panel, nkp - j), k: d, a: q + placement.queryIndex(batch: b, row: 0, head: h),
                      aRowStride: problem.heads * d, aColumnStride: 1, b: kT + j, bRowStride: ld, c: s + j, cRowStride: ld,
@@ -88,6 +92,7 @@ package enum StandardKernels {
         packRows(v + placement.valueIndex(batch: b, key: 0, kvHead: kvHead), sourceStride: problem.kvHeads * dv, rows: nk, width: dv,
                  into: vBlock, paddedWidth: dvp)
         acc.update(repeating: 0, count: nq * dvp)
+        // O (nq, dvp) = P (nq, nk) · V (nk, dvp).
         for j in stride(from: 0, to: nk, by: StandardAttention.panel) {
             multiply(m: nq, n: dvp, k: min(StandardAttention.panel, nk - j), a: probabilities + j, aRowStride: ld, aColumnStride: 1,
                      b: vBlock + j * dvp, bRowStride: dvp, c: acc, cRowStride: dvp, accumulate: true)
@@ -110,7 +115,7 @@ package enum StandardKernels {
             sums += e
         }
         let sum = sums.sum()
-        scaleScores(p, count: count, by: sum == 0 ? 0 : 1 / sum)
+        scaleRow(p, count: count, by: sum == 0 ? 0 : 1 / sum)
         return sum == 0 ? -.infinity : pivot + Foundation.log(sum)
     }
 
@@ -124,9 +129,14 @@ package enum StandardKernels {
         let (nkp, ld, dp, dvp) = (roundUpToLanes(nk), StandardAttention.rowStride(nk), roundUpToLanes(d), roundUpToLanes(dv))
         let scale = problem.options.softmaxScale
         var carver = ScratchCarver(scratch)
-        let dS = carver.take(nq * ld), vT = carver.take(dvp * ld), kBlock = carver.take(nkp * dp)
-        let dKSum = carver.take(nkp * dp), dVSum = carver.take(nkp * dvp)
-        let qBlock = carver.take(nq * dp), dOBlock = carver.take(nq * dvp), dQBlock = carver.take(nq * dp)
+        let dS = carver.take(nq * ld)           // (nq, ld): dP, then dS in place
+        let vT = carver.take(dvp * ld)          // (dvp, ld): Vᵀ
+        let kBlock = carver.take(nkp * dp)      // (nkp, dp): K
+        let dKSum = carver.take(nkp * dp)       // (nkp, dp): dK summed over the group, before the scale
+        let dVSum = carver.take(nkp * dvp)      // (nkp, dvp): dV summed over the group
+        let qBlock = carver.take(nq * dp)       // (nq, dp): Q of one query head
+        let dOBlock = carver.take(nq * dvp)     // (nq, dvp): dO of one query head
+        let dQBlock = carver.take(nq * dp)      // (nq, dp): dQ of one query head, before the scale
         let placement = RowPlacement.whole(problem)
         let firstKey = placement.keyIndex(batch: b, key: 0, kvHead: kvHead), kvStride = problem.kvHeads * d
         let firstValue = placement.valueIndex(batch: b, key: 0, kvHead: kvHead), valueStride = problem.kvHeads * dv
@@ -140,12 +150,12 @@ package enum StandardKernels {
             let probabilities = p + StandardAttention.probabilityOffset(problem, batch: b, head: h)
             packRows(q + first, sourceStride: rowStride, rows: nq, width: d, into: qBlock, paddedWidth: dp)
             packRows(dO + firstOutput, sourceStride: outputStride, rows: nq, width: dv, into: dOBlock, paddedWidth: dvp)
-            // dV += Pᵀ·dO, Pᵀ read down the columns of P.
+            // dV (nk, dvp) += Pᵀ (nk, nq) · dO (nq, dvp), Pᵀ read down the columns of P.
             for i in stride(from: 0, to: nq, by: StandardAttention.panel) {
                 multiply(m: nk, n: dvp, k: min(StandardAttention.panel, nq - i), a: probabilities + i * ld, aRowStride: 1, aColumnStride: ld,
                          b: dOBlock + i * dvp, bRowStride: dvp, c: dVSum, cRowStride: dvp, accumulate: true)
             }
-            // dP = dO·Vᵀ, then dS = P ∘ (dP − D) in place, D = rowsum(dO ∘ O).
+            // dP (nq, nkp) = dO (nq, dv) · Vᵀ (dv, nkp), then dS = P ∘ (dP − D) in place, D = rowsum(dO ∘ O).
             for j in stride(from: 0, to: nkp, by: StandardAttention.panel) {
                 multiply(m: nq, n: min(StandardAttention.panel, nkp - j), k: dv, a: dO + firstOutput, aRowStride: outputStride,
                          aColumnStride: 1, b: vT + j, bRowStride: ld, c: dS + j, cRowStride: ld, accumulate: false)
@@ -160,6 +170,7 @@ package enum StandardKernels {
                 }
             }
             dQBlock.update(repeating: 0, count: nq * dp)
+            // dQ (nq, dp) = dS (nq, nk) · K (nk, dp).
             for j in stride(from: 0, to: nk, by: StandardAttention.panel) {
                 multiply(m: nq, n: dp, k: min(StandardAttention.panel, nk - j), a: dS + j, aRowStride: ld, aColumnStride: 1,
                          b: kBlock + j * dp, bRowStride: dp, c: dQBlock, cRowStride: dp, accumulate: true)
@@ -168,7 +179,7 @@ package enum StandardKernels {
                 let to = dQ + first + i * rowStride, from = dQBlock + i * dp
                 for c in 0..<d { to[c] = from[c] * scale }
             }
-            // dK += dSᵀ·Q (scaled once, at the end).
+            // dK (nk, dp) += dSᵀ (nk, nq) · Q (nq, dp) (scaled once, at the end).
             for i in stride(from: 0, to: nq, by: StandardAttention.panel) {
                 multiply(m: nk, n: dp, k: min(StandardAttention.panel, nq - i), a: dS + i * ld, aRowStride: 1, aColumnStride: ld,
                          b: qBlock + i * dp, bRowStride: dp, c: dKSum, cRowStride: dp, accumulate: true)

@@ -78,8 +78,9 @@ extension Lanes {
     return (large.replacing(with: small, where: near), (r * (2 - r)).replacing(with: 1 - small * small, where: near))
 }
 
-/// Multiplies `count` floats (a whole number of vectors) by `factor`.
-@inline(__always) func scaleScores(_ row: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
+/// Multiplies a row of `count` floats (a whole number of vectors) by `factor`: probabilities by
+/// 1/ℓ, the output accumulator by the online softmax's rescale, dQ by the softmax scale.
+@inline(__always) func scaleRow(_ row: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
     var c = 0
     while c < count { (Lanes.load(row + c) * factor).store(row + c); c += lanes }
 }

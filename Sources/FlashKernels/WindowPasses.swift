@@ -10,6 +10,7 @@ package final class WindowForwardPass: WindowForwardKernel {
     let parts: [ForwardParts.Part]
     let threads: Int
     let tiling: Tiling
+    /// (parts, stateFloats): one `OnlineSoftmax.State` per part, carried between visits.
     private let state: UnsafeMutablePointer<Float>
     private let stateFloats: Int
 
@@ -91,8 +92,9 @@ package final class WindowBackwardPass: WindowBackwardKernel {
     let q, o, lse, lseResidual, dO: [Float]
     let threads: Int
     let tiling: Tiling
+    /// (batch, heads, window): D = rowsum(dO ∘ O), laid out like lse.
     private var delta: [Float]
-    /// dQ before the scale, rows padded to whole vectors.
+    /// (batch, window, heads, dp): dQ before the scale, rows padded to whole vectors.
     private var dQ: [Float]
 
     /// The rows `window` with their q `(batch, window, heads, headDim)`, o, dO `(…, valueHeadDim)`

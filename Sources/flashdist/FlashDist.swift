@@ -14,18 +14,22 @@ struct FlashDist: ParsableCommand {
     /// Parses and runs a command; any failure is one line on stderr and a non-zero exit. Under
     /// mpirun every rank runs this, and MPI is finalised once, on every path.
     static func main() {
-        let communicator: Communicator
-        do {
-            communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment)
-        } catch {
-            exit(after: error, on: nil, shared: true)
-        }
-        InterruptCleanup.shared.install()
         // The arguments as the system's bytes (a path that is not UTF-8 stays the path it was).
         let arguments = (1..<Int(CommandLine.argc)).map { index in
             FilePath.string(fromSystem: Array(UnsafeRawBufferPointer(start: CommandLine.unsafeArgv[index]!,
                                                                      count: strlen(CommandLine.unsafeArgv[index]!))))
         }
+        let communicator: Communicator
+        do {
+            // A quiet first parse, only to know the partition before MPI starts; errors are
+            // reported by the parse below, once MPI can tell rank 0.
+            let partition = ((try? parseAsRoot(arguments)) as? DistributedCommand)?.partitionOptions
+            communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment,
+                                                  progressThread: partition?.overlapsTransfers ?? true)
+        } catch {
+            exit(after: error, on: nil, shared: true)
+        }
+        InterruptCleanup.shared.install()
         var command: ParsableCommand
         do {
             try LaunchAgreement.check(arguments, on: communicator)
@@ -82,6 +86,8 @@ struct FlashDist: ParsableCommand {
 /// A command that runs on every rank of an mpirun job, and on a single rank without one.
 protocol DistributedCommand: ParsableCommand {
     func run(on communicator: Communicator) throws
+    /// `--partition` and `--ulysses`, for a command that takes them.
+    var partitionOptions: PartitionOptions? { get }
 }
 
 /// `--window L,R`, -1 for an unbounded side (the sizes are the library's to check).
