@@ -13,10 +13,10 @@ import TensorSlices
 /// adds each head's terms in row order.
 public enum SinkGradientReduction {
     /// `o` and `dO` are the rank's query parts one after the other (`AttentionPartition.queries`),
-    /// `lse` and `lseResidual` its lse parts (`AttentionPartition.lse`); `sinks` are the whole
+    /// `lse` and `lseResidual` its lse parts (`AttentionPartition.lse`; no residual reads as zeros); `sinks` are the whole
     /// problem's, one per head of `shapes`.
     public static func compute(shapes: TensorShapes, sinks: [Float], queries: [AxisSlice], o: [Float], dO: [Float],
-                               lseParts: [AxisSlice], lse: [Float], lseResidual: [Float],
+                               lseParts: [AxisSlice], lse: [Float], lseResidual: [Float]?,
                                on communicator: Communicator) throws(MPIError) -> [Float] {
         let (heads, rows, d) = (shapes.heads, shapes.seqlenQ, shapes.headDim)
         var deltas = [Double](repeating: 0, count: shapes.batch * heads * rows)
@@ -50,7 +50,7 @@ public enum SinkGradientReduction {
                         let at = start + (b * local[1] + h) * local[2] + i
                         let (head, row) = part.axis == 1 ? (part.range.lowerBound + h, i) : (h, part.range.lowerBound + i)
                         let slot = (b * heads + head) * rows + row
-                        terms[slot] = SinkGradient.term(sink: sinks[head], lse: lse[at], residual: lseResidual[at], delta: deltas[slot])
+                        terms[slot] = SinkGradient.term(sink: sinks[head], lse: lse[at], residual: lseResidual?[at] ?? 0, delta: deltas[slot])
                     }
                 }
             }

@@ -41,7 +41,8 @@ struct BackwardRecompute {
     /// Per-worker scratch: a row block, a key block, the tile between them, and the gradient
     /// blocks being accumulated.
     struct Buffers {
-        let qBlock, dOBlock, rowLSE, rowResidual, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
+        var qBlock, dOBlock: UnsafeMutablePointer<Float>
+        let rowLSE, rowResidual, rowDelta, kT, vT, kBlock, p, dS, gradA, gradB, headK, headV: UnsafeMutablePointer<Float>
         /// Only with softcap or dropout.
         let capDerivative, keep, pDropped: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, rows br: Int, keys bc: Int) {
@@ -96,8 +97,20 @@ struct BackwardRecompute {
         }
         var carver = ScratchCarver(scratch)
         let buf = buffers(&carver)
+        let dp = roundUpToLanes(d), dvp = roundUpToLanes(problem.valueHeadDim), dv = problem.valueHeadDim
+        let packed = (0..<problem.groupSize).map { g -> (q: UnsafeMutablePointer<Float>, dO: UnsafeMutablePointer<Float>) in
+            let h = tile.head * problem.groupSize + g
+            let pq = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mask.seqlenQ * dp))
+            let pd = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mask.seqlenQ * dvp))
+            packRows(q + placement.queryIndex(batch: b, row: 0, head: h), sourceStride: problem.heads * d,
+                     rows: mask.seqlenQ, width: d, into: pq, paddedWidth: dp, times: problem.options.softmaxScale)
+            packRows(self.dO + placement.outputIndex(batch: b, row: 0, head: h), sourceStride: problem.heads * dv,
+                     rows: mask.seqlenQ, width: dv, into: pd, paddedWidth: dvp)
+            return (pq, pd)
+        }
+        defer { for p in packed { p.q.deallocate(); p.dO.deallocate() } }
         for block in 0..<Tile.blockCount(mask.seqlenK, keysPerBlock) {
-            keyBlockGradients(batch: b, kvHead: tile.head, block: block, buffers: buf, dK: dK, dV: dV, dQ: dQ)
+            keyBlockGradients(batch: b, kvHead: tile.head, block: block, buffers: buf, dK: dK, dV: dV, dQ: dQ, packed: packed)
         }
         for g in 0..<problem.groupSize {
             for i in 0..<mask.seqlenQ {
@@ -111,7 +124,7 @@ struct BackwardRecompute {
     /// dQ rows of the group's heads, which the caller owns.
     private func keyBlockGradients(batch b: Int, kvHead: Int, block: Int, buffers buf: Buffers,
                                    dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
-                                   dQ: UnsafeMutablePointer<Float>?) {
+                                   dQ: UnsafeMutablePointer<Float>?, packed: [(q: UnsafeMutablePointer<Float>, dO: UnsafeMutablePointer<Float>)]? = nil) {
         let d = problem.headDim, dp = roundUpToLanes(d), dvp = roundUpToLanes(problem.valueHeadDim)
         let mask = problem.mask(b)
         let keys = Tile.keyBlock(block, of: mask, keys: keysPerBlock)
@@ -126,7 +139,7 @@ struct BackwardRecompute {
             dKHead.update(repeating: 0, count: keys.count * dp)
             dVHead.update(repeating: 0, count: keys.count * dvp)
             accumulateHead(batch: b, head: h, keys: keys, rows: 0..<mask.seqlenQ, buffers: buf, dKHead: dKHead, dVHead: dVHead,
-                           dQ: dQ.map { ($0, d) })
+                           dQ: dQ.map { ($0, d) }, packed: packed?[g])
             switch keyGradients {
             case .perQueryHead:
                 storeKeyBlock(dKHead, dVHead, batch: b, keys: keys, head: h, of: problem.heads, dK: dK, dV: dV)
@@ -147,7 +160,7 @@ struct BackwardRecompute {
     /// hands the sums on, and the additions stay those of one pass over all rows.
     func accumulateHead(batch b: Int, head h: Int, keys: Range<Int>, rows window: Range<Int>, buffers buf: Buffers,
                         dKHead: UnsafeMutablePointer<Float>, dVHead: UnsafeMutablePointer<Float>,
-                        dQ: (base: UnsafeMutablePointer<Float>, width: Int)?) {
+                        dQ: (base: UnsafeMutablePointer<Float>, width: Int)?, packed: (q: UnsafeMutablePointer<Float>, dO: UnsafeMutablePointer<Float>)? = nil) {
         let dp = roundUpToLanes(problem.headDim), dvp = roundUpToLanes(problem.valueHeadDim), br = rowsPerBlock
         let mask = problem.mask(b)
         let seen = mask.rows(seeing: keys)
@@ -156,7 +169,14 @@ struct BackwardRecompute {
             let rows = (i0..<min(i0 + br, mask.seqlenQ)).clamped(to: window)
             i0 += br
             guard !rows.isEmpty else { continue }
-            packRowBlock(batch: b, head: h, rows: rows, into: buf)
+            var buf = buf
+            if let packed {
+                buf.qBlock = packed.q + (rows.lowerBound - problem.queryOffsets[b] * 0) * dp
+                buf.dOBlock = packed.dO + rows.lowerBound * dvp
+                packRowStats(batch: b, head: h, rows: rows, into: buf)
+            } else {
+                packRowBlock(batch: b, head: h, rows: rows, into: buf)
+            }
             let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
             // dV (keys, dvp) += Pᵀ (keys, rows) · dO (rows, dvp) and dK (keys, dp) += dSᵀ (keys, rows) ·
             // Q (rows, dp): P and dS are read column by column.
@@ -227,6 +247,10 @@ struct BackwardRecompute {
                  rows: rows.count, width: d, into: buf.qBlock, paddedWidth: roundUpToLanes(d), times: problem.options.softmaxScale)
         packRows(dO + placement.outputIndex(batch: b, row: rows.lowerBound, head: h), sourceStride: problem.heads * dv,
                  rows: rows.count, width: dv, into: buf.dOBlock, paddedWidth: roundUpToLanes(dv))
+        packRowStats(batch: b, head: h, rows: rows, into: buf)
+    }
+
+    func packRowStats(batch b: Int, head h: Int, rows: Range<Int>, into buf: Buffers) {
         for t in 0..<rows.count {
             let index = placement.lseIndex(batch: b, head: h, row: rows.lowerBound + t)
             buf.rowLSE[t] = lse[index]

@@ -58,13 +58,13 @@ struct PartitionedRun {
             }
             try write(gradients, of: partition, to: output, clock: &clock)
             try writeSinkGradient(of: partition, o: inputs.o, dO: inputs.dO, lse: inputs.lse,
-                                  lseResidual: inputs.lseResidual ?? [Float](repeating: 0, count: inputs.lse.count), to: output, clock: &clock)
+                                  lseResidual: inputs.lseResidual, to: output, clock: &clock)
         }
     }
 
     /// dsinks, when the problem has sinks, from this rank's parts of o, dO, lse and its residual
     /// (`SinkGradientReduction`); rank 0 writes it.
-    private func writeSinkGradient(of partition: any AttentionPartition, o: [Float], dO: [Float], lse: [Float], lseResidual: [Float],
+    private func writeSinkGradient(of partition: any AttentionPartition, o: [Float], dO: [Float], lse: [Float], lseResidual: [Float]?,
                                    to output: CollectiveOutput, clock: inout PhaseClock) throws {
         guard let sinks = layout.problem.options.sinks else { return }
         let dSinks = try clock.time(.backward) {

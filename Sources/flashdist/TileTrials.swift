@@ -44,7 +44,7 @@ struct TileTrials {
     }
 
     private var backwardCandidates: [Candidate] {
-        unique([(64, nil), (64, 64), (64, 128), (128, 64), (128, 128)].map { (rows: Int, keys: Int?) in
+        unique([(64, nil), (64, 64), (64, 128), (64, 256), (128, 64), (128, 128), (128, 256)].map { (rows: Int, keys: Int?) in
             var tiling = fitted
             (tiling.backwardRows, tiling.backwardKeys) = (rows, keys)
             return Candidate(name: "backward \(rows) rows × \(keys.map(String.init) ?? "fitted") keys", tiling: tiling,

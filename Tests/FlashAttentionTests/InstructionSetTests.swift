@@ -107,15 +107,18 @@ private func problem(_ seqlen: Int, _ headDim: Int) throws -> AttentionProblem {
                          options: AttentionOptions(softmaxScale: 1))
 }
 
-@Test("the backward's key blocks are wide where their blocks fit half of L2")
+@Test("the backward's key blocks are the widest, up to 256, whose blocks fit L2")
 func backwardKeysFollowL2() throws {
     func keys(_ headDim: Int, l2: Int) throws -> Int {
         Tiling.fitted(to: CacheSizes(l1: 32 << 10, l2: l2, l3: 32 << 20)).backwardKeys(for: try problem(4096, headDim))
     }
-    #expect(try keys(64, l2: 1 << 20) == 128)
-    #expect(try keys(64, l2: 512 << 10) == 64)
-    #expect(try keys(128, l2: 1 << 20) == 64)
-    #expect(try keys(128, l2: 2 << 20) == 128)
+    // D = 64 at 256 keys: 480 KiB; D = 128: 832 KiB at 256 keys, 448 KiB at 128, 256 KiB at 64.
+    #expect(try keys(64, l2: 1 << 20) == 256)
+    #expect(try keys(64, l2: 512 << 10) == 256)
+    #expect(try keys(64, l2: 256 << 10) == 128)
+    #expect(try keys(128, l2: 1 << 20) == 256)
+    #expect(try keys(128, l2: 512 << 10) == 128)
+    #expect(try keys(128, l2: 384 << 10) == 64)
 }
 
 @Test("the forward's row blocks fit half of L2 and grow once K and V leave the caches")

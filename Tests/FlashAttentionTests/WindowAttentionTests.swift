@@ -6,15 +6,16 @@ import Testing
 // passed from window to window in row order and their heads added at the end give exactly the
 // bits of the whole-problem kernels, on every instruction set and for tiles other than the
 // caches' (the key blocks then cover forward blocks of 32 and backward blocks of 128 keys at
-// once). Windows cut row blocks (50, 123 are not multiples of 64).
+// once). Windows cut row blocks (130, 325 are not multiples of 64), and every case has more keys
+// than the widest backward block (256), so the keys come in several blocks.
 
 private let windowCases: [Case] = [
-    Case(seqlenQ: 200, seqlenK: 200, heads: 4, kvHeads: 2, headDim: 40, causal: true),
+    Case(seqlenQ: 520, seqlenK: 520, heads: 4, kvHeads: 2, headDim: 40, causal: true),
     Case(seqlenQ: 130, seqlenK: 260, heads: 3, kvHeads: 1, headDim: 33, windowLeft: 16, windowRight: 4,
          softcap: 5, dropout: Dropout(probability: 0.2, seed: 9)),
-    Case(seqlenQ: 300, seqlenK: 150, heads: 2, kvHeads: 2, headDim: 64, causal: true),
+    Case(seqlenQ: 600, seqlenK: 300, heads: 2, kvHeads: 2, headDim: 64, causal: true),
     // v with a head dim of its own, narrower and wider than q's and k's.
-    Case(seqlenQ: 200, seqlenK: 200, heads: 4, kvHeads: 2, headDim: 48, valueHeadDim: 20, causal: true),
+    Case(seqlenQ: 520, seqlenK: 520, heads: 4, kvHeads: 2, headDim: 48, valueHeadDim: 20, causal: true),
     Case(seqlenQ: 130, seqlenK: 260, heads: 3, kvHeads: 1, headDim: 16, valueHeadDim: 40, windowLeft: 16, windowRight: 4),
 ]
 
