@@ -55,11 +55,16 @@ public final class Communicator: @unchecked Sendable {
         }
         // OpenMPI's TCP transport moves a large message only inside MPI calls unless its progress
         // thread runs: without it the ring's K/V transfers wait for the compute of each step
-        // instead of overlapping it (measured on emulated nodes at 1 Gbit/s: backward 0.40 s
-        // against 0.29 s). A blocking collective gains nothing from the thread and, on a node
-        // with no core to spare, pays for it (the all-to-alls at 100 Mbit/s: 1.18 s against
-        // 1.42 s). Set before MPI_Init, never overriding a user's choice.
+        // instead of overlapping it (measured on emulated nodes at 1 Gbit/s: backward 0.39–0.41 s
+        // against 0.27–0.30 s). A blocking collective gains nothing from the thread and, on a node
+        // with no core to spare, pays for it (the sequence partition at 100 Mbit/s: 1.18–1.27 s
+        // against 1.54–1.72 s). Set before MPI_Init, never overriding a user's choice.
         setenv("OMPI_MCA_btl_tcp_progress_thread", progressThread ? "1" : "0", 0)
+        // Over one TCP connection per pair of ranks, the handshake of a large message one way
+        // (OpenMPI's rendezvous) queues behind the data going the other way, so two ranks that
+        // exchange at once take turns: a 2 MiB all-to-all at 100 Mbit/s took 0.28 s instead of
+        // 0.18 s. Two connections per pair let the handshake pass (four gained nothing more).
+        setenv("OMPI_MCA_btl_tcp_links", "2", 0)
         var provided: Int32 = 0
         try check(MPI_Init_thread(nil, nil, cmpi_thread_funneled(), &provided), "MPI_Init_thread")
         let world = cmpi_comm_world()
