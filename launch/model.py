@@ -25,13 +25,13 @@ Transfers (bytes per rank as `--stats` reports them, float32):
   sequence  all-to-alls (Reshard): forward q, k, v to heads and o back; backward dO to heads,
             dQ, dK, dV back; rank r sends its N/P rows of the heads other ranks own
             (for k, v: the kv heads they read, so kv heads are sent twice when P > kv_heads)
-  ring      K/V blocks of 2·(N/P)·kv_heads·D·4 bytes per step, P−1 steps per pass; the
-            backward sends K/V again, the per-head dK/dV sums of every key block to the next
+  ring      K/V blocks of 2·(N/P)·kv_heads·D·4 bytes per step, P−1 steps per pass (every
+            rank's but the next one's own, passed on); the backward sends its own K/V to the others, the per-head dK/dV sums of every key block to the next
             rank in row order (2·N·H·D_p·4, D_p = D rounded up to 16; not from the last rank),
             and from the last rank each block's dK, dV to its owner (2·(N − N/P)·kv_heads·D·4).
-            Forward: keys are visited in key order, so rank r > 0 waits for rank 0's before it
-            computes; later blocks travel while earlier ones are computed (ring_forward_seconds
-            replays that schedule). Backward: a pipeline, the longer of compute and the busiest
+            Forward: keys are visited in key order and passed from rank to rank, so rank r waits
+            for rank 0's to cross r links before it computes; later blocks travel while earlier
+            ones are computed (ring_forward_seconds replays that schedule). Backward: a pipeline, the longer of compute and the busiest
             link, plus its filling. (Without a mask; zigzag under causal masks hands sums on more
             often.)
   hybrid    sequence's all-to-alls within groups of U (on N/R rows), then the ring over R with
@@ -159,16 +159,20 @@ def predict(partition, problem, cluster, ulysses=None):
 
 def ring_bytes(r, batch, n, heads, kv_heads, d, key_block=64):
     """(forward, backward) bytes each of R ring ranks sends, without a mask (the README's formulas,
-    which `--stats` matches): its keys and values to the others; in the backward the same again,
+    which `--stats` matches): in the forward keys and values, its own and those it passes on; in
+    the backward its keys and values to the others,
     the per-head sums of every key block to the next rank (not from the last), and the last
     rank's final dK, dV of the blocks others own. Keys are dealt in whole blocks of `key_block`
-    (64, or 128 where the backward's key blocks are 128 wide)."""
+    (the ring's block: a whole number of both passes' key blocks, 64 to 256 keys by the tiles)."""
     padded = -(-d // 16) * 16
     blocks = -(-n // key_block)
     keys = [min(n, b.stop * key_block) - min(n, b.start * key_block) for b in (even(blocks, r, x) for x in range(r))]
-    forward = [(r - 1) * 2 * batch * m * kv_heads * d * FLOAT for m in keys]
+    # Its own keys straight to the R − 1 others (the backward; the forward with two ranks), or in
+    # the forward of more, passed on around the ring: every rank's but the next one's own.
+    own = [(r - 1) * 2 * batch * m * kv_heads * d * FLOAT for m in keys]
+    forward = own if r <= 2 else [2 * batch * (sum(keys) - keys[(x + 1) % r]) * kv_heads * d * FLOAT for x in range(r)]
     backward = [f + (2 * batch * n * heads * padded * FLOAT if x < r - 1 else 2 * batch * (n - keys[x]) * kv_heads * d * FLOAT)
-                for x, f in enumerate(forward)] if r > 1 else [0]
+                for x, f in enumerate(own)] if r > 1 else [0]
     return forward, backward
 
 
@@ -185,44 +189,30 @@ def ring(problem, cluster, r, heads, kv_heads, compute_f, compute_b, a2a_f, a2a_
     return result(name, fwd, bwd, max(0, exposed), a2a_bytes[0] + max(forward), a2a_bytes[1] + max(backward))
 
 
-def ring_forward_seconds(ranks, step, send, ahead=2):
+def ring_forward_seconds(ranks, step, send):
     """The forward as RingAttention runs it: each rank visits the keys of every rank in key order,
-    rank 0's first (the online softmax's order, which keeps the bytes those of one process), its own
-    at once and another's once they have arrived, `step` seconds of compute each. It posts receives
-    `ahead` sources in advance, and another when it has visited one; a posted transfer takes `send`
-    seconds and moves once both the sender's and the receiver's links are free, first posted first.
-    So rank r > 0 waits for rank 0's keys before it computes anything, and at the start every rank
-    asks ranks 0 and 1 for theirs. Returns the slowest rank's time."""
-    import heapq
+    rank 0's first (the online softmax's order, which keeps the bytes those of one process), its
+    own at once and another's once it has arrived, `step` seconds of compute each. Keys pass from
+    rank to rank around the ring (RingLayout.relaysKeys; with two ranks that is the same as
+    sending them straight): the owner sends its own at once, any other rank hands a block on when
+    it comes to it in key order, before computing on it, and each link carries its blocks one
+    after the other in key order, `send` seconds each. So rank r waits for rank 0's keys to come through r − 1 links before it computes
+    anything, and from then on blocks arrive as fast as the links or the compute allow. Returns
+    the slowest rank's time."""
     if ranks == 1:
         return step
-    egress, ingress = [0.0] * ranks, [0.0] * ranks
-    clock, position, visited = [0.0] * ranks, [0] * ranks, [0] * ranks
-    arrived = [dict() for _ in range(ranks)]
-    remote = lambda r, j: j if j < r else j + 1  # rank r's j-th source other than itself
-    posted = [(0.0, r, remote(r, j)) for r in range(ranks) for j in range(min(ahead, ranks - 1))]
-    heapq.heapify(posted)
-
-    def advance(r):
-        while position[r] < ranks:
-            s = position[r]
-            if s != r:
-                if s not in arrived[r]:
-                    return
-                clock[r] = max(clock[r], arrived[r].pop(s))
-                visited[r] += 1
-                if visited[r] + ahead - 1 < ranks - 1:
-                    heapq.heappush(posted, (clock[r] + step, r, remote(r, visited[r] + ahead - 1)))
-            clock[r] += step
-            position[r] += 1
-
-    for r in range(ranks):
-        advance(r)
-    while posted:
-        t, r, s = heapq.heappop(posted)
-        egress[s] = ingress[r] = max(t, egress[s], ingress[r]) + send
-        arrived[r][s] = egress[s]
-        advance(r)
+    clock, link_free = [0.0] * ranks, [0.0] * ranks  # link x carries x → x + 1
+    for owner in range(ranks):
+        handed = 0.0  # when the previous rank on the path hands the block on: its owner, at once
+        for hop in range(1, ranks):
+            x = (owner + hop) % ranks
+            sender = (x - 1) % ranks
+            arrival = max(handed, link_free[sender]) + send
+            link_free[sender] = arrival
+            # x hands it on (or computes on it) once it is done with the blocks before it.
+            handed = max(clock[x], arrival)
+            clock[x] = handed + step
+        clock[owner] += step
     return max(clock)
 
 

@@ -6,14 +6,16 @@ import TensorSlices
 /// keys and values travel between ranks while the rank computes.
 ///
 /// The results are bitwise those of one process (`WindowAttention`), for any rank count: each
-/// rank visits the key blocks in key order, so it takes each rank's keys straight from that rank
-/// (ranks of earlier keys first) rather than from its ring neighbour, and the per-head dK/dV sums
+/// rank visits the key blocks in key order, ranks of earlier keys first. Where every rank needs
+/// every other rank's keys, they pass from each rank to the next around the ring, each rank
+/// handing on what it received before it computes on it (`RingLayout.relaysKeys`); otherwise
+/// each rank takes them straight from their owner. The per-head dK/dV sums
 /// of each key block pass from the ranks of earlier rows to those of later ones, a pipeline in
 /// row order, the last rank adding the heads of each group and sending the block's dK and dV to
 /// its owner (`RingBackward`). Receives are posted ahead (two sets of key/value buffers in flight
 /// in the forward, one item ahead in the backward), every send starts as soon as its data exists,
 /// and the forward calls into MPI every few key blocks so that transfers move on while it
-/// computes; no rank is sent keys that its rows never see.
+/// computes. Only a rank with no rows at all is sent keys its rows never see (to hand them on).
 public struct RingAttention: AttentionPartition {
     let problem: AttentionProblem
     let shapes: TensorShapes
@@ -57,26 +59,39 @@ public struct RingAttention: AttentionPartition {
         let windows = zip(layout.windows(rank), split(q, queries)).map {
             WindowForward(problem, rows: $0, q: $1, threads: threads, configuration: configuration)
         }
-        let held = layout.keys(rank)
-        let sources = (0..<layout.ranks).filter { layout.forwardNeeds(rank, keysOf: $0) }
-        let remote = sources.filter { $0 != rank }
-        let keyCapacity = remote.map { layout.keyFloats(layout.keys($0)) }.max() ?? 0
-        let valueCapacity = remote.map { layout.valueFloats(layout.keys($0)) }.max() ?? 0
-        let buffers = (0..<min(2, remote.count)).map { _ in (k: FloatBuffer(keyCapacity), v: FloatBuffer(valueCapacity)) }
+        let ranks = layout.ranks, held = layout.keys(rank)
+        let (relay, next, previous) = (layout.relaysKeys, (rank + 1) % ranks, (rank + ranks - 1) % ranks)
+        let needed = (0..<ranks).filter { layout.forwardNeeds(rank, keysOf: $0) }
+        // The other ranks' keys this rank receives, in key order: those it needs, or, passing
+        // keys on, every other rank's, for the ranks after it.
+        let incoming = relay ? (0..<ranks).filter { $0 != rank && !layout.keys($0).isEmpty } : needed.filter { $0 != rank }
+        let keyCapacity = incoming.map { layout.keyFloats(layout.keys($0)) }.max() ?? 0
+        let valueCapacity = incoming.map { layout.valueFloats(layout.keys($0)) }.max() ?? 0
+        let buffers = (0..<min(2, incoming.count)).map { _ in (k: FloatBuffer(keyCapacity), v: FloatBuffer(valueCapacity)) }
+        // Each rank's keys and values travel under tags of their own, as messages from one
+        // neighbour carry every rank's in turn.
+        func tags(_ owner: Int) -> (k: Int, v: Int) { (2 * owner, 2 * owner + 1) }
         try k.withUnsafeBufferPointer { (k) throws(MPIError) in
             try v.withUnsafeBufferPointer { (v) throws(MPIError) in
                 var sends: [Message] = []
-                for target in 0..<layout.ranks where target != rank && layout.forwardNeeds(target, keysOf: rank) {
-                    sends.append(try .send(k.baseAddress!, count: k.count, to: target, tag: 0, on: communicator))
-                    sends.append(try .send(v.baseAddress!, count: v.count, to: target, tag: 1, on: communicator))
+                let targets = relay ? (held.isEmpty ? [] : [next])
+                                    : (0..<ranks).filter { $0 != rank && layout.forwardNeeds($0, keysOf: rank) }
+                for target in targets {
+                    sends.append(try .send(k.baseAddress!, count: k.count, to: target, tag: tags(rank).k, on: communicator))
+                    sends.append(try .send(v.baseAddress!, count: v.count, to: target, tag: tags(rank).v, on: communicator))
                 }
                 var receives: [(k: Message, v: Message)] = []
+                // The sends passing each buffer's keys on, which must finish before it is reused.
+                var passing: [[Message]] = buffers.map { _ in [] }
                 func receive(_ index: Int) throws(MPIError) {
-                    guard index < remote.count else { return }
-                    let (source, slot) = (remote[index], buffers[index % buffers.count])
-                    let keys = layout.keys(source)
-                    receives.append((try .receive(into: slot.k.base, count: layout.keyFloats(keys), from: source, tag: 0, on: communicator),
-                                     try .receive(into: slot.v.base, count: layout.valueFloats(keys), from: source, tag: 1, on: communicator)))
+                    guard index < incoming.count else { return }
+                    let (owner, slot) = (incoming[index], index % buffers.count)
+                    for message in passing[slot] { try message.wait() }
+                    let keys = layout.keys(owner), source = relay ? previous : owner
+                    receives.append((try .receive(into: buffers[slot].k.base, count: layout.keyFloats(keys), from: source,
+                                                  tag: tags(owner).k, on: communicator),
+                                     try .receive(into: buffers[slot].v.base, count: layout.valueFloats(keys), from: source,
+                                                  tag: tags(owner).v, on: communicator)))
                 }
                 for index in 0..<buffers.count { try receive(index) }
                 /// Visits keys `keys` held in k and v a few blocks at a time, letting the transfers
@@ -87,18 +102,24 @@ public struct RingAttention: AttentionPartition {
                         for message in sends + receives.flatMap({ [$0.k, $0.v] }) { try message.isComplete() }
                     }
                 }
-                var next = 0
-                for source in sources {
-                    if source == rank {
+                var index = 0
+                for owner in (incoming + (needed.contains(rank) ? [rank] : [])).sorted() {
+                    if owner == rank {
                         try visit(held, k: k.baseAddress!, v: v.baseAddress!)
                         continue
                     }
-                    try receives[next].k.wait()
-                    try receives[next].v.wait()
-                    let slot = buffers[next % buffers.count]
-                    try visit(layout.keys(source), k: slot.k.base, v: slot.v.base)
-                    try receive(next + buffers.count)
-                    next += 1
+                    try receives[index].k.wait()
+                    try receives[index].v.wait()
+                    let slot = index % buffers.count, keys = layout.keys(owner)
+                    if relay && next != owner {
+                        let (kCount, vCount) = (layout.keyFloats(keys), layout.valueFloats(keys))
+                        passing[slot] = [try .send(buffers[slot].k.base, count: kCount, to: next, tag: tags(owner).k, on: communicator),
+                                         try .send(buffers[slot].v.base, count: vCount, to: next, tag: tags(owner).v, on: communicator)]
+                        sends += passing[slot]
+                    }
+                    if needed.contains(owner) { try visit(keys, k: buffers[slot].k.base, v: buffers[slot].v.base) }
+                    try receive(index + buffers.count)
+                    index += 1
                 }
                 for send in sends { try send.wait() }
                 withExtendedLifetime(buffers) {}

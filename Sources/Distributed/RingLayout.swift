@@ -94,6 +94,22 @@ package struct RingLayout {
         return links.filter { link in visiting.contains { $0.overlaps(windows(link.rank)[link.window]) } }
     }
 
+    /// Whether the forward passes keys from rank to rank around the ring, rather than each owner
+    /// sending its keys straight to every rank that needs them. It does where every rank with rows
+    /// needs every other rank's keys (no sliding window, one sequence) and there are more than two
+    /// ranks: every rank visits the blocks in key order, so all of them want the same block at
+    /// about the same time, and sent straight a block would leave its owner's link R − 1 times
+    /// while they wait; passed on, each link carries each block once. The bytes each rank sends
+    /// stay about the same (every block but the next rank's own, instead of its own R − 1 times).
+    package var relaysKeys: Bool {
+        guard ranks > 2 else { return false }
+        let held = (0..<ranks).map(keys).filter { !$0.isEmpty }
+        return (0..<ranks).allSatisfy { rank in
+            let visited = windows(rank).flatMap { WindowAttention.keysVisited(problem, rows: $0, tiling: tiling) }
+            return visited.isEmpty || held.allSatisfy { keys in visited.contains { $0.overlaps(keys) } }
+        }
+    }
+
     /// Whether the forward of `rank`'s rows visits any key `source` holds.
     package func forwardNeeds(_ rank: Int, keysOf source: Int) -> Bool {
         let held = keys(source)

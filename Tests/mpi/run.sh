@@ -73,7 +73,7 @@ for entry in "${cases[@]}"; do
     done
 done
 
-# Many key blocks (256): far more sums and gradients in flight than a rank lets run at once, so
+# Many key blocks: far more sums and gradients in flight than a rank lets run at once, so
 # the ring's backward recycles its send buffers (a buffer freed before its send completed once
 # corrupted dk here); causal, so the rows are zigzagged. About 20 s.
 many="$work/many"
@@ -82,7 +82,11 @@ manyflags=(--q "$many/in/q.npy" --k "$many/in/k.npy" --v "$many/in/v.npy" --do "
 "$bin" attention "${manyflags[@]}" --threads 2 --out "$many/ref"
 why=$("${mpirun[@]}" -np 4 "$bin" attention "${manyflags[@]}" --threads 1 --partition ring --out "$many/ring" 2>&1 \
       && same "$many/ref" "$many/ring" o lse dq dk dv)
-result $? "attention, --partition ring, 4 ranks, 256 key blocks" "$why"
+result $? "attention, --partition ring, 4 ranks, 64 key blocks of 256 keys, keys passed around the ring" "$why"
+# The hybrid's ring over 3 groups of 2 passes keys around too.
+why=$("${mpirun[@]}" -np 6 "$bin" attention "${manyflags[@]}" --threads 1 --partition hybrid --ulysses 2 --out "$many/hybrid" 2>&1 \
+      && same "$many/ref" "$many/hybrid" o lse dq dk dv)
+result $? "attention, --partition hybrid --ulysses 2, 6 ranks (a ring of 3 groups)" "$why"
 
 # safetensors in and out with half-precision outputs: out.safetensors byte-for-byte the threaded
 # run's, forward (bfloat16) and `flashdist backward` (float16), both partitions.
