@@ -6,17 +6,18 @@ import Synchronization
 ///
 /// Workers take the next tile from a shared counter over the tiles sorted by decreasing cost, so
 /// the long tiles start first and the short ones fill in at the end (longest-processing-time
-/// first). Each tile writes only its own outputs and fully initialises the scratch it reads, so
+/// first), or, for tiles already ordered to share data and to end on short ones, in their order.
+/// Each tile writes only its own outputs and fully initialises the scratch it reads, so
 /// results do not depend on which worker ran which tile, nor on the thread count.
 package struct TileScheduler {
     package let threads: Int
 
     package init(threads: Int) { self.threads = max(1, threads) }
 
-    package func run(_ tiles: [Tile], scratchFloats: Int,
+    package func run(_ tiles: [Tile], scratchFloats: Int, inOrder: Bool = false,
              _ body: (Tile, UnsafeMutablePointer<Float>) -> Void) {
         guard !tiles.isEmpty else { return }
-        let order = tiles.sorted { $0.cost > $1.cost }
+        let order = inOrder ? tiles : tiles.sorted { $0.cost > $1.cost }
         let workers = min(threads, order.count)
         let stride = roundUpToLanes(scratchFloats)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, workers * stride))

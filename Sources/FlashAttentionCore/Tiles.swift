@@ -129,18 +129,22 @@ package struct Tile {
         (self.batch, self.head, self.block, self.cost) = (batch, head, block, cost)
     }
 
-    /// One tile per block of `rows` rows of each query head; its cost is the key blocks its rows see.
+    /// One tile per block of `rows` rows of each query head; its cost is the key blocks its rows
+    /// see. Head by head, so that tiles run back to back share K and V, and within a head the
+    /// costliest first (under a causal mask the last rows), so that the tiles left at the end,
+    /// which even out the workers, are the cheap ones of the last head: run in this order
+    /// (`TileScheduler.run(…, inOrder: true)`) they balance about as well as all of them sorted
+    /// by cost, which would put the same row block of every head side by side and bring K and V
+    /// in afresh for every tile.
     package static func rowTiles(_ problem: AttentionProblem, rows: Int, keyColumns: Int) -> [Tile] {
         var tiles: [Tile] = []
         for b in 0..<problem.batch {
             let mask = problem.mask(b)
-            // Head by head, so that tiles run back to back share K and V (of equal cost, the
-            // scheduler keeps this order).
+            let blocks = (0..<blockCount(mask.seqlenQ, rows)).map { block in
+                (block, 1 + blockCount(mask.keys(seenBy: rowBlock(block, of: mask, rows: rows)).count, keyColumns))
+            }.sorted { $0.1 > $1.1 }
             for h in 0..<problem.heads {
-                for block in 0..<blockCount(mask.seqlenQ, rows) {
-                    let keys = mask.keys(seenBy: rowBlock(block, of: mask, rows: rows))
-                    tiles.append(Tile(batch: b, head: h, block: block, cost: 1 + blockCount(keys.count, keyColumns)))
-                }
+                tiles += blocks.map { Tile(batch: b, head: h, block: $0.0, cost: $0.1) }
             }
         }
         return tiles

@@ -12,7 +12,7 @@ package enum Kernels {
         let tiles = OnlineSoftmax(problem: problem, placement: .whole(problem), q: q, k: k, v: v, o: o, lse: lse, lseResidual: lseResidual,
                                 rowsPerTile: tiling.forwardRows(for: problem), keysPerTile: tiling.keyColumns)
         TileScheduler(threads: threads).run(Tile.rowTiles(problem, rows: tiles.rowsPerTile, keyColumns: tiling.keyColumns),
-                                            scratchFloats: tiles.scratchFloats) { tile, scratch in
+                                            scratchFloats: tiles.scratchFloats, inOrder: true) { tile, scratch in
             tiles.run(tile, scratch: scratch)
         }
     }
@@ -44,7 +44,7 @@ package enum Kernels {
                 tiles.runKeyTile(tile, scratch: scratch, dK: dK, dV: dV)
             }
             scheduler.run(Tile.rowTiles(problem, rows: rows, keyColumns: keys),
-                          scratchFloats: tiles.scratchFloats) { tile, scratch in
+                          scratchFloats: tiles.scratchFloats, inOrder: true) { tile, scratch in
                 tiles.runQueryTile(tile, scratch: scratch, dQ: dQ)
             }
         }
