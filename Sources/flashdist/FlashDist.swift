@@ -19,11 +19,12 @@ struct FlashDist: ParsableCommand {
             FilePath.string(fromSystem: Array(UnsafeRawBufferPointer(start: CommandLine.unsafeArgv[index]!,
                                                                      count: strlen(CommandLine.unsafeArgv[index]!))))
         }
+        // Parsed before MPI starts, which needs to know the partition; a parse error is reported
+        // below, once the ranks have agreed on their arguments and MPI can tell rank 0.
+        let parsed = Result { try parseAsRoot(arguments) }
         let communicator: Communicator
         do {
-            // A quiet first parse, only to know the partition before MPI starts; errors are
-            // reported by the parse below, once MPI can tell rank 0.
-            let partition = ((try? parseAsRoot(arguments)) as? DistributedCommand)?.partitionOptions
+            let partition = (try? parsed.get() as? DistributedCommand)?.partitionOptions
             communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment,
                                                   progressThread: partition?.overlapsTransfers ?? true)
         } catch {
@@ -37,7 +38,7 @@ struct FlashDist: ParsableCommand {
             exit(after: error, on: communicator, shared: true)
         }
         do {
-            command = try parseAsRoot(arguments)
+            command = try parsed.get()
         } catch {
             exit(after: error, on: communicator, shared: true)
         }
