@@ -62,8 +62,8 @@ public final class Communicator: @unchecked Sendable {
         setenv("OMPI_MCA_btl_tcp_progress_thread", progressThread ? "1" : "0", 0)
         // Over one TCP connection per pair of ranks, the handshake of a large message one way
         // (OpenMPI's rendezvous) queues behind the data going the other way, so two ranks that
-        // exchange at once take turns: a 2 MiB all-to-all at 100 Mbit/s took 0.28 s instead of
-        // 0.18 s. Two connections per pair let the handshake pass (four gained nothing more).
+        // exchange at once take turns: the sequence partition's 16 MiB per rank at 100 Mbit/s took
+        // 1.80–1.87 s instead of 1.41–1.47 s. Two connections per pair let the handshake pass.
         // Not with the progress thread: OpenMPI 4.1 then sometimes hangs while the ranks connect
         // (1 start in 8 on 4 emulated nodes, in the first collective).
         if !progressThread { setenv("OMPI_MCA_btl_tcp_links", "2", 0) }
