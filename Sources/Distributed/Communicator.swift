@@ -47,26 +47,19 @@ public final class Communicator: @unchecked Sendable {
         return Communicator(rank: Int(rank), size: Int(size), comm: part, counter: counter)
     }
 
-    /// The world communicator, initialising MPI when launched under mpirun. `progressThread`:
-    /// whether transfers should move while the rank computes (see below).
-    public static func world(environment: [String: String], progressThread: Bool) throws(MPIError) -> Communicator {
+    /// The world communicator, initialising MPI when launched under mpirun.
+    public static func world(environment: [String: String]) throws(MPIError) -> Communicator {
         guard environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["PMIX_RANK"] != nil else {
             return Communicator(rank: 0, size: 1, comm: nil)
         }
-        // OpenMPI's TCP transport moves a large message only inside MPI calls unless its progress
-        // thread runs: without it the ring's K/V transfers wait for the compute of each step
-        // instead of overlapping it (measured on emulated nodes at 1 Gbit/s: backward 0.39–0.41 s
-        // against 0.27–0.30 s). A blocking collective gains nothing from the thread and, on a node
-        // with no core to spare, pays for it (the sequence partition at 100 Mbit/s: 1.18–1.27 s
-        // against 1.54–1.72 s). Set before MPI_Init, never overriding a user's choice.
-        setenv("OMPI_MCA_btl_tcp_progress_thread", progressThread ? "1" : "0", 0)
         // Over one TCP connection per pair of ranks, the handshake of a large message one way
         // (OpenMPI's rendezvous) queues behind the data going the other way, so two ranks that
         // exchange at once take turns: the sequence partition's 16 MiB per rank at 100 Mbit/s took
-        // 1.80–1.87 s instead of 1.41–1.47 s. Two connections per pair let the handshake pass.
-        // Not with the progress thread: OpenMPI 4.1 then sometimes hangs while the ranks connect
-        // (1 start in 8 on 4 emulated nodes, in the first collective).
-        if !progressThread { setenv("OMPI_MCA_btl_tcp_links", "2", 0) }
+        // 1.80–1.87 s instead of 1.41–1.47 s. Two connections per pair let the handshake pass. Set
+        // before MPI_Init, never overriding a user's choice. (OpenMPI's TCP progress thread stays
+        // off, its default: with two connections OpenMPI 4.1 then sometimes hung while the ranks
+        // connected, 1 start in 8; the ring keeps its transfers moving itself, `Message.progressing`.)
+        setenv("OMPI_MCA_btl_tcp_links", "2", 0)
         var provided: Int32 = 0
         try check(MPI_Init_thread(nil, nil, cmpi_thread_funneled(), &provided), "MPI_Init_thread")
         let world = cmpi_comm_world()

@@ -14,8 +14,8 @@ import TensorSlices
 /// row order, the last rank adding the heads of each group and sending the block's dK and dV to
 /// its owner (`RingBackward`). Receives are posted ahead (two sets of key/value buffers in flight
 /// in the forward, one item ahead in the backward), every send starts as soon as its data exists,
-/// and the forward calls into MPI every few key blocks so that transfers move on while it
-/// computes. Only a rank with no rows at all is sent keys its rows never see (to hand them on).
+/// and transfers move on while the rank computes (`Message.progressing`). Only a rank with no
+/// rows at all is sent keys its rows never see (to hand them on).
 public struct RingAttention: AttentionPartition {
     let problem: AttentionProblem
     let shapes: TensorShapes
@@ -94,12 +94,10 @@ public struct RingAttention: AttentionPartition {
                                                   tag: tags(owner).v, on: communicator)))
                 }
                 for index in 0..<buffers.count { try receive(index) }
-                /// Visits keys `keys` held in k and v a few blocks at a time, letting the transfers
-                /// in flight move on between the pieces.
+                /// Visits keys `keys` held in k and v while the transfers in flight move on.
                 func visit(_ keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>) throws(MPIError) {
-                    for piece in layout.pieces(of: keys) {
-                        for window in windows { window.visit(keys: keys, k: k, v: v, only: piece) }
-                        for message in sends + receives.flatMap({ [$0.k, $0.v] }) { try message.isComplete() }
+                    try Message.progressing(sends + receives.flatMap { [$0.k, $0.v] }) {
+                        for window in windows { window.visit(keys: keys, k: k, v: v) }
                     }
                 }
                 var index = 0

@@ -12,7 +12,8 @@ import TensorSlices
 /// waits for) first, so a rank never idles while its other window could work, and waits only on
 /// earlier steps: the pipeline cannot deadlock. Receives are posted one item ahead per window; a
 /// rank keeps a block's keys and values from its first item on the block to its last, and lets
-/// at most `sendsInFlight` sends run at once, so it holds O(P) blocks at a time.
+/// at most `sendsInFlight` sends run at once, so it holds O(P) blocks at a time. All of them move
+/// on while the rank computes (`Message.progressing`).
 struct RingBackward {
     let layout: RingLayout
     let communicator: Communicator
@@ -70,7 +71,8 @@ struct RingBackward {
                                                              tag: tag(block, .dV), on: communicator))
                             }
                         }
-                        try pipeline(chains: chains, kBlocks: kBlocks, vBlocks: vBlocks, dK: dKOut, dV: dVOut, held: held)
+                        try pipeline(chains: chains, kBlocks: kBlocks, vBlocks: vBlocks, dK: dKOut, dV: dVOut, held: held,
+                                     owners: messages)
                         for message in messages { try message.wait() }
                     }
                 }
@@ -94,7 +96,8 @@ struct RingBackward {
     }
 
     private func pipeline(chains: [[RingLayout.Link]], kBlocks: UnsafeBufferPointer<Float>, vBlocks: UnsafeBufferPointer<Float>,
-                          dK: UnsafeMutableBufferPointer<Float>, dV: UnsafeMutableBufferPointer<Float>, held: Range<Int>) throws(MPIError) {
+                          dK: UnsafeMutableBufferPointer<Float>, dV: UnsafeMutableBufferPointer<Float>, held: Range<Int>,
+                          owners: [Message]) throws(MPIError) {
         // Each window's items in key order: the order its dq needs.
         let queues = windows.indices.map { w in
             chains.indices.compactMap { block in
@@ -167,12 +170,12 @@ struct RingBackward {
             let keys = layout.blocks[item.block], owner = layout.owner(ofBlock: item.block)
             let sums = item.position > 0 && item.chain[item.position - 1].rank == rank ? handedToSelf.removeValue(forKey: item.block)! : inbox.sums
             let (kAt, vAt) = owner == rank ? (offset(item.block, in: held, value: false), offset(item.block, in: held, value: true)) : (0, 0)
-            if owner == rank {
-                windows[w].accumulate(keys: keys, k: kBlocks.baseAddress! + kAt, v: vBlocks.baseAddress! + vAt, partials: sums.base)
-            } else {
-                let buffers = kept[item.block]!
-                windows[w].accumulate(keys: keys, k: buffers.k.base, v: buffers.v.base, partials: sums.base)
-            }
+            let (k, v) = owner == rank ? (kBlocks.baseAddress! + kAt, vBlocks.baseAddress! + vAt)
+                                       : (UnsafePointer(kept[item.block]!.k.base), UnsafePointer(kept[item.block]!.v.base))
+            // Every transfer this rank has in flight moves on while it computes.
+            let inFlight = owners + kept.values.flatMap(\.messages) + inboxes.values.flatMap { $0.values.compactMap(\.message) }
+                + sends.map(\.message)
+            try Message.progressing(inFlight) { windows[w].accumulate(keys: keys, k: k, v: v, partials: sums.base) }
             remaining[item.block]! -= 1
             if remaining[item.block] == 0 { kept[item.block] = nil }
             if item.position + 1 < item.chain.count {

@@ -66,18 +66,6 @@ package struct RingLayout {
         return blocks[first].lowerBound..<blocks[owned.upperBound - 1].upperBound
     }
 
-    /// `keys` (a run of whole blocks) cut into pieces of at most `blocksPerPiece` blocks, for a
-    /// rank that visits a buffer of keys piece by piece.
-    package func pieces(of keys: Range<Int>) -> [Range<Int>] {
-        let inside = blocks.filter { keys.contains($0.lowerBound) }
-        return stride(from: 0, to: inside.count, by: Self.blocksPerPiece).map {
-            inside[$0].lowerBound..<inside[min($0 + Self.blocksPerPiece, inside.count) - 1].upperBound
-        }
-    }
-
-    /// Key blocks visited between two calls into MPI in the forward.
-    package static let blocksPerPiece = 8
-
     package func owner(ofBlock block: Int) -> Int { (0..<ranks).first { ownedBlocks($0).contains(block) }! }
 
     /// Every non-empty window of every rank, in row order.

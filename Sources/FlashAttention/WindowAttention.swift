@@ -16,11 +16,11 @@ public final class WindowForward {
         }
     }
 
-    /// Merges the keys `only` (whole blocks of `WindowAttention.keyBlocks`, by default all) of those
-    /// held in k and v, `keys` of the sequence axis `(batch, keys, kvHeads, headDim)` and `(…,
-    /// valueHeadDim)`, into the rows that visit them. Called in key order.
-    public func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>? = nil) {
-        kernel.visit(keys: keys, k: k, v: v, only: only)
+    /// Merges the keys held in k and v, `keys` of the sequence axis (whole blocks of
+    /// `WindowAttention.keyBlocks`) `(batch, keys, kvHeads, headDim)` and `(…, valueHeadDim)`,
+    /// into the rows that visit them. Called in key order.
+    public func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>) {
+        kernel.visit(keys: keys, k: k, v: v)
     }
 
     /// O `(batch, window, heads, valueHeadDim)`, and lse with its float32 rounding error (what

@@ -176,7 +176,7 @@ package struct ForwardParts {
 /// The forward of a window of rows on one instruction set's kernels (FlashAttention's
 /// `WindowForward` holds one).
 package protocol WindowForwardKernel: AnyObject {
-    func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>?)
+    func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>)
     func finish() -> (o: [Float], lse: [Float], lseResidual: [Float])
 }
 

@@ -97,18 +97,11 @@ struct BackwardRecompute {
         }
         var carver = ScratchCarver(scratch)
         let buf = buffers(&carver)
-        let dp = roundUpToLanes(d), dvp = roundUpToLanes(problem.valueHeadDim), dv = problem.valueHeadDim
-        let packed = (0..<problem.groupSize).map { g -> (q: UnsafeMutablePointer<Float>, dO: UnsafeMutablePointer<Float>) in
-            let h = tile.head * problem.groupSize + g
-            let pq = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mask.seqlenQ * dp))
-            let pd = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mask.seqlenQ * dvp))
-            packRows(q + placement.queryIndex(batch: b, row: 0, head: h), sourceStride: problem.heads * d,
-                     rows: mask.seqlenQ, width: d, into: pq, paddedWidth: dp, times: problem.options.softmaxScale)
-            packRows(self.dO + placement.outputIndex(batch: b, row: 0, head: h), sourceStride: problem.heads * dv,
-                     rows: mask.seqlenQ, width: dv, into: pd, paddedWidth: dvp)
-            return (pq, pd)
+        let packed = (0..<problem.groupSize).map { g in
+            PackedRows(problem, placement: placement, q: q, dO: self.dO, batch: b, head: tile.head * problem.groupSize + g,
+                       rows: 0..<mask.seqlenQ)
         }
-        defer { for p in packed { p.q.deallocate(); p.dO.deallocate() } }
+        defer { for rows in packed { rows.deallocate() } }
         for block in 0..<Tile.blockCount(mask.seqlenK, keysPerBlock) {
             keyBlockGradients(batch: b, kvHead: tile.head, block: block, buffers: buf, dK: dK, dV: dV, dQ: dQ, packed: packed)
         }
@@ -124,7 +117,7 @@ struct BackwardRecompute {
     /// dQ rows of the group's heads, which the caller owns.
     private func keyBlockGradients(batch b: Int, kvHead: Int, block: Int, buffers buf: Buffers,
                                    dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>,
-                                   dQ: UnsafeMutablePointer<Float>?, packed: [(q: UnsafeMutablePointer<Float>, dO: UnsafeMutablePointer<Float>)]? = nil) {
+                                   dQ: UnsafeMutablePointer<Float>?, packed: [PackedRows]? = nil) {
         let d = problem.headDim, dp = roundUpToLanes(d), dvp = roundUpToLanes(problem.valueHeadDim)
         let mask = problem.mask(b)
         let keys = Tile.keyBlock(block, of: mask, keys: keysPerBlock)
@@ -160,7 +153,7 @@ struct BackwardRecompute {
     /// hands the sums on, and the additions stay those of one pass over all rows.
     func accumulateHead(batch b: Int, head h: Int, keys: Range<Int>, rows window: Range<Int>, buffers buf: Buffers,
                         dKHead: UnsafeMutablePointer<Float>, dVHead: UnsafeMutablePointer<Float>,
-                        dQ: (base: UnsafeMutablePointer<Float>, width: Int)?, packed: (q: UnsafeMutablePointer<Float>, dO: UnsafeMutablePointer<Float>)? = nil) {
+                        dQ: (base: UnsafeMutablePointer<Float>, width: Int)?, packed: PackedRows? = nil) {
         let dp = roundUpToLanes(problem.headDim), dvp = roundUpToLanes(problem.valueHeadDim), br = rowsPerBlock
         let mask = problem.mask(b)
         let seen = mask.rows(seeing: keys)
@@ -171,8 +164,8 @@ struct BackwardRecompute {
             guard !rows.isEmpty else { continue }
             var buf = buf
             if let packed {
-                buf.qBlock = packed.q + (rows.lowerBound - problem.queryOffsets[b] * 0) * dp
-                buf.dOBlock = packed.dO + rows.lowerBound * dvp
+                buf.qBlock = packed.q + (rows.lowerBound - packed.firstRow) * dp
+                buf.dOBlock = packed.dO + (rows.lowerBound - packed.firstRow) * dvp
                 packRowStats(batch: b, head: h, rows: rows, into: buf)
             } else {
                 packRowBlock(batch: b, head: h, rows: rows, into: buf)

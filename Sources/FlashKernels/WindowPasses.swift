@@ -32,12 +32,10 @@ package final class WindowForwardPass: WindowForwardKernel {
 
     deinit { state.deallocate() }
 
-    /// Merges the keys `only` (whole key blocks, nil for all) of those held in k and v, `keys` of
-    /// the sequence axis `(batch, keys, kvHeads, headDim)` and `(…, valueHeadDim)`, into the rows that visit them. Called
-    /// in key order.
-    package func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, only: Range<Int>?) {
+    /// Merges the keys held in k and v, `keys` of the sequence axis `(batch, keys, kvHeads,
+    /// headDim)` and `(…, valueHeadDim)`, into the rows that visit them. Called in key order.
+    package func visit(keys: Range<Int>, k: UnsafePointer<Float>, v: UnsafePointer<Float>) {
         let tile = Self.tile(problem, placement.with(problem, keys: keys), tiling, q: nil, k: k, v: v)
-        let keys = only ?? keys
         let work = parts.indices.compactMap { index -> Tile? in
             let part = parts[index]
             let visited = part.keys.clamped(to: problem.entryRange(part.batch, of: keys, keys: true))
@@ -96,6 +94,8 @@ package final class WindowBackwardPass: WindowBackwardKernel {
     private var delta: [Float]
     /// (batch, window, heads, dp): dQ before the scale, rows padded to whole vectors.
     private var dQ: [Float]
+    /// Each entry's window rows of Q·scale and dO, head by head (index entry · heads + head).
+    private let packed: [PackedRows]
 
     /// The rows `window` with their q `(batch, window, heads, headDim)`, o, dO `(…, valueHeadDim)`
     /// and lse with its residual (zeros when not known) `(batch, heads, window)`.
@@ -115,7 +115,19 @@ package final class WindowBackwardPass: WindowBackwardKernel {
                 }
             }
         }
+        packed = q.withUnsafeBufferPointer { q in
+            dO.withUnsafeBufferPointer { dO in
+                (0..<problem.batch).flatMap { b in
+                    (0..<problem.heads).map { h in
+                        PackedRows(problem, placement: placement, q: q.start, dO: dO.start, batch: b, head: h,
+                                   rows: problem.entryRange(b, of: window, keys: false))
+                    }
+                }
+            }
+        }
     }
+
+    deinit { for rows in packed { rows.deallocate() } }
 
     /// Adds this window's rows to the per-head dK and dV sums of `keys` (whole blocks of
     /// `WindowAttention.keyBlocks`, laid out as `partialFloats` says; zeros for the first rows), and
@@ -153,7 +165,7 @@ package final class WindowBackwardPass: WindowBackwardKernel {
                                                                  rows: problem.entryRange(b, of: window, keys: false), buffers: buf,
                                                                  dKHead: partials + layout.offset(work.batch, head: h, value: false) + skipped * dp,
                                                                  dVHead: partials + layout.offset(work.batch, head: h, value: true) + skipped * dvp,
-                                                                 dQ: (dQBase, dp))
+                                                                 dQ: (dQBase, dp), packed: packed[b * problem.heads + h])
                                         }
                                     }
                                 }

@@ -14,8 +14,6 @@ struct AttentionCommand: DistributedCommand, TunedCommand {
     @OptionGroup var options: FileRunOptions
     @OptionGroup var tuning: TuningOptions
 
-    var partitionOptions: PartitionOptions? { options.partition }
-
     func run(on communicator: Communicator) throws {
         let (tensors, layout) = try communicator.agree {
             let tensors = try AttentionTensors(files, dO: dO, requireDO: false)

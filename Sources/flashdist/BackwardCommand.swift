@@ -20,8 +20,6 @@ struct BackwardCommand: DistributedCommand, TunedCommand {
     @OptionGroup var options: FileRunOptions
     @OptionGroup var tuning: TuningOptions
 
-    var partitionOptions: PartitionOptions? { options.partition }
-
     func run(on communicator: Communicator) throws {
         let (tensors, saved, layout) = try communicator.agree {
             let tensors = try AttentionTensors(files, dO: dO, requireDO: true)

@@ -76,8 +76,6 @@ struct BenchCommand: DistributedCommand, TunedCommand {
         KernelConfiguration.current.tileSource = .options
     }
 
-    var partitionOptions: PartitionOptions? { partition }
-
     func run(on communicator: Communicator) throws {
         // Checked on every rank and agreed on, so a bad option or record file is one error line.
         let (problem, recordFile) = try communicator.agree { () throws -> (AttentionProblem, RecordFile?) in

@@ -19,14 +19,9 @@ struct FlashDist: ParsableCommand {
             FilePath.string(fromSystem: Array(UnsafeRawBufferPointer(start: CommandLine.unsafeArgv[index]!,
                                                                      count: strlen(CommandLine.unsafeArgv[index]!))))
         }
-        // Parsed before MPI starts, which needs to know the partition; a parse error is reported
-        // below, once the ranks have agreed on their arguments and MPI can tell rank 0.
-        let parsed = Result { try parseAsRoot(arguments) }
         let communicator: Communicator
         do {
-            let partition = (try? parsed.get() as? DistributedCommand)?.partitionOptions
-            communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment,
-                                                  progressThread: partition?.overlapsTransfers ?? true)
+            communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment)
         } catch {
             exit(after: error, on: nil, shared: true)
         }
@@ -37,8 +32,10 @@ struct FlashDist: ParsableCommand {
         } catch {
             exit(after: error, on: communicator, shared: true)
         }
+        // Parsed once the ranks have agreed on their arguments, so that a parse error is reported
+        // once, by rank 0.
         do {
-            command = try parsed.get()
+            command = try parseAsRoot(arguments)
         } catch {
             exit(after: error, on: communicator, shared: true)
         }
@@ -87,8 +84,6 @@ struct FlashDist: ParsableCommand {
 /// A command that runs on every rank of an mpirun job, and on a single rank without one.
 protocol DistributedCommand: ParsableCommand {
     func run(on communicator: Communicator) throws
-    /// `--partition` and `--ulysses`, for a command that takes them.
-    var partitionOptions: PartitionOptions? { get }
 }
 
 /// `--window L,R`, -1 for an unbounded side (the sizes are the library's to check).

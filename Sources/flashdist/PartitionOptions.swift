@@ -64,10 +64,6 @@ struct PartitionOptions: ParsableArguments {
     @Option(help: "With --partition hybrid: ranks per all-to-all group (a divisor of the rank count, at most the kv heads; ranks of a group should share a node). Default: the largest such.")
     var ulysses: Int?
 
-    /// Whether the partition moves data while it computes (ring, hybrid, and the default, which
-    /// may be the ring), rather than only in blocking collectives between computations.
-    var overlapsTransfers: Bool { partition != .heads && partition != .sequence }
-
     func validate() throws {
         if ulysses != nil && partition != .hybrid { throw ValidationError("--ulysses goes with --partition hybrid") }
     }

@@ -42,8 +42,6 @@ struct TuneCommand: DistributedCommand {
         if rounds < 1 { throw ValidationError("--rounds: must be at least 1, got \(rounds)") }
     }
 
-    var partitionOptions: PartitionOptions? { nil }
-
     func run(on communicator: Communicator) throws {
         // Agreed on, so that under mpirun the refusal is one line from rank 0.
         try communicator.agree {

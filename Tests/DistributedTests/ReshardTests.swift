@@ -28,7 +28,7 @@ func shardsCoverRows(shape: [Int], ranks: Int) {
 
 @Test("on one rank, toHeads gives the asked heads of every row and toSequence puts them back")
 func singleRankExchange() throws {
-    let communicator = try Communicator.world(environment: [:], progressThread: false)
+    let communicator = try Communicator.world(environment: [:])
     #expect(communicator.size == 1 && !communicator.isDistributed)
     let shape = [2, 7, 5, 3]
     let whole = indexed(shape)

@@ -13,7 +13,7 @@ private func inputs(_ count: Int, seed: Int) -> [Float] {
 @Test("heads, sequence, ring and hybrid on one rank equal the threaded forward and backward",
       arguments: [false, true])
 func singleRankPartitions(causal: Bool) throws {
-    let communicator = try Communicator.world(environment: [:], progressThread: false)
+    let communicator = try Communicator.world(environment: [:])
     let problem = try AttentionProblem(batch: 2, seqlenQ: 37, seqlenK: 29, heads: 6, kvHeads: 2, headDim: 24,
                                        options: AttentionOptions(softmaxScale: 0.2, causal: causal, softcap: 5))
     let q = inputs(problem.queryElements, seed: 1), k = inputs(problem.keyElements, seed: 2)

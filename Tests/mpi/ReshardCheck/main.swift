@@ -35,7 +35,7 @@ func check(shape: [Int], groupSize: Int, on communicator: Communicator) throws -
     return failures.map { "rank \(rank), shape \(shapeText(shape)): \($0)" }
 }
 
-let communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment, progressThread: false)
+let communicator = try Communicator.world(environment: ProcessInfo.processInfo.environment)
 var failed = false
 // (batch, seqlen, heads, headDim), and the GQA group size when the heads are taken as kv heads.
 for (shape, groupSize) in [([2, 7, 5, 3], 1), ([1, 10, 3, 4], 2), ([3, 1, 2, 2], 4), ([1, 0, 3, 2], 3), ([2, 13, 1, 5], 6)] {
