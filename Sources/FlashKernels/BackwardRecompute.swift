@@ -51,9 +51,9 @@ struct BackwardRecompute {
             rowLSE = carver.take(br)                    // (br): lse per row
             rowResidual = carver.take(br)               // (br): lse's float32 rounding error per row
             rowDelta = carver.take(br)                  // (br): D = rowsum(dO ∘ O) per row
-            kT = carver.take(dp * bc)                   // (dp, bc): Kᵀ of the key block
-            vT = carver.take(dvp * bc)                  // (dvp, bc): Vᵀ of the key block
-            kBlock = carver.take(bc * dp)               // (bc, dp): K of the key block (dQ += dS·K)
+            kT = carver.take(dp * bc)                   // (dp, bc) in panels of 16 columns: Kᵀ of the key block
+            vT = carver.take(dvp * bc)                  // (dvp, bc) in panels of 16 columns: Vᵀ of the key block
+            kBlock = carver.take(bc * dp)               // (bc, dp) in panels of 16 columns: K of the key block (dQ += dS·K)
             p = carver.take(br * bc)                    // (br, bc): S, then P in place
             dS = carver.take(br * bc)                   // (br, bc): dP, then dS in place
             gradA = carver.take(max(br, bc) * dp)       // (bc, dp): dK of the key block, or (br, dp): dQ of a row block
@@ -230,7 +230,8 @@ struct BackwardRecompute {
                                          into dQ: UnsafeMutablePointer<Float>, rowStride: Int) {
         multiply(m: rows, n: roundUpToLanes(problem.headDim), k: roundUpToLanes(keys),
                  a: buf.dS, aRowStride: keysPerBlock, aColumnStride: 1,
-                 b: buf.kBlock, bRowStride: roundUpToLanes(problem.headDim), c: dQ, cRowStride: rowStride, accumulate: true)
+                 b: buf.kBlock, bRowStride: lanes, bPanelStride: roundUpToLanes(keys) * lanes, c: dQ, cRowStride: rowStride,
+                 accumulate: true)
     }
 
     /// Packs Q and dO rows of one head, with each row's lse and D.
@@ -262,8 +263,8 @@ struct BackwardRecompute {
         packTransposed(v + placement.valueIndex(batch: b, key: keys.lowerBound, kvHead: kvHead), sourceStride: problem.kvHeads * dv,
                        rows: keys.count, width: dv, into: buf.vT, paddedRows: roundUpToLanes(dv), paddedColumns: bc)
         if !transposedOnly {
-            packRows(k + first, sourceStride: stride, rows: keys.count, width: d, into: buf.kBlock, paddedWidth: dp)
-            (buf.kBlock + keys.count * dp).update(repeating: 0, count: (roundUpToLanes(keys.count) - keys.count) * dp)
+            packPanels(k + first, sourceStride: stride, rows: keys.count, width: d, into: buf.kBlock,
+                       paddedRows: roundUpToLanes(keys.count), paddedWidth: dp)
         }
     }
 
@@ -275,9 +276,9 @@ struct BackwardRecompute {
         let bc = keysPerBlock, wp = roundUpToLanes(keys.count)
         // S (rows, wp) = Q (rows, dp) · Kᵀ (dp, wp) and dP (rows, wp) = dO (rows, dvp) · Vᵀ (dvp, wp)
         multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
-                 b: buf.kT, bRowStride: bc, c: buf.p, cRowStride: bc, accumulate: false)
+                 b: buf.kT, bRowStride: lanes, bPanelStride: dp * lanes, c: buf.p, cRowStride: bc, accumulate: false)
         multiply(m: rows.count, n: wp, k: dvp, a: buf.dOBlock, aRowStride: dvp, aColumnStride: 1,
-                 b: buf.vT, bRowStride: bc, c: buf.dS, cRowStride: bc, accumulate: false)
+                 b: buf.vT, bRowStride: lanes, bPanelStride: dvp * lanes, c: buf.dS, cRowStride: bc, accumulate: false)
         let modifiers = ScoreModifiers(problem: problem)
         if modifiers.changesScores {
             modifiers.modifyQueryMajor(buf.p, rowStride: bc, batch: b, head: h, queries: rows, keys: keys,

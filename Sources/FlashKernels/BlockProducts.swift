@@ -2,8 +2,11 @@ import FlashAttentionCore
 
 /// The matrix products of a tile, register-blocked for SIMD (Packing.swift lays out their operands).
 ///
-/// Every product here is `C (m×n) (+)= A (m×k) · B (k×n)` with B and C row-major and n a multiple
-/// of 16 (the packed layouts are zero-padded to that). A is read through two strides, so one kernel
+/// Every product here is `C (m×n) (+)= A (m×k) · B (k×n)` with C row-major and n a multiple of 16
+/// (the packed layouts are zero-padded to that). B is read a panel of 16 columns at a time: its
+/// rows are `bRowStride` apart and its panels `bPanelStride` apart, so one kernel reads B row-major
+/// (panels 16 floats apart) or as the transposed copies of Packing.swift lay it out (rows 16
+/// floats apart, panels a whole panel apart). A is read through two strides, so one kernel
 /// serves both A and Aᵀ: the backward's Pᵀ·dO and dSᵀ·Q read P and dS column by column without a
 /// transposed copy; the forward reads K in place as A and Pᵀ down the columns of Sᵀ.
 ///
@@ -15,7 +18,7 @@ import FlashAttentionCore
 @inline(__always)
 func multiply(m: Int, n: Int, k: Int,
               a: UnsafePointer<Float>, aRowStride: Int, aColumnStride: Int,
-              b: UnsafePointer<Float>, bRowStride: Int,
+              b: UnsafePointer<Float>, bRowStride: Int, bPanelStride: Int = lanes,
               c: UnsafeMutablePointer<Float>, cRowStride: Int, accumulate: Bool) {
     var row = 0
     while row + 6 <= m {
@@ -31,7 +34,7 @@ func multiply(m: Int, n: Int, k: Int,
             var s3 = accumulate ? Lanes.load(c3 + column) : .zero
             var s4 = accumulate ? Lanes.load(c4 + column) : .zero
             var s5 = accumulate ? Lanes.load(c5 + column) : .zero
-            var bp = b + column
+            var bp = b + column / lanes * bPanelStride
             var ai = 0
             for _ in 0..<k {
                 let bv = Lanes.load(bp)
@@ -59,7 +62,7 @@ func multiply(m: Int, n: Int, k: Int,
             var s1 = accumulate ? Lanes.load(c1 + column) : .zero
             var s2 = accumulate ? Lanes.load(c2 + column) : .zero
             var s3 = accumulate ? Lanes.load(c3 + column) : .zero
-            var bp = b + column
+            var bp = b + column / lanes * bPanelStride
             var ai = 0
             for _ in 0..<k {
                 let bv = Lanes.load(bp)
@@ -83,7 +86,7 @@ func multiply(m: Int, n: Int, k: Int,
         var column = 0
         while column < n {
             var s0 = accumulate ? Lanes.load(c0 + column) : .zero
-            var bp = b + column
+            var bp = b + column / lanes * bPanelStride
             var ai = 0
             for _ in 0..<k {
                 s0 = s0.addingProduct(Lanes(repeating: a0[ai]), Lanes.load(bp))

@@ -30,7 +30,7 @@ struct OnlineSoftmax {
     struct State {
         let qT, acc, rowMax, rowSum: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, rows br: Int) {
-            qT = carver.take(dp * br)       // (dp, br): Qᵀ·scale of the tile's rows, zero-padded
+            qT = carver.take(dp * br)       // (dp, br) in panels of 16 columns: Qᵀ·scale of the tile's rows, zero-padded
             acc = carver.take(br * dvp)     // (br, dvp): the unnormalised output
             rowMax = carver.take(br)        // (br): running max m per query
             rowSum = carver.take(br)        // (br): running sum ℓ per query
@@ -89,7 +89,7 @@ struct OnlineSoftmax {
             let vSource = v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead)     // (width, dv), rows valueStride apart
             // Sᵀ (width, rp) = K (width, d) · Qᵀ (d, rp)
             multiply(m: width, n: rp, k: d, a: kBlock, aRowStride: keyStride, aColumnStride: 1,
-                     b: state.qT, bRowStride: br, c: buffers.sT, cRowStride: br, accumulate: false)
+                     b: state.qT, bRowStride: lanes, bPanelStride: d * lanes, c: buffers.sT, cRowStride: br, accumulate: false)
             if modifiers.changesScores {
                 modifiers.modifyKeyMajor(buffers.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows, paddedQueries: rp)
             }

@@ -19,17 +19,34 @@ func packRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, widt
     }
 }
 
-/// Writes the transpose of `rows` source rows of `width` floats, times `factor`, into a block with
-/// `paddedRows` rows (one per source column) of `paddedColumns` floats, zero-filling both
-/// paddings: Qᵀ for the forward's scores, Kᵀ and Vᵀ for the backward's.
+/// Writes the transpose of `rows` source rows of `width` floats, times `factor`, as a block of
+/// `paddedRows` rows (one per source column) and `paddedColumns` columns cut into panels of 16
+/// columns, each panel's rows one vector after the other, zero-filling both paddings: Qᵀ for the
+/// forward's scores, Kᵀ and Vᵀ for the backward's. A product reads its B operand a panel at a time
+/// down all its rows; stored row-major, those vectors would lie a row apart, 512 B or 1 KiB, and
+/// share a few of L1's sets, evicting one another. In panels they are consecutive lines.
 @inline(__always)
 func packTransposed(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
                     into block: UnsafeMutablePointer<Float>, paddedRows: Int, paddedColumns: Int,
                     times factor: Float = 1) {
     block.update(repeating: 0, count: paddedRows * paddedColumns)
     for r in 0..<rows {
-        let from = source + r * sourceStride
-        for d in 0..<width { block[d * paddedColumns + r] = from[d] * factor }
+        let from = source + r * sourceStride, column = block + r / lanes * paddedRows * lanes + r % lanes
+        for d in 0..<width { column[d * lanes] = from[d] * factor }
+    }
+}
+
+/// Copies `rows` source rows of `width` floats into a block of `paddedRows` rows and `paddedWidth`
+/// columns cut into panels of 16 columns, as `packTransposed` lays out its copies, zero-filling
+/// both paddings: K for the backward's dQ += dS·K, which reads it down 64–256 rows a panel at a
+/// time.
+@inline(__always)
+func packPanels(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
+                into block: UnsafeMutablePointer<Float>, paddedRows: Int, paddedWidth: Int) {
+    block.update(repeating: 0, count: paddedRows * paddedWidth)
+    for r in 0..<rows {
+        let from = source + r * sourceStride, row = block + r * lanes
+        for c in 0..<width { row[c / lanes * paddedRows * lanes + c % lanes] = from[c] }
     }
 }
 

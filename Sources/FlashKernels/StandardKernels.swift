@@ -70,7 +70,7 @@ package enum StandardKernels {
         guard nq > 0 else { return }
         var carver = ScratchCarver(scratch)
         let s = carver.take(nq * ld)            // (nq, ld): S of the head
-        let kT = carver.take(d * ld)            // (d, ld): Kᵀ·scale
+        let kT = carver.take(d * ld)            // (d, ld) in panels of 16 columns: Kᵀ·scale
         let vBlock = carver.take(nkp * dvp)     // (nkp, dvp): V, dense and zero-padded
         let acc = carver.take(nq * dvp)         // (nq, dvp): O = P·V
         let mask = problem.mask(b), probabilities = p + StandardAttention.probabilityOffset(problem, batch: b, head: h)
@@ -81,7 +81,8 @@ package enum StandardKernels {
         // S (nq, nkp) = Q (nq, d) · Kᵀ (d, nkp), a panel of keys at a time.
         for j in stride(from: 0, to: nkp, by: StandardAttention.panel) {
             multiply(m: nq, n: min(StandardAttention.panel, nkp - j), k: d, a: q + placement.queryIndex(batch: b, row: 0, head: h),
-                     aRowStride: problem.heads * d, aColumnStride: 1, b: kT + j, bRowStride: ld, c: s + j, cRowStride: ld,
+                     aRowStride: problem.heads * d, aColumnStride: 1, b: kT + j * d, bRowStride: lanes, bPanelStride: d * lanes,
+                     c: s + j, cRowStride: ld,
                      accumulate: false)
         }
         for i in 0..<nq {
@@ -130,8 +131,8 @@ package enum StandardKernels {
         let scale = problem.options.softmaxScale
         var carver = ScratchCarver(scratch)
         let dS = carver.take(nq * ld)           // (nq, ld): dP, then dS in place
-        let vT = carver.take(dvp * ld)          // (dvp, ld): Vᵀ
-        let kBlock = carver.take(nkp * dp)      // (nkp, dp): K
+        let vT = carver.take(dvp * ld)          // (dvp, ld) in panels of 16 columns: Vᵀ
+        let kBlock = carver.take(nkp * dp)      // (nkp, dp) in panels of 16 columns: K
         let dKSum = carver.take(nkp * dp)       // (nkp, dp): dK summed over the group, before the scale
         let dVSum = carver.take(nkp * dvp)      // (nkp, dvp): dV summed over the group
         let qBlock = carver.take(nq * dp)       // (nq, dp): Q of one query head
@@ -142,7 +143,7 @@ package enum StandardKernels {
         let firstValue = placement.valueIndex(batch: b, key: 0, kvHead: kvHead), valueStride = problem.kvHeads * dv
         let (rowStride, outputStride) = (problem.heads * d, problem.heads * dv)
         packTransposed(v + firstValue, sourceStride: valueStride, rows: nk, width: dv, into: vT, paddedRows: dv, paddedColumns: ld)
-        packRows(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kBlock, paddedWidth: dp)
+        packPanels(k + firstKey, sourceStride: kvStride, rows: nk, width: d, into: kBlock, paddedRows: nkp, paddedWidth: dp)
         dKSum.update(repeating: 0, count: nk * dp)
         dVSum.update(repeating: 0, count: nk * dvp)
         for h in kvHead * problem.groupSize..<(kvHead + 1) * problem.groupSize where nq > 0 {
@@ -158,7 +159,8 @@ package enum StandardKernels {
             // dP (nq, nkp) = dO (nq, dv) · Vᵀ (dv, nkp), then dS = P ∘ (dP − D) in place, D = rowsum(dO ∘ O).
             for j in stride(from: 0, to: nkp, by: StandardAttention.panel) {
                 multiply(m: nq, n: min(StandardAttention.panel, nkp - j), k: dv, a: dO + firstOutput, aRowStride: outputStride,
-                         aColumnStride: 1, b: vT + j, bRowStride: ld, c: dS + j, cRowStride: ld, accumulate: false)
+                         aColumnStride: 1, b: vT + j * dv, bRowStride: lanes, bPanelStride: dv * lanes, c: dS + j, cRowStride: ld,
+                         accumulate: false)
             }
             for i in 0..<nq {
                 let index = firstOutput + i * outputStride
@@ -173,7 +175,8 @@ package enum StandardKernels {
             // dQ (nq, dp) = dS (nq, nk) · K (nk, dp).
             for j in stride(from: 0, to: nk, by: StandardAttention.panel) {
                 multiply(m: nq, n: dp, k: min(StandardAttention.panel, nk - j), a: dS + j, aRowStride: ld, aColumnStride: 1,
-                         b: kBlock + j * dp, bRowStride: dp, c: dQBlock, cRowStride: dp, accumulate: true)
+                         b: kBlock + j * lanes, bRowStride: lanes, bPanelStride: nkp * lanes, c: dQBlock, cRowStride: dp,
+                         accumulate: true)
             }
             for i in 0..<nq {
                 let to = dQ + first + i * rowStride, from = dQBlock + i * dp
