@@ -41,11 +41,16 @@ struct OnlineSoftmax {
     struct Buffers {
         let sT, vBlock, rescale: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedValueDim dvp: Int, rows br: Int, keys bc: Int) {
-            sT = carver.take(bc * br)       // (bc, br): Sᵀ, then Pᵀ in place
+            sT = carver.take(bc * OnlineSoftmax.scoreStride(br))  // (bc, br + 16): Sᵀ, then Pᵀ in place
             vBlock = carver.take(bc * dvp)  // (bc, dvp): V of the block, dense and zero-padded
             rescale = carver.take(br)       // (br): e^(m − m') per query
         }
     }
+
+    /// Floats from one row of Sᵀ to the next: a vector more than the tile's queries. P·V reads Pᵀ
+    /// down its columns, a line from each of 64 rows; 128 or 256 floats apart, those lines would
+    /// share 8 or 4 of L1's 64 sets and evict one another.
+    static func scoreStride(_ rows: Int) -> Int { rows + lanes }
 
     var stateFloats: Int { ScratchCarver.floats { State(&$0, self) } }
     var bufferFloats: Int { ScratchCarver.floats { Buffers(&$0, self) } }
@@ -77,7 +82,7 @@ struct OnlineSoftmax {
     /// `rows`, in key order.
     func visit(batch b: Int, head h: Int, rows: Range<Int>, keys: Range<Int>, state: State, buffers: Buffers) {
         let d = problem.headDim, dv = problem.valueHeadDim, dvp = roundUpToLanes(dv)
-        let br = rowsPerTile, bc = keysPerTile
+        let bc = keysPerTile, sStride = Self.scoreStride(rowsPerTile)
         let kvHead = h / problem.groupSize
         let mask = problem.mask(b), modifiers = ScoreModifiers(problem: problem)
         let rp = roundUpToLanes(rows.count)
@@ -89,20 +94,20 @@ struct OnlineSoftmax {
             let vSource = v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead)     // (width, dv), rows valueStride apart
             // Sᵀ (width, rp) = K (width, d) · Qᵀ (d, rp)
             multiply(m: width, n: rp, k: d, a: kBlock, aRowStride: keyStride, aColumnStride: 1,
-                     b: state.qT, bRowStride: lanes, bPanelStride: d * lanes, c: buffers.sT, cRowStride: br, accumulate: false)
+                     b: state.qT, bRowStride: lanes, bPanelStride: d * lanes, c: buffers.sT, cRowStride: sStride, accumulate: false)
             if modifiers.changesScores {
-                modifiers.modifyKeyMajor(buffers.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows, paddedQueries: rp)
+                modifiers.modifyKeyMajor(buffers.sT, rowStride: sStride, batch: b, head: h, keys: block, queries: rows, paddedQueries: rp)
             }
             if !mask.isFullyVisible(rows: rows, keys: block) {
                 for t in 0..<width {
                     let seers = mask.rows(seeing: j0 + t..<j0 + t + 1)
-                    maskScores(buffers.sT + t * br, count: rows.count, visibleFrom: seers.lowerBound - rows.lowerBound,
+                    maskScores(buffers.sT + t * sStride, count: rows.count, visibleFrom: seers.lowerBound - rows.lowerBound,
                                through: seers.upperBound - 1 - rows.lowerBound)
                 }
             }
-            mergeBlock(width: width, queries: rp, rowStride: br, state: state, buffers: buffers)
+            mergeBlock(width: width, queries: rp, rowStride: sStride, state: state, buffers: buffers)
             // The sums above are of the undropped probabilities: lse is the softmax's own.
-            modifiers.applyDropoutKeyMajor(buffers.sT, rowStride: br, batch: b, head: h, keys: block, queries: rows)
+            modifiers.applyDropoutKeyMajor(buffers.sT, rowStride: sStride, batch: b, head: h, keys: block, queries: rows)
             for t in 0..<rows.count where buffers.rescale[t] != 1 {
                 scaleRow(state.acc + t * dvp, count: dvp, by: buffers.rescale[t])
             }
@@ -111,7 +116,7 @@ struct OnlineSoftmax {
             // all fall in one L1 set.
             packRows(vSource, sourceStride: valueStride, rows: width, width: dv, into: buffers.vBlock, paddedWidth: dvp)
             // acc (rows, dvp) += P (rows, width) · V (width, dvp)
-            multiply(m: rows.count, n: dvp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: br,
+            multiply(m: rows.count, n: dvp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: sStride,
                      b: buffers.vBlock, bRowStride: dvp, c: state.acc, cRowStride: dvp, accumulate: true)
             j0 += bc
         }
