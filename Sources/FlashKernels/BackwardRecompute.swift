@@ -46,6 +46,7 @@ struct BackwardRecompute {
         /// Only with softcap or dropout.
         let capDerivative, keep, pDropped: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, rows br: Int, keys bc: Int) {
+            let scores = BackwardRecompute.scoreStride(keys: bc)
             qBlock = carver.take(br * dp)               // (br, dp): Q·scale of the row block
             dOBlock = carver.take(br * dvp)             // (br, dvp): dO of the row block
             rowLSE = carver.take(br)                    // (br): lse per row
@@ -54,17 +55,23 @@ struct BackwardRecompute {
             kT = carver.take(dp * bc)                   // (dp, bc) in panels of 16 columns: Kᵀ of the key block
             vT = carver.take(dvp * bc)                  // (dvp, bc) in panels of 16 columns: Vᵀ of the key block
             kBlock = carver.take(bc * dp)               // (bc, dp) in panels of 16 columns: K of the key block (dQ += dS·K)
-            p = carver.take(br * bc)                    // (br, bc): S, then P in place
-            dS = carver.take(br * bc)                   // (br, bc): dP, then dS in place
+            p = carver.take(br * scores)                // (br, bc + 16): S, then P in place
+            dS = carver.take(br * scores)               // (br, bc + 16): dP, then dS in place
             gradA = carver.take(max(br, bc) * dp)       // (bc, dp): dK of the key block, or (br, dp): dQ of a row block
             gradB = carver.take(bc * dvp)               // (bc, dvp): dV of the key block
             headK = carver.take(bc * dp)                // (bc, dp): one query head's share of dK
             headV = carver.take(bc * dvp)               // (bc, dvp): one query head's share of dV
-            capDerivative = carver.take(br * bc)        // (br, bc): 1 − tanh²(S/c), softcap's chain-rule factor
-            keep = carver.take(br * bc)                 // (br, bc): dropout's keep factors, 0 or 1/(1 − p)
-            pDropped = carver.take(br * bc)             // (br, bc): P ∘ keep, what V saw
+            capDerivative = carver.take(br * scores)    // (br, bc + 16): 1 − tanh²(S/c), softcap's chain-rule factor
+            keep = carver.take(br * scores)             // (br, bc + 16): dropout's keep factors, 0 or 1/(1 − p)
+            pDropped = carver.take(br * scores)         // (br, bc + 16): P ∘ keep, what V saw
         }
     }
+
+    /// Floats from one row of the (rows, keys) score blocks to the next: a vector more than the
+    /// keys. dV += Pᵀ·dO and dK += dSᵀ·Q read P and dS down their columns, a line from each of 64
+    /// rows; 256 floats apart, those lines would share 4 of L1's 64 sets and evict one another.
+    static func scoreStride(keys: Int) -> Int { keys + lanes }
+    var scoreStride: Int { Self.scoreStride(keys: keysPerBlock) }
 
     var scratchFloats: Int { ScratchCarver.floats { buffers(&$0) } }
 
@@ -173,9 +180,9 @@ struct BackwardRecompute {
             let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
             // dV (keys, dvp) += Pᵀ (keys, rows) · dO (rows, dvp) and dK (keys, dp) += dSᵀ (keys, rows) ·
             // Q (rows, dp): P and dS are read column by column.
-            multiply(m: keys.count, n: dvp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: keysPerBlock,
+            multiply(m: keys.count, n: dvp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: scoreStride,
                      b: buf.dOBlock, bRowStride: dvp, c: dVHead, cRowStride: dvp, accumulate: true)
-            multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: keysPerBlock,
+            multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: scoreStride,
                      b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
             if let dQ {
                 let firstRow = dQ.base + placement.queryIndex(batch: b, row: rows.lowerBound, head: h, width: dQ.width)
@@ -229,7 +236,7 @@ struct BackwardRecompute {
     private func accumulateQueryGradient(rows: Int, keys: Int, buffers buf: Buffers,
                                          into dQ: UnsafeMutablePointer<Float>, rowStride: Int) {
         multiply(m: rows, n: roundUpToLanes(problem.headDim), k: roundUpToLanes(keys),
-                 a: buf.dS, aRowStride: keysPerBlock, aColumnStride: 1,
+                 a: buf.dS, aRowStride: scoreStride, aColumnStride: 1,
                  b: buf.kBlock, bRowStride: lanes, bPanelStride: roundUpToLanes(keys) * lanes, c: dQ, cRowStride: rowStride,
                  accumulate: true)
     }
@@ -268,34 +275,34 @@ struct BackwardRecompute {
         }
     }
 
-    /// P and dS of a tile into `buf.p` and `buf.dS` (rows × padded keys, row stride backwardKeys);
+    /// P and dS of a tile into `buf.p` and `buf.dS` (rows × padded keys, row stride `scoreStride`);
     /// masked entries, padding, and rows that see no key (lse = −∞) get P = dS = 0.
     private func recompute(batch b: Int, head h: Int, mask: AttentionMask, rows: Range<Int>, keys: Range<Int>,
                            buffers buf: Buffers) -> UnsafePointer<Float> {
         let dp = roundUpToLanes(problem.headDim), dvp = roundUpToLanes(problem.valueHeadDim)
-        let bc = keysPerBlock, wp = roundUpToLanes(keys.count)
+        let sStride = scoreStride, wp = roundUpToLanes(keys.count)
         // S (rows, wp) = Q (rows, dp) · Kᵀ (dp, wp) and dP (rows, wp) = dO (rows, dvp) · Vᵀ (dvp, wp)
         multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
-                 b: buf.kT, bRowStride: lanes, bPanelStride: dp * lanes, c: buf.p, cRowStride: bc, accumulate: false)
+                 b: buf.kT, bRowStride: lanes, bPanelStride: dp * lanes, c: buf.p, cRowStride: sStride, accumulate: false)
         multiply(m: rows.count, n: wp, k: dvp, a: buf.dOBlock, aRowStride: dvp, aColumnStride: 1,
-                 b: buf.vT, bRowStride: lanes, bPanelStride: dvp * lanes, c: buf.dS, cRowStride: bc, accumulate: false)
+                 b: buf.vT, bRowStride: lanes, bPanelStride: dvp * lanes, c: buf.dS, cRowStride: sStride, accumulate: false)
         let modifiers = ScoreModifiers(problem: problem)
         if modifiers.changesScores {
-            modifiers.modifyQueryMajor(buf.p, rowStride: bc, batch: b, head: h, queries: rows, keys: keys,
+            modifiers.modifyQueryMajor(buf.p, rowStride: sStride, batch: b, head: h, queries: rows, keys: keys,
                                        paddedKeys: wp, derivative: buf.capDerivative)
         }
         let dropout = modifiers.dropout != nil, softcapped = problem.options.softcap > 0
         if dropout {
-            modifiers.keepFactorsQueryMajor(into: buf.keep, rowStride: bc, batch: b, head: h, queries: rows,
+            modifiers.keepFactorsQueryMajor(into: buf.keep, rowStride: sStride, batch: b, head: h, queries: rows,
                                             keys: keys, paddedKeys: wp)
         }
         let masked = !mask.isFullyVisible(rows: rows, keys: keys) || keys.count != wp
         for t in 0..<rows.count {
-            let p = buf.p + t * bc, dS = buf.dS + t * bc
+            let p = buf.p + t * sStride, dS = buf.dS + t * sStride
             let rowLSE = buf.rowLSE[t]
             guard rowLSE != -.infinity else {
                 p.update(repeating: 0, count: wp)
-                (buf.pDropped + t * bc).update(repeating: 0, count: wp)
+                (buf.pDropped + t * sStride).update(repeating: 0, count: wp)
                 dS.update(repeating: 0, count: wp)
                 continue
             }
@@ -315,12 +322,12 @@ struct BackwardRecompute {
                 probability.store(p + c)
                 var dP = Lanes.load(dS + c)
                 if dropout {
-                    let keep = Lanes.load(buf.keep + t * bc + c)
-                    (probability * keep).store(buf.pDropped + t * bc + c)
+                    let keep = Lanes.load(buf.keep + t * sStride + c)
+                    (probability * keep).store(buf.pDropped + t * sStride + c)
                     dP *= keep
                 }
                 var gradient = (dP - rowDelta) * probability
-                if softcapped { gradient *= Lanes.load(buf.capDerivative + t * bc + c) }
+                if softcapped { gradient *= Lanes.load(buf.capDerivative + t * sStride + c) }
                 gradient.store(dS + c)
                 c += lanes
             }
