@@ -49,9 +49,8 @@ final class Message {
 
 extension Message {
     /// How often the MPI thread looks at transfers while a worker computes: at 1 Gbit/s, 125 KB
-    /// pass in that time, within what a TCP socket buffers, so the link does not run dry; more
-    /// often, the wake-ups cost the computing threads more than they gain (ring backward on 2
-    /// emulated nodes at 1 Gbit/s, N = 4096: 0.34–0.37 s polling every 250 µs, 0.30–0.35 s every 1 ms).
+    /// pass in that time, within what a TCP socket buffers, so the link does not run dry; each
+    /// look wakes a thread that takes a core from the computing ones for a moment.
     private static let pollInterval = DispatchTimeInterval.milliseconds(1)
 
     /// Runs `work` on a worker thread while this thread, MPI's, keeps `transfers` moving until

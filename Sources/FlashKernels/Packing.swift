@@ -51,8 +51,8 @@ func packPanels(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, wi
 }
 
 /// One head's rows of Q·scale and dO packed once for every key block to read, rows `dp` and
-/// `dvp` floats wide, from row `firstRow` of the entry on: re-packed for each (row block, key
-/// block) pair instead, the copies cost 11% of the backward at 128-key blocks.
+/// `dvp` floats wide, from row `firstRow` of the entry on, rather than once for each (row block,
+/// key block) pair (docs/internals.md gives what that re-packing cost).
 struct PackedRows {
     let q, dO: UnsafeMutablePointer<Float>
     let firstRow: Int
