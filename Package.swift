@@ -33,10 +33,12 @@ let package = Package(
     targets: [
         // The problem, its masks and tiles, the threaded scheduler, the CPU's instruction sets and caches.
         .target(name: "FlashAttentionCore", swiftSettings: fast),
+        // A prefetch hint for the kernels, which Swift cannot spell.
+        .target(name: "CPrefetch"),
         // The kernels, one source folder built once per instruction set.
-        .target(name: "FlashKernelsAVX2", dependencies: ["FlashAttentionCore"], path: "Sources/FlashKernels",
+        .target(name: "FlashKernelsAVX2", dependencies: ["FlashAttentionCore", "CPrefetch"], path: "Sources/FlashKernels",
                 swiftSettings: kernels("haswell", [])),
-        .target(name: "FlashKernelsAVX512", dependencies: ["FlashAttentionCore"], path: "Sources/FlashKernelsAVX512",
+        .target(name: "FlashKernelsAVX512", dependencies: ["FlashAttentionCore", "CPrefetch"], path: "Sources/FlashKernelsAVX512",
                 swiftSettings: kernels("skylake-avx512", ["FLASHDIST_AVX512"])),
         // The public API: forward and backward on the kernels of the chosen instruction set. Knows
         // nothing of files or MPI.

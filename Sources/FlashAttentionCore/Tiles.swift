@@ -49,18 +49,19 @@ public struct Tiling: Sendable, Equatable {
     }
 
     /// The forward streams every key and value of its head once per row block. While K and V of
-    /// one head stay in L2 that costs little and small blocks balance best (causal problems waste
-    /// work on the diagonal in big ones); once they spill to L3, and again once K and V of every
-    /// head spill past L3 to memory, the row block doubles so each key brought in serves more rows.
-    /// The tile's own blocks (Qᵀ, Sᵀ, the accumulator) stay within half of L2.
+    /// one head stay in L2 that costs little and small blocks balance best; once they spill to L3
+    /// the row block grows to 256 so each key brought in serves more rows, and to 512 once K and V
+    /// of every head spill past L3 to memory. Only the tile's Qᵀ and output accumulator grow with
+    /// it (its scores are one panel of sixteen queries at a time, and a causal tile skips the key
+    /// blocks a panel does not see), and they stay within half of L2. (Zen 4, AVX-512, 2 threads:
+    /// 512 rows against 256 at N = 16384, H = 8, D = 64, 8.6% faster, eight alternating runs.)
     package func forwardRows(for problem: AttentionProblem) -> Int {
         if let forwardRows { return forwardRows }
         let keys = (0..<problem.batch).map(problem.seqlenK).max() ?? 0
         let headBytes = keys * (problem.headDim + problem.valueHeadDim) * 4
-        var rows = headBytes <= caches.l2 ? 64 : headBytes * problem.kvHeads <= caches.l3 ? 128 : 256
+        var rows = headBytes <= caches.l2 ? 64 : headBytes * problem.kvHeads <= caches.l3 ? 256 : 512
         let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
-        // Qᵀ, the accumulator and Sᵀ of the tile.
-        while rows > 64 && 4 * rows * (dp + dvp + keyColumns) > caches.l2 / 2 { rows /= 2 }
+        while rows > 64 && 4 * rows * (dp + dvp) > caches.l2 / 2 { rows /= 2 }
         return rows
     }
 

@@ -11,10 +11,10 @@ import Foundation
 /// m' = 0 in place of −∞ in the exponent so that an all-masked block gives P = 0 instead of
 /// e^(−∞ + ∞) = NaN.
 ///
-/// The scores are held transposed, Sᵀ = K·Qᵀ (keys × queries): K is then read in place as the
-/// broadcast operand and only Qᵀ is packed, once per tile, and the max and sum of each query run
-/// down a column, sixteen queries per vector, with no horizontal reductions. Each score is the same
-/// chain of FMAs over the head dimension either way.
+/// The scores are held transposed, Sᵀ = K·Qᵀ (keys × queries): K is the broadcast operand, Qᵀ
+/// (packed once per tile) is read a panel of sixteen queries at a time, and the max and sum of each
+/// query run down a column, sixteen queries per vector, with no horizontal reductions. Each score
+/// is the same chain of FMAs over the head dimension either way.
 struct OnlineSoftmax {
     let problem: AttentionProblem
     let placement: RowPlacement
@@ -39,18 +39,13 @@ struct OnlineSoftmax {
 
     /// Per-worker scratch of one key block.
     struct Buffers {
-        let sT, vBlock, rescale: UnsafeMutablePointer<Float>
-        init(_ carver: inout ScratchCarver, paddedValueDim dvp: Int, rows br: Int, keys bc: Int) {
-            sT = carver.take(bc * OnlineSoftmax.scoreStride(br))  // (bc, br + 16): Sᵀ, then Pᵀ in place
+        let sT, kBlock, vBlock: UnsafeMutablePointer<Float>
+        init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, keys bc: Int) {
+            sT = carver.take(bc * lanes)    // (bc, 16): Sᵀ of one panel of queries, then Pᵀ in place
+            kBlock = carver.take(bc * dp)   // (bc, dp): K of the block, dense and zero-padded
             vBlock = carver.take(bc * dvp)  // (bc, dvp): V of the block, dense and zero-padded
-            rescale = carver.take(br)       // (br): e^(m − m') per query
         }
     }
-
-    /// Floats from one row of Sᵀ to the next: a vector more than the tile's queries. P·V reads Pᵀ
-    /// down its columns, a line from each of 64 rows; 128 or 256 floats apart, those lines would
-    /// share 8 or 4 of L1's 64 sets and evict one another.
-    static func scoreStride(_ rows: Int) -> Int { rows + lanes }
 
     var stateFloats: Int { ScratchCarver.floats { State(&$0, self) } }
     var bufferFloats: Int { ScratchCarver.floats { Buffers(&$0, self) } }
@@ -80,44 +75,63 @@ struct OnlineSoftmax {
     /// Merges the key blocks that overlap `keys` (entry-relative; they start on a block
     /// boundary of the entry's keys, as single blocks or the whole range) into the running sums of
     /// `rows`, in key order.
+    ///
+    /// Each block's K and V are packed once; then every panel of sixteen queries goes through the
+    /// whole update (scores, max, exp, sums, O += P·V) before the next, so its scores (a 4 KiB
+    /// panel of Sᵀ), the packed K and V and its Qᵀ stay in L1 from the product that writes them to
+    /// the one that reads them. A query's result is the same chain of operations as a block of
+    /// queries at a time would give: the panels only reorder independent queries.
     func visit(batch b: Int, head h: Int, rows: Range<Int>, keys: Range<Int>, state: State, buffers: Buffers) {
-        let d = problem.headDim, dv = problem.valueHeadDim, dvp = roundUpToLanes(dv)
-        let bc = keysPerTile, sStride = Self.scoreStride(rowsPerTile)
-        let kvHead = h / problem.groupSize
+        let d = problem.headDim, dv = problem.valueHeadDim, (dp, dvp) = (roundUpToLanes(d), roundUpToLanes(dv))
+        let bc = keysPerTile, kvHead = h / problem.groupSize
         let mask = problem.mask(b), modifiers = ScoreModifiers(problem: problem)
-        let rp = roundUpToLanes(rows.count)
         let (keyStride, valueStride) = (problem.kvHeads * d, problem.kvHeads * dv)
         var j0 = keys.lowerBound / bc * bc
         while j0 < keys.upperBound {
             let block = j0..<min(j0 + bc, mask.seqlenK), width = block.count
-            let kBlock = k + placement.keyIndex(batch: b, key: j0, kvHead: kvHead)        // (width, d), rows keyStride apart
-            let vSource = v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead)     // (width, dv), rows valueStride apart
-            // Sᵀ (width, rp) = K (width, d) · Qᵀ (d, rp)
-            multiply(m: width, n: rp, k: d, a: kBlock, aRowStride: keyStride, aColumnStride: 1,
-                     b: state.qT, bRowStride: lanes, bPanelStride: d * lanes, c: buffers.sT, cRowStride: sStride, accumulate: false)
-            if modifiers.changesScores {
-                modifiers.modifyKeyMajor(buffers.sT, rowStride: sStride, batch: b, head: h, keys: block, queries: rows, paddedQueries: rp)
-            }
-            if !mask.isFullyVisible(rows: rows, keys: block) {
-                for t in 0..<width {
-                    let seers = mask.rows(seeing: j0 + t..<j0 + t + 1)
-                    maskScores(buffers.sT + t * sStride, count: rows.count, visibleFrom: seers.lowerBound - rows.lowerBound,
-                               through: seers.upperBound - 1 - rows.lowerBound)
+            // The next block's K and V are asked for a share per panel, so that they arrive while
+            // this block is computed without a burst of misses that the core would wait on.
+            let next = j0 + bc < keys.upperBound ? min(j0 + 2 * bc, mask.seqlenK) - (j0 + bc) : 0
+            let (nextK, nextV) = (k + placement.keyIndex(batch: b, key: j0 + bc, kvHead: kvHead),
+                                  v + placement.valueIndex(batch: b, key: j0 + bc, kvHead: kvHead))
+            let panels = (rows.count + lanes - 1) / lanes
+            // Copied to consecutive rows: in place their rows lie heads·D floats apart, often a
+            // multiple of 4 KiB, and a column of them would all fall in one L1 set.
+            packRows(k + placement.keyIndex(batch: b, key: j0, kvHead: kvHead), sourceStride: keyStride, rows: width, width: d,
+                     into: buffers.kBlock, paddedWidth: dp)
+            packRows(v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead), sourceStride: valueStride, rows: width, width: dv,
+                     into: buffers.vBlock, paddedWidth: dvp)
+            for first in stride(from: rows.lowerBound, to: rows.upperBound, by: lanes) {
+                let panel = first..<min(first + lanes, rows.upperBound), c = first - rows.lowerBound
+                let share = c / lanes * next / panels..<(c / lanes + 1) * next / panels
+                prefetchRows(nextK + share.lowerBound * keyStride, stride: keyStride, rows: share.count, width: d)
+                prefetchRows(nextV + share.lowerBound * valueStride, stride: valueStride, rows: share.count, width: dv)
+                // A block that none of the panel's queries sees would leave its sums as they are
+                // (P = 0, a rescale of exactly 1): under a causal mask, the far side of the diagonal.
+                guard mask.keys(seenBy: panel).overlaps(block) else { continue }
+                // Sᵀ (width, 16) = K (width, d) · Qᵀ (d, 16)
+                multiply(m: width, n: lanes, k: d, a: buffers.kBlock, aRowStride: dp, aColumnStride: 1,
+                         b: state.qT + c * d, bRowStride: lanes, c: buffers.sT, cRowStride: lanes, accumulate: false)
+                if modifiers.changesScores {
+                    modifiers.modifyKeyMajor(buffers.sT, rowStride: lanes, batch: b, head: h, keys: block, queries: panel, paddedQueries: lanes)
                 }
+                if !mask.isFullyVisible(rows: panel, keys: block) {
+                    for t in 0..<width {
+                        let seers = mask.rows(seeing: j0 + t..<j0 + t + 1)
+                        maskScores(buffers.sT + t * lanes, count: panel.count, visibleFrom: seers.lowerBound - first,
+                                   through: seers.upperBound - 1 - first)
+                    }
+                }
+                let rescale = mergePanel(width: width, scores: buffers.sT, rowMax: state.rowMax + c, rowSum: state.rowSum + c)
+                // The sums above are of the undropped probabilities: lse is the softmax's own.
+                modifiers.applyDropoutKeyMajor(buffers.sT, rowStride: lanes, batch: b, head: h, keys: block, queries: panel)
+                for t in 0..<panel.count where rescale[t] != 1 {
+                    scaleRow(state.acc + (c + t) * dvp, count: dvp, by: rescale[t])
+                }
+                // acc (16, dvp) += P (16, width) · V (width, dvp), P read down the columns of Sᵀ
+                multiply(m: panel.count, n: dvp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: lanes,
+                         b: buffers.vBlock, bRowStride: dvp, c: state.acc + c * dvp, cRowStride: dvp, accumulate: true)
             }
-            mergeBlock(width: width, queries: rp, rowStride: sStride, state: state, buffers: buffers)
-            // The sums above are of the undropped probabilities: lse is the softmax's own.
-            modifiers.applyDropoutKeyMajor(buffers.sT, rowStride: sStride, batch: b, head: h, keys: block, queries: rows)
-            for t in 0..<rows.count where buffers.rescale[t] != 1 {
-                scaleRow(state.acc + t * dvp, count: dvp, by: buffers.rescale[t])
-            }
-            // O += P·V, P read down the columns of Sᵀ. V is copied to consecutive rows: in place its
-            // rows lie heads·D floats apart, often a multiple of 4 KiB, and a column of them would
-            // all fall in one L1 set.
-            packRows(vSource, sourceStride: valueStride, rows: width, width: dv, into: buffers.vBlock, paddedWidth: dvp)
-            // acc (rows, dvp) += P (rows, width) · V (width, dvp)
-            multiply(m: rows.count, n: dvp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: sStride,
-                     b: buffers.vBlock, bRowStride: dvp, c: state.acc, cRowStride: dvp, accumulate: true)
             j0 += bc
         }
     }
@@ -153,27 +167,25 @@ struct OnlineSoftmax {
         }
     }
 
-    /// The online-softmax update for sixteen queries at a time: new running max, P = e^(S − m')
-    /// in place of the scores, the rescale factor e^(m − m') of the old sum and output, new sum.
-    private func mergeBlock(width: Int, queries: Int, rowStride br: Int, state: State, buffers: Buffers) {
-        var c = 0
-        while c < queries {
-            let previous = Lanes.load(state.rowMax + c)
-            var current = previous
-            for t in 0..<width { current = larger(current, Lanes.load(buffers.sT + t * br + c)) }
-            let pivot = current.replacing(with: 0, where: current .== -.infinity)
-            var blockSum = Lanes.zero
-            for t in 0..<width {
-                let p = exp(Lanes.load(buffers.sT + t * br + c) - pivot)
-                p.store(buffers.sT + t * br + c)
-                blockSum += p
-            }
-            let rescale = exp(previous - pivot)
-            current.store(state.rowMax + c)
-            rescale.store(buffers.rescale + c)
-            (Lanes.load(state.rowSum + c) * rescale + blockSum).store(state.rowSum + c)
-            c += lanes
+    /// The online-softmax update of one panel of sixteen queries: new running max, P = e^(S − m')
+    /// in place of the scores, new sum; returns the rescale factor e^(m − m') of the old sum and
+    /// output.
+    private func mergePanel(width: Int, scores: UnsafeMutablePointer<Float>, rowMax: UnsafeMutablePointer<Float>,
+                            rowSum: UnsafeMutablePointer<Float>) -> Lanes {
+        let previous = Lanes.load(rowMax)
+        var current = previous
+        for t in 0..<width { current = larger(current, Lanes.load(scores + t * lanes)) }
+        let pivot = current.replacing(with: 0, where: current .== -.infinity)
+        var blockSum = Lanes.zero
+        for t in 0..<width {
+            let p = exp(Lanes.load(scores + t * lanes) - pivot)
+            p.store(scores + t * lanes)
+            blockSum += p
         }
+        let rescale = exp(previous - pivot)
+        current.store(rowMax)
+        (Lanes.load(rowSum) * rescale + blockSum).store(rowSum)
+        return rescale
     }
 }
 
@@ -205,6 +217,7 @@ extension OnlineSoftmax.Buffers {
     }
 
     init(_ carver: inout ScratchCarver, _ tile: OnlineSoftmax) {
-        self.init(&carver, paddedValueDim: roundUpToLanes(tile.problem.valueHeadDim), rows: tile.rowsPerTile, keys: tile.keysPerTile)
+        self.init(&carver, paddedDim: roundUpToLanes(tile.problem.headDim), paddedValueDim: roundUpToLanes(tile.problem.valueHeadDim),
+                  keys: tile.keysPerTile)
     }
 }

@@ -1,3 +1,4 @@
+import CPrefetch
 import FlashAttentionCore
 
 // The kernels copy blocks of the (batch, seqlen, heads, headdim) tensors, whose rows lie heads·D
@@ -73,5 +74,22 @@ struct PackedRows {
     func deallocate() {
         q.deallocate()
         dO.deallocate()
+    }
+}
+
+/// Asks for `rows` rows of `width` floats, `stride` apart, to be brought into cache ahead of their
+/// use. A block's rows of K and V lie heads·D floats apart, a few lines each: too short a run for
+/// the hardware prefetchers to follow, so without this every line is a miss the products wait on
+/// (and once K and V outgrow L3, a trip to memory).
+@inline(__always)
+func prefetchRows(_ source: UnsafePointer<Float>, stride: Int, rows: Int, width: Int) {
+    let line = 64
+    for r in 0..<rows {
+        let start = UInt(bitPattern: source + r * stride), end = UInt(bitPattern: source + r * stride + width)
+        var address = start & ~UInt(line - 1)
+        while address < end {
+            flashdist_prefetch(UnsafeRawPointer(bitPattern: address))
+            address += UInt(line)
+        }
     }
 }
