@@ -43,7 +43,7 @@ struct OnlineSoftmax {
         init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, keys bc: Int) {
             sT = carver.take(bc * lanes)    // (bc, 16): Sᵀ of one panel of queries, then Pᵀ in place
             kBlock = carver.take(bc * dp)   // (bc, dp): K of the block, dense and zero-padded
-            vBlock = carver.take(bc * dvp)  // (bc, dvp): V of the block, dense and zero-padded
+            vBlock = carver.take(bc * dvp)  // (bc, dvp) in panels of 16 columns: V of the block, zero-padded
         }
     }
 
@@ -95,12 +95,13 @@ struct OnlineSoftmax {
             let (nextK, nextV) = (k + placement.keyIndex(batch: b, key: j0 + bc, kvHead: kvHead),
                                   v + placement.valueIndex(batch: b, key: j0 + bc, kvHead: kvHead))
             let panels = (rows.count + lanes - 1) / lanes
-            // Copied to consecutive rows: in place their rows lie heads·D floats apart, often a
-            // multiple of 4 KiB, and a column of them would all fall in one L1 set.
+            // Copied to dense scratch: in place their rows lie heads·D floats apart, often a multiple
+            // of 4 KiB, and a column of them would all fall in one L1 set. V goes in panels of 16
+            // columns, which P·V reads a panel at a time down all the block's keys.
             packRows(k + placement.keyIndex(batch: b, key: j0, kvHead: kvHead), sourceStride: keyStride, rows: width, width: d,
                      into: buffers.kBlock, paddedWidth: dp)
-            packRows(v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead), sourceStride: valueStride, rows: width, width: dv,
-                     into: buffers.vBlock, paddedWidth: dvp)
+            packPanels(v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead), sourceStride: valueStride, rows: width, width: dv,
+                       into: buffers.vBlock, paddedRows: bc, paddedWidth: dvp)
             for first in stride(from: rows.lowerBound, to: rows.upperBound, by: lanes) {
                 let panel = first..<min(first + lanes, rows.upperBound), c = first - rows.lowerBound
                 let share = c / lanes * next / panels..<(c / lanes + 1) * next / panels
@@ -128,9 +129,14 @@ struct OnlineSoftmax {
                 for t in 0..<panel.count where rescale[t] != 1 {
                     scaleRow(state.acc + (c + t) * dvp, count: dvp, by: rescale[t])
                 }
-                // acc (16, dvp) += P (16, width) · V (width, dvp), P read down the columns of Sᵀ
-                multiply(m: panel.count, n: dvp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: lanes,
-                         b: buffers.vBlock, bRowStride: dvp, c: state.acc + c * dvp, cRowStride: dvp, accumulate: true)
+                // acc (16, dvp) += P (16, width) · V (width, dvp), P read down the columns of Sᵀ, one
+                // panel of V at a time so that it stays in L1 for all the panel's queries (V whole
+                // is 32 KiB at D = 128).
+                for column in stride(from: 0, to: dvp, by: lanes) {
+                    multiply(m: panel.count, n: lanes, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: lanes,
+                             b: buffers.vBlock + column * bc, bRowStride: lanes, c: state.acc + c * dvp + column, cRowStride: dvp,
+                             accumulate: true)
+                }
             }
             j0 += bc
         }

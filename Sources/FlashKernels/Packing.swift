@@ -39,15 +39,19 @@ func packTransposed(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int
 
 /// Copies `rows` source rows of `width` floats into a block of `paddedRows` rows and `paddedWidth`
 /// columns cut into panels of 16 columns, as `packTransposed` lays out its copies, zero-filling
-/// both paddings: K for the backward's dQ += dS·K, which reads it down 64–256 rows a panel at a
-/// time.
+/// both paddings: K for the backward's dQ += dS·K and V for the forward's O += P·V, which read it
+/// down 64–256 rows a panel at a time (rows D floats apart would put a panel's lines in a few of
+/// L1's sets at D = 128).
 @inline(__always)
 func packPanels(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, width: Int,
                 into block: UnsafeMutablePointer<Float>, paddedRows: Int, paddedWidth: Int) {
-    block.update(repeating: 0, count: paddedRows * paddedWidth)
+    if rows < paddedRows || width < paddedWidth { block.update(repeating: 0, count: paddedRows * paddedWidth) }
+    let whole = width / lanes * lanes
     for r in 0..<rows {
         let from = source + r * sourceStride, row = block + r * lanes
-        for c in 0..<width { row[c / lanes * paddedRows * lanes + c % lanes] = from[c] }
+        var c = 0
+        while c < whole { Lanes.load(from + c).store(row + c * paddedRows); c += lanes }
+        for c in whole..<width { row[c / lanes * paddedRows * lanes + c % lanes] = from[c] }
     }
 }
 
