@@ -8,14 +8,18 @@ import FlashAttentionCore
 /// (panels 16 floats apart) or as the transposed copies of Packing.swift lay it out (rows 16
 /// floats apart, panels a whole panel apart). A is read through two strides, so one kernel
 /// serves both A and Aᵀ: the backward's Pᵀ·dO and dSᵀ·Q read P and dS column by column without a
-/// transposed copy; the forward reads K in place as A and Pᵀ down the columns of Sᵀ.
+/// transposed copy; the forward reads Pᵀ down the columns of Sᵀ.
+///
+/// B's panels are the outer loop and A's rows the inner one, as in BLIS: a panel of B (k × 16
+/// floats, 4–16 KiB) stays in L1 while every row of A meets it, so A streams from L2 once per
+/// panel. Rows outermost would stream the whole of B once per six rows instead.
 ///
 /// Six rows of C times sixteen columns live in registers while k runs: twelve ymm accumulators
 /// (enough independent FMA chains to cover the latency of two FMA pipes), two for the B vector
 /// and one for the broadcast A element, fifteen of AVX2's sixteen. Each loaded B vector feeds six
-/// FMAs. Leftover rows go four, then one, at a time. The variants are unrolled by hand because
-/// Swift keeps named SIMD values in registers but not an array of them.
-///
+/// FMAs. Leftover rows go four at a time (eight as two fours rather than six and two single rows,
+/// whose one chain each waits on the FMA latency), then one. The variants are unrolled by hand
+/// because Swift keeps named SIMD values in registers but not an array of them.
 ///
 /// One of A's strides is always 1 (A's rows, or its columns, are contiguous), and each case is its
 /// own specialisation with that stride a constant, so the six broadcasts of a step share one moving
@@ -26,13 +30,16 @@ func multiply(m: Int, n: Int, k: Int,
               a: UnsafePointer<Float>, aRowStride: Int, aColumnStride: Int,
               b: UnsafePointer<Float>, bRowStride: Int, bPanelStride: Int = lanes,
               c: UnsafeMutablePointer<Float>, cRowStride: Int, accumulate: Bool) {
-    if aColumnStride == 1 {
-        multiplyBlocked(m: m, n: n, k: k, a: a, strides: ContiguousRows(rowStride: aRowStride), b: b, bRowStride: bRowStride,
-                        bPanelStride: bPanelStride, c: c, cRowStride: cRowStride, accumulate: accumulate)
-    } else {
-        precondition(aRowStride == 1, "multiply: one of A's strides must be 1")
-        multiplyBlocked(m: m, n: n, k: k, a: a, strides: ContiguousColumns(columnStride: aColumnStride), b: b,
-                        bRowStride: bRowStride, bPanelStride: bPanelStride, c: c, cRowStride: cRowStride, accumulate: accumulate)
+    precondition(aColumnStride == 1 || aRowStride == 1, "multiply: one of A's strides must be 1")
+    for column in stride(from: 0, to: n, by: lanes) {
+        let (panel, cPanel) = (b + column / lanes * bPanelStride, c + column)
+        if aColumnStride == 1 {
+            multiplyPanel(m: m, k: k, a: a, strides: ContiguousRows(rowStride: aRowStride), b: panel, bRowStride: bRowStride,
+                          c: cPanel, cRowStride: cRowStride, accumulate: accumulate)
+        } else {
+            multiplyPanel(m: m, k: k, a: a, strides: ContiguousColumns(columnStride: aColumnStride), b: panel, bRowStride: bRowStride,
+                          c: cPanel, cRowStride: cRowStride, accumulate: accumulate)
+        }
     }
 }
 
@@ -52,88 +59,70 @@ private struct ContiguousColumns: OperandStrides {
     let columnStride: Int
 }
 
-private func multiplyBlocked<Strides: OperandStrides>(
-    m: Int, n: Int, k: Int, a: UnsafePointer<Float>, strides: Strides,
-    b: UnsafePointer<Float>, bRowStride: Int, bPanelStride: Int,
+/// C (m × 16) (+)= A (m × k) · one panel of B (k × 16).
+private func multiplyPanel<Strides: OperandStrides>(
+    m: Int, k: Int, a: UnsafePointer<Float>, strides: Strides, b: UnsafePointer<Float>, bRowStride: Int,
     c: UnsafeMutablePointer<Float>, cRowStride: Int, accumulate: Bool
 ) {
     let (aRowStride, aColumnStride) = (strides.rowStride, strides.columnStride)
     var row = 0
-    while row + 6 <= m {
+    while row + 6 <= m && m - row != 8 {
         let a0 = a + row * aRowStride, a1 = a0 + aRowStride, a2 = a1 + aRowStride
         let a3 = a2 + aRowStride, a4 = a3 + aRowStride, a5 = a4 + aRowStride
         let c0 = c + row * cRowStride, c1 = c0 + cRowStride, c2 = c1 + cRowStride
         let c3 = c2 + cRowStride, c4 = c3 + cRowStride, c5 = c4 + cRowStride
-        var column = 0
-        while column < n {
-            var s0 = accumulate ? Lanes.load(c0 + column) : .zero
-            var s1 = accumulate ? Lanes.load(c1 + column) : .zero
-            var s2 = accumulate ? Lanes.load(c2 + column) : .zero
-            var s3 = accumulate ? Lanes.load(c3 + column) : .zero
-            var s4 = accumulate ? Lanes.load(c4 + column) : .zero
-            var s5 = accumulate ? Lanes.load(c5 + column) : .zero
-            var bp = b + column / lanes * bPanelStride
-            var ai = 0
-            for _ in 0..<k {
-                let bv = Lanes.load(bp)
-                s0 = s0.addingProduct(Lanes(repeating: a0[ai]), bv)
-                s1 = s1.addingProduct(Lanes(repeating: a1[ai]), bv)
-                s2 = s2.addingProduct(Lanes(repeating: a2[ai]), bv)
-                s3 = s3.addingProduct(Lanes(repeating: a3[ai]), bv)
-                s4 = s4.addingProduct(Lanes(repeating: a4[ai]), bv)
-                s5 = s5.addingProduct(Lanes(repeating: a5[ai]), bv)
-                bp += bRowStride
-                ai += aColumnStride
-            }
-            s0.store(c0 + column); s1.store(c1 + column); s2.store(c2 + column)
-            s3.store(c3 + column); s4.store(c4 + column); s5.store(c5 + column)
-            column += lanes
+        var s0 = accumulate ? Lanes.load(c0) : .zero
+        var s1 = accumulate ? Lanes.load(c1) : .zero
+        var s2 = accumulate ? Lanes.load(c2) : .zero
+        var s3 = accumulate ? Lanes.load(c3) : .zero
+        var s4 = accumulate ? Lanes.load(c4) : .zero
+        var s5 = accumulate ? Lanes.load(c5) : .zero
+        var bp = b, ai = 0
+        for _ in 0..<k {
+            let bv = Lanes.load(bp)
+            s0 = s0.addingProduct(Lanes(repeating: a0[ai]), bv)
+            s1 = s1.addingProduct(Lanes(repeating: a1[ai]), bv)
+            s2 = s2.addingProduct(Lanes(repeating: a2[ai]), bv)
+            s3 = s3.addingProduct(Lanes(repeating: a3[ai]), bv)
+            s4 = s4.addingProduct(Lanes(repeating: a4[ai]), bv)
+            s5 = s5.addingProduct(Lanes(repeating: a5[ai]), bv)
+            bp += bRowStride
+            ai += aColumnStride
         }
+        s0.store(c0); s1.store(c1); s2.store(c2)
+        s3.store(c3); s4.store(c4); s5.store(c5)
         row += 6
     }
     while row + 4 <= m {
         let a0 = a + row * aRowStride, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride
         let c0 = c + row * cRowStride, c1 = c0 + cRowStride, c2 = c1 + cRowStride, c3 = c2 + cRowStride
-        var column = 0
-        while column < n {
-            var s0 = accumulate ? Lanes.load(c0 + column) : .zero
-            var s1 = accumulate ? Lanes.load(c1 + column) : .zero
-            var s2 = accumulate ? Lanes.load(c2 + column) : .zero
-            var s3 = accumulate ? Lanes.load(c3 + column) : .zero
-            var bp = b + column / lanes * bPanelStride
-            var ai = 0
-            for _ in 0..<k {
-                let bv = Lanes.load(bp)
-                s0 = s0.addingProduct(Lanes(repeating: a0[ai]), bv)
-                s1 = s1.addingProduct(Lanes(repeating: a1[ai]), bv)
-                s2 = s2.addingProduct(Lanes(repeating: a2[ai]), bv)
-                s3 = s3.addingProduct(Lanes(repeating: a3[ai]), bv)
-                bp += bRowStride
-                ai += aColumnStride
-            }
-            s0.store(c0 + column)
-            s1.store(c1 + column)
-            s2.store(c2 + column)
-            s3.store(c3 + column)
-            column += lanes
+        var s0 = accumulate ? Lanes.load(c0) : .zero
+        var s1 = accumulate ? Lanes.load(c1) : .zero
+        var s2 = accumulate ? Lanes.load(c2) : .zero
+        var s3 = accumulate ? Lanes.load(c3) : .zero
+        var bp = b, ai = 0
+        for _ in 0..<k {
+            let bv = Lanes.load(bp)
+            s0 = s0.addingProduct(Lanes(repeating: a0[ai]), bv)
+            s1 = s1.addingProduct(Lanes(repeating: a1[ai]), bv)
+            s2 = s2.addingProduct(Lanes(repeating: a2[ai]), bv)
+            s3 = s3.addingProduct(Lanes(repeating: a3[ai]), bv)
+            bp += bRowStride
+            ai += aColumnStride
         }
+        s0.store(c0); s1.store(c1); s2.store(c2); s3.store(c3)
         row += 4
     }
     while row < m {
         let a0 = a + row * aRowStride, c0 = c + row * cRowStride
-        var column = 0
-        while column < n {
-            var s0 = accumulate ? Lanes.load(c0 + column) : .zero
-            var bp = b + column / lanes * bPanelStride
-            var ai = 0
-            for _ in 0..<k {
-                s0 = s0.addingProduct(Lanes(repeating: a0[ai]), Lanes.load(bp))
-                bp += bRowStride
-                ai += aColumnStride
-            }
-            s0.store(c0 + column)
-            column += lanes
+        var s0 = accumulate ? Lanes.load(c0) : .zero
+        var bp = b, ai = 0
+        for _ in 0..<k {
+            s0 = s0.addingProduct(Lanes(repeating: a0[ai]), Lanes.load(bp))
+            bp += bRowStride
+            ai += aColumnStride
         }
+        s0.store(c0)
         row += 1
     }
 }

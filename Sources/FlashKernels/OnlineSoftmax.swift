@@ -129,14 +129,10 @@ struct OnlineSoftmax {
                 for t in 0..<panel.count where rescale[t] != 1 {
                     scaleRow(state.acc + (c + t) * dvp, count: dvp, by: rescale[t])
                 }
-                // acc (16, dvp) += P (16, width) · V (width, dvp), P read down the columns of Sᵀ, one
-                // panel of V at a time so that it stays in L1 for all the panel's queries (V whole
-                // is 32 KiB at D = 128).
-                for column in stride(from: 0, to: dvp, by: lanes) {
-                    multiply(m: panel.count, n: lanes, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: lanes,
-                             b: buffers.vBlock + column * bc, bRowStride: lanes, c: state.acc + c * dvp + column, cRowStride: dvp,
-                             accumulate: true)
-                }
+                // acc (16, dvp) += P (16, width) · V (width, dvp), P read down the columns of Sᵀ
+                multiply(m: panel.count, n: dvp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: lanes,
+                         b: buffers.vBlock, bRowStride: lanes, bPanelStride: bc * lanes, c: state.acc + c * dvp, cRowStride: dvp,
+                         accumulate: true)
             }
             j0 += bc
         }
