@@ -33,8 +33,9 @@ let package = Package(
     targets: [
         // The problem, its masks and tiles, the threaded scheduler, the CPU's instruction sets and caches.
         .target(name: "FlashAttentionCore", swiftSettings: fast),
-        // A prefetch hint for the kernels, which Swift cannot spell.
-        .target(name: "CPrefetch"),
+        // Hints for the kernels that Swift cannot spell (a prefetch, an optimisation barrier). Its
+        // debug info is DWARF 4, which valgrind 3.19 (launch/profile.sh) still reads in the binary.
+        .target(name: "CPrefetch", cSettings: [.unsafeFlags(["-gdwarf-4"])]),
         // The kernels, one source folder built once per instruction set.
         .target(name: "FlashKernelsAVX2", dependencies: ["FlashAttentionCore", "CPrefetch"], path: "Sources/FlashKernels",
                 swiftSettings: kernels("haswell", [])),

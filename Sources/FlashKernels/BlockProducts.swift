@@ -1,3 +1,4 @@
+import CPrefetch
 import FlashAttentionCore
 
 /// The matrix products of a tile, register-blocked for SIMD (Packing.swift lays out their operands).
@@ -22,53 +23,61 @@ import FlashAttentionCore
 /// because Swift keeps named SIMD values in registers but not an array of them.
 ///
 /// One of A's strides is always 1 (A's rows, or its columns, are contiguous), and each case is its
-/// own specialisation with that stride a constant, so the six broadcasts of a step share one moving
-/// index (rows contiguous) or one moving pointer at fixed offsets (columns contiguous) rather than
-/// six address updates: with AVX2 a step is already twelve FMAs, two loads and six broadcasts,
-/// near what the core can issue in the six cycles the FMAs take.
+/// own specialisation. With columns contiguous, a group's rows are fixed offsets from one moving
+/// pointer. With rows contiguous, the rows' starts are laid out in a table that the optimiser
+/// cannot see through (`flashdist_opaque`, once per product): knowing them a stride apart, it
+/// would address five of six from the first, a few integer operations a step that AVX2's step of
+/// twelve FMAs, two loads and six broadcasts cannot spare (it is already near what the core issues
+/// in the six cycles the FMAs take); from the table it keeps six registers and one shared index.
 func multiply(m: Int, n: Int, k: Int,
               a: UnsafePointer<Float>, aRowStride: Int, aColumnStride: Int,
               b: UnsafePointer<Float>, bRowStride: Int, bPanelStride: Int = lanes,
               c: UnsafeMutablePointer<Float>, cRowStride: Int, accumulate: Bool) {
     precondition(aColumnStride == 1 || aRowStride == 1, "multiply: one of A's strides must be 1")
-    for column in stride(from: 0, to: n, by: lanes) {
-        let (panel, cPanel) = (b + column / lanes * bPanelStride, c + column)
-        if aColumnStride == 1 {
-            multiplyPanel(m: m, k: k, a: a, strides: ContiguousRows(rowStride: aRowStride), b: panel, bRowStride: bRowStride,
-                          c: cPanel, cRowStride: cRowStride, accumulate: accumulate)
-        } else {
-            multiplyPanel(m: m, k: k, a: a, strides: ContiguousColumns(columnStride: aColumnStride), b: panel, bRowStride: bRowStride,
-                          c: cPanel, cRowStride: cRowStride, accumulate: accumulate)
+    func panels<Rows: RowsOfA>(_ rows: Rows) {
+        for column in stride(from: 0, to: n, by: lanes) {
+            multiplyPanel(m: m, k: k, a: rows, b: b + column / lanes * bPanelStride, bRowStride: bRowStride,
+                          c: c + column, cRowStride: cRowStride, accumulate: accumulate)
         }
+    }
+    if aColumnStride == 1 {
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: max(1, m)) { table in
+            for row in 0..<m { table[row] = a + row * aRowStride }
+            flashdist_opaque(table.baseAddress)
+            panels(ContiguousRows(starts: UnsafePointer(table.baseAddress!)))
+        }
+    } else {
+        panels(ContiguousColumns(first: a, columnStride: aColumnStride))
     }
 }
 
-/// How A's elements lie: one stride a run-time value, the other the constant 1.
-private protocol OperandStrides {
-    var rowStride: Int { get }
+/// Where A's rows start, and how far apart consecutive elements of a row are.
+private protocol RowsOfA {
     var columnStride: Int { get }
+    func row(_ index: Int) -> UnsafePointer<Float>
 }
 
-private struct ContiguousRows: OperandStrides {
-    let rowStride: Int
+private struct ContiguousRows: RowsOfA {
+    let starts: UnsafePointer<UnsafePointer<Float>>
     var columnStride: Int { 1 }
+    func row(_ index: Int) -> UnsafePointer<Float> { starts[index] }
 }
 
-private struct ContiguousColumns: OperandStrides {
-    var rowStride: Int { 1 }
+private struct ContiguousColumns: RowsOfA {
+    let first: UnsafePointer<Float>
     let columnStride: Int
+    func row(_ index: Int) -> UnsafePointer<Float> { first + index }
 }
 
 /// C (m × 16) (+)= A (m × k) · one panel of B (k × 16).
-private func multiplyPanel<Strides: OperandStrides>(
-    m: Int, k: Int, a: UnsafePointer<Float>, strides: Strides, b: UnsafePointer<Float>, bRowStride: Int,
+private func multiplyPanel<Rows: RowsOfA>(
+    m: Int, k: Int, a: Rows, b: UnsafePointer<Float>, bRowStride: Int,
     c: UnsafeMutablePointer<Float>, cRowStride: Int, accumulate: Bool
 ) {
-    let (aRowStride, aColumnStride) = (strides.rowStride, strides.columnStride)
+    let aColumnStride = a.columnStride
     var row = 0
     while row + 6 <= m && m - row != 8 {
-        let a0 = a + row * aRowStride, a1 = a0 + aRowStride, a2 = a1 + aRowStride
-        let a3 = a2 + aRowStride, a4 = a3 + aRowStride, a5 = a4 + aRowStride
+        let (a0, a1, a2, a3, a4, a5) = (a.row(row), a.row(row + 1), a.row(row + 2), a.row(row + 3), a.row(row + 4), a.row(row + 5))
         let c0 = c + row * cRowStride, c1 = c0 + cRowStride, c2 = c1 + cRowStride
         let c3 = c2 + cRowStride, c4 = c3 + cRowStride, c5 = c4 + cRowStride
         var s0 = accumulate ? Lanes.load(c0) : .zero
@@ -94,7 +103,7 @@ private func multiplyPanel<Strides: OperandStrides>(
         row += 6
     }
     while row + 4 <= m {
-        let a0 = a + row * aRowStride, a1 = a0 + aRowStride, a2 = a1 + aRowStride, a3 = a2 + aRowStride
+        let (a0, a1, a2, a3) = (a.row(row), a.row(row + 1), a.row(row + 2), a.row(row + 3))
         let c0 = c + row * cRowStride, c1 = c0 + cRowStride, c2 = c1 + cRowStride, c3 = c2 + cRowStride
         var s0 = accumulate ? Lanes.load(c0) : .zero
         var s1 = accumulate ? Lanes.load(c1) : .zero
@@ -114,7 +123,7 @@ private func multiplyPanel<Strides: OperandStrides>(
         row += 4
     }
     while row < m {
-        let a0 = a + row * aRowStride, c0 = c + row * cRowStride
+        let a0 = a.row(row), c0 = c + row * cRowStride
         var s0 = accumulate ? Lanes.load(c0) : .zero
         var bp = b, ai = 0
         for _ in 0..<k {

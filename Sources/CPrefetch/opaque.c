@@ -1,0 +1,3 @@
+#include "prefetch.h"
+
+void flashdist_opaque(void *values) { (void)values; }
