@@ -18,11 +18,11 @@ extension KernelConfiguration {
         let tiling = configuration.tiling
         var shared = [tiling.keyColumns, tiling.backwardRows, tiling.backwardKeys ?? 0, tiling.forwardRows ?? 0,
                       tiling.caches.l1, tiling.caches.l2, tiling.caches.l3,
-                      TileSource.allCases.firstIndex(of: configuration.tileSource)!].map(Int64.init)
+                      TileSource.allCases.firstIndex(of: configuration.tileSource)!, tiling.cores].map(Int64.init)
         try communicator.broadcast(&shared, from: 0)
         let t = shared.map(Int.init)
         configuration.tiling = Tiling(keyColumns: t[0], backwardRows: t[1], backwardKeys: t[2] == 0 ? nil : t[2], forwardRows: t[3] == 0 ? nil : t[3],
-                                      caches: CacheSizes(l1: t[4], l2: t[5], l3: t[6]))
+                                      caches: CacheSizes(l1: t[4], l2: t[5], l3: t[6]), cores: t[8])
         configuration.tileSource = TileSource.allCases[t[7]]
         return configuration
     }

@@ -20,14 +20,17 @@ public struct Tiling: Sendable, Equatable {
     public var backwardKeys: Int?
     public var forwardRows: Int?
     public var caches: CacheSizes
+    /// Cores the work is spread over: `forwardRows(for:)` keeps a few tiles per core.
+    public var cores: Int
 
     public init(keyColumns: Int = 64, backwardRows: Int = 64, backwardKeys: Int? = nil, forwardRows: Int? = nil,
-                caches: CacheSizes) {
+                caches: CacheSizes, cores: Int = ProcessInfo.processInfo.activeProcessorCount) {
         self.keyColumns = keyColumns
         self.backwardRows = backwardRows
         self.backwardKeys = backwardKeys
         self.forwardRows = forwardRows
         self.caches = caches
+        self.cores = cores
     }
 
     public static func fitted(to caches: CacheSizes) -> Tiling { Tiling(caches: caches) }
@@ -48,20 +51,24 @@ public struct Tiling: Sendable, Equatable {
         return [256, 128].first { bytes($0) <= caches.l2 } ?? 64
     }
 
-    /// The forward streams every key and value of its head once per row block. While K and V of
-    /// one head stay in L2 that costs little and small blocks balance best; once they spill to L3
-    /// the row block grows to 256 so each key brought in serves more rows, and to 512 once K and V
-    /// of every head spill past L3 to memory. Only the tile's Qᵀ and output accumulator grow with
-    /// it (its scores are one panel of sixteen queries at a time, and a causal tile skips the key
-    /// blocks a panel does not see), and they stay within half of L2. (Zen 4, AVX-512, 2 threads:
-    /// 512 rows against 256 at N = 16384, H = 8, D = 64, 8.6% faster, eight alternating runs.)
+    /// The forward streams every key and value of its head once per row block, so the bigger the
+    /// block the fewer times each key comes in: 256 rows, and 512 once K and V of every head spill
+    /// past L3 to memory. Only the tile's Qᵀ and output accumulator grow with it (its scores are
+    /// 32 queries at a time, and a causal tile skips the key blocks those queries do not see), and
+    /// they stay within half of L2. Smaller blocks only where the problem would otherwise have
+    /// fewer than four tiles per core. (Zen 4, 2 threads, D = 64, alternating runs, AVX2 path:
+    /// 256 rows against 64 at N = 2048 11% faster, at N = 1024 4%; AVX-512: 512 against 256 at
+    /// N = 16384, H = 8, 8.6%.)
     package func forwardRows(for problem: AttentionProblem) -> Int {
         if let forwardRows { return forwardRows }
         let keys = (0..<problem.batch).map(problem.seqlenK).max() ?? 0
         let headBytes = keys * (problem.headDim + problem.valueHeadDim) * 4
-        var rows = headBytes <= caches.l2 ? 64 : headBytes * problem.kvHeads <= caches.l3 ? 256 : 512
+        var rows = headBytes * problem.kvHeads <= caches.l3 ? 256 : 512
         let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
-        while rows > 64 && 4 * rows * (dp + dvp) > caches.l2 / 2 { rows /= 2 }
+        let tiles = { (rows: Int) in (0..<problem.batch).reduce(0) { $0 + problem.heads * Tile.blockCount(problem.seqlenQ($1), rows) } }
+        while rows > 64 && (4 * rows * (dp + dvp) > caches.l2 / 2 || tiles(rows) < 4 * cores) {
+            rows /= 2
+        }
         return rows
     }
 

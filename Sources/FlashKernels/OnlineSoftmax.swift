@@ -12,7 +12,7 @@ import Foundation
 /// e^(−∞ + ∞) = NaN.
 ///
 /// The scores are held transposed, Sᵀ = K·Qᵀ (keys × queries): K is the broadcast operand, Qᵀ
-/// (packed once per tile) is read a panel of sixteen queries at a time, and the max and sum of each
+/// (packed once per tile) is read 32 queries at a time, and the max and sum of each
 /// query run down a column, sixteen queries per vector, with no horizontal reductions. Each score
 /// is the same chain of FMAs over the head dimension either way.
 struct OnlineSoftmax {
@@ -41,11 +41,16 @@ struct OnlineSoftmax {
     struct Buffers {
         let sT, kBlock, vBlock: UnsafeMutablePointer<Float>
         init(_ carver: inout ScratchCarver, paddedDim dp: Int, paddedValueDim dvp: Int, keys bc: Int) {
-            sT = carver.take(bc * lanes)    // (bc, 16): Sᵀ of one panel of queries, then Pᵀ in place
+            sT = carver.take(bc * OnlineSoftmax.queriesPerPass)  // (bc, 32): Sᵀ of one pass's queries, then Pᵀ in place
             kBlock = carver.take(bc * dp)   // (bc, dp): K of the block, dense and zero-padded
             vBlock = carver.take(bc * dvp)  // (bc, dvp) in panels of 16 columns: V of the block, zero-padded
         }
     }
+
+    /// Queries that go through a key block's whole update together: two panels of sixteen, so that
+    /// the block's K and V (16 KiB each at D = 64), which every pass reads, come into L1 half as
+    /// often as one panel at a time would have them (the pass's own blocks are 8 KiB each).
+    static let queriesPerPass = 2 * lanes
 
     var stateFloats: Int { ScratchCarver.floats { State(&$0, self) } }
     var bufferFloats: Int { ScratchCarver.floats { Buffers(&$0, self) } }
@@ -76,11 +81,12 @@ struct OnlineSoftmax {
     /// boundary of the entry's keys, as single blocks or the whole range) into the running sums of
     /// `rows`, in key order.
     ///
-    /// Each block's K and V are packed once; then every panel of sixteen queries goes through the
-    /// whole update (scores, max, exp, sums, O += P·V) before the next, so its scores (a 4 KiB
-    /// panel of Sᵀ), the packed K and V and its Qᵀ stay in L1 from the product that writes them to
-    /// the one that reads them. A query's result is the same chain of operations as a block of
-    /// queries at a time would give: the panels only reorder independent queries.
+    /// Each block's K and V are packed once; then every pass of 32 queries goes through the whole
+    /// update (scores, max, exp, sums, O += P·V) before the next, so its scores (8 KiB of Sᵀ) and
+    /// its Qᵀ stay in L1 from the product that writes them to the one that reads them, and only
+    /// the tile's Qᵀ and accumulator grow with its rows. A query's result is the same chain of
+    /// operations as a block of queries at a time would give: the passes only reorder independent
+    /// queries.
     func visit(batch b: Int, head h: Int, rows: Range<Int>, keys: Range<Int>, state: State, buffers: Buffers) {
         let d = problem.headDim, dv = problem.valueHeadDim, (dp, dvp) = (roundUpToLanes(d), roundUpToLanes(dv))
         let bc = keysPerTile, kvHead = h / problem.groupSize
@@ -94,7 +100,7 @@ struct OnlineSoftmax {
             let next = j0 + bc < keys.upperBound ? min(j0 + 2 * bc, mask.seqlenK) - (j0 + bc) : 0
             let (nextK, nextV) = (k + placement.keyIndex(batch: b, key: j0 + bc, kvHead: kvHead),
                                   v + placement.valueIndex(batch: b, key: j0 + bc, kvHead: kvHead))
-            let panels = (rows.count + lanes - 1) / lanes
+            let passes = (rows.count + Self.queriesPerPass - 1) / Self.queriesPerPass
             // Copied to dense scratch: in place their rows lie heads·D floats apart, often a multiple
             // of 4 KiB, and a column of them would all fall in one L1 set. V goes in panels of 16
             // columns, which P·V reads a panel at a time down all the block's keys.
@@ -102,35 +108,40 @@ struct OnlineSoftmax {
                      into: buffers.kBlock, paddedWidth: dp)
             packPanels(v + placement.valueIndex(batch: b, key: j0, kvHead: kvHead), sourceStride: valueStride, rows: width, width: dv,
                        into: buffers.vBlock, paddedRows: bc, paddedWidth: dvp)
-            for first in stride(from: rows.lowerBound, to: rows.upperBound, by: lanes) {
-                let panel = first..<min(first + lanes, rows.upperBound), c = first - rows.lowerBound
-                let share = c / lanes * next / panels..<(c / lanes + 1) * next / panels
+            for first in stride(from: rows.lowerBound, to: rows.upperBound, by: Self.queriesPerPass) {
+                let queries = first..<min(first + Self.queriesPerPass, rows.upperBound), c = first - rows.lowerBound
+                let n = roundUpToLanes(queries.count), pass = c / Self.queriesPerPass
+                let share = pass * next / passes..<(pass + 1) * next / passes
                 prefetchRows(nextK + share.lowerBound * keyStride, stride: keyStride, rows: share.count, width: d)
                 prefetchRows(nextV + share.lowerBound * valueStride, stride: valueStride, rows: share.count, width: dv)
-                // A block that none of the panel's queries sees would leave its sums as they are
-                // (P = 0, a rescale of exactly 1): under a causal mask, the far side of the diagonal.
-                guard mask.keys(seenBy: panel).overlaps(block) else { continue }
-                // Sᵀ (width, 16) = K (width, d) · Qᵀ (d, 16)
-                multiply(m: width, n: lanes, k: d, a: buffers.kBlock, aRowStride: dp, aColumnStride: 1,
-                         b: state.qT + c * d, bRowStride: lanes, c: buffers.sT, cRowStride: lanes, accumulate: false)
+                // A block that none of these queries sees would leave their sums as they are (P = 0,
+                // a rescale of exactly 1): under a causal mask, the far side of the diagonal.
+                guard mask.keys(seenBy: queries).overlaps(block) else { continue }
+                let sT = buffers.sT, sStride = Self.queriesPerPass
+                // Sᵀ (width, n) = K (width, d) · Qᵀ (d, n)
+                multiply(m: width, n: n, k: d, a: buffers.kBlock, aRowStride: dp, aColumnStride: 1,
+                         b: state.qT + c * d, bRowStride: lanes, bPanelStride: d * lanes, c: sT, cRowStride: sStride, accumulate: false)
                 if modifiers.changesScores {
-                    modifiers.modifyKeyMajor(buffers.sT, rowStride: lanes, batch: b, head: h, keys: block, queries: panel, paddedQueries: lanes)
+                    modifiers.modifyKeyMajor(sT, rowStride: sStride, batch: b, head: h, keys: block, queries: queries, paddedQueries: n)
                 }
-                if !mask.isFullyVisible(rows: panel, keys: block) {
+                if !mask.isFullyVisible(rows: queries, keys: block) {
                     for t in 0..<width {
                         let seers = mask.rows(seeing: j0 + t..<j0 + t + 1)
-                        maskScores(buffers.sT + t * lanes, count: panel.count, visibleFrom: seers.lowerBound - first,
+                        maskScores(sT + t * sStride, count: queries.count, visibleFrom: seers.lowerBound - first,
                                    through: seers.upperBound - 1 - first)
                     }
                 }
-                let rescale = mergePanel(width: width, scores: buffers.sT, rowMax: state.rowMax + c, rowSum: state.rowSum + c)
-                // The sums above are of the undropped probabilities: lse is the softmax's own.
-                modifiers.applyDropoutKeyMajor(buffers.sT, rowStride: lanes, batch: b, head: h, keys: block, queries: panel)
-                for t in 0..<panel.count where rescale[t] != 1 {
-                    scaleRow(state.acc + (c + t) * dvp, count: dvp, by: rescale[t])
+                for panel in stride(from: 0, to: n, by: lanes) {
+                    let rescale = mergePanel(width: width, scores: sT + panel, rowStride: sStride, rowMax: state.rowMax + c + panel,
+                                             rowSum: state.rowSum + c + panel)
+                    for t in panel..<min(panel + lanes, queries.count) where rescale[t - panel] != 1 {
+                        scaleRow(state.acc + (c + t) * dvp, count: dvp, by: rescale[t - panel])
+                    }
                 }
-                // acc (16, dvp) += P (16, width) · V (width, dvp), P read down the columns of Sᵀ
-                multiply(m: panel.count, n: dvp, k: width, a: buffers.sT, aRowStride: 1, aColumnStride: lanes,
+                // The sums above are of the undropped probabilities: lse is the softmax's own.
+                modifiers.applyDropoutKeyMajor(sT, rowStride: sStride, batch: b, head: h, keys: block, queries: queries)
+                // acc (queries, dvp) += P (queries, width) · V (width, dvp), P read down the columns of Sᵀ
+                multiply(m: queries.count, n: dvp, k: width, a: sT, aRowStride: 1, aColumnStride: sStride,
                          b: buffers.vBlock, bRowStride: lanes, bPanelStride: bc * lanes, c: state.acc + c * dvp, cRowStride: dvp,
                          accumulate: true)
             }
@@ -172,16 +183,16 @@ struct OnlineSoftmax {
     /// The online-softmax update of one panel of sixteen queries: new running max, P = e^(S − m')
     /// in place of the scores, new sum; returns the rescale factor e^(m − m') of the old sum and
     /// output.
-    private func mergePanel(width: Int, scores: UnsafeMutablePointer<Float>, rowMax: UnsafeMutablePointer<Float>,
+    private func mergePanel(width: Int, scores: UnsafeMutablePointer<Float>, rowStride: Int, rowMax: UnsafeMutablePointer<Float>,
                             rowSum: UnsafeMutablePointer<Float>) -> Lanes {
         let previous = Lanes.load(rowMax)
         var current = previous
-        for t in 0..<width { current = larger(current, Lanes.load(scores + t * lanes)) }
+        for t in 0..<width { current = larger(current, Lanes.load(scores + t * rowStride)) }
         let pivot = current.replacing(with: 0, where: current .== -.infinity)
         var blockSum = Lanes.zero
         for t in 0..<width {
-            let p = exp(Lanes.load(scores + t * lanes) - pivot)
-            p.store(scores + t * lanes)
+            let p = exp(Lanes.load(scores + t * rowStride) - pivot)
+            p.store(scores + t * rowStride)
             blockSum += p
         }
         let rescale = exp(previous - pivot)

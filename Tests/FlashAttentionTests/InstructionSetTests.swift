@@ -121,16 +121,18 @@ func backwardKeysFollowL2() throws {
     #expect(try keys(128, l2: 384 << 10) == 64)
 }
 
-@Test("the forward's row blocks fit half of L2 and grow once K and V leave the caches")
+@Test("the forward's row blocks fit half of L2, grow once K and V leave L3, and leave four tiles per core")
 func forwardRowsFollowTheCaches() throws {
-    func rows(_ seqlen: Int, _ headDim: Int, l2: Int, l3: Int = 32 << 20) throws -> Int {
+    func rows(_ seqlen: Int, _ headDim: Int, l2: Int, l3: Int = 32 << 20, cores: Int = 2) throws -> Int {
         let problem = try problem(seqlen, headDim)
-        let tiling = Tiling.fitted(to: CacheSizes(l1: 32 << 10, l2: l2, l3: l3))
+        let tiling = Tiling(caches: CacheSizes(l1: 32 << 10, l2: l2, l3: l3), cores: cores)
         let chosen = tiling.forwardRows(for: problem)
         #expect(chosen == 64 || 4 * chosen * 2 * headDim <= l2 / 2)
         return chosen
     }
-    #expect(try rows(1024, 64, l2: 1 << 20) == 64)
+    #expect(try rows(1024, 64, l2: 1 << 20) == 256)
+    // Eight heads of 1024 rows: 32 tiles of 256 rows, fewer than four per core of 64 cores.
+    #expect(try rows(1024, 64, l2: 1 << 20, cores: 64) == 64)
     #expect(try rows(4096, 64, l2: 512 << 10) == 256)
     #expect(try rows(32768, 64, l2: 1 << 20) == 512)
     #expect(try rows(32768, 128, l2: 512 << 10) == 256)
