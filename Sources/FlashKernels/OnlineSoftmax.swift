@@ -92,10 +92,11 @@ struct OnlineSoftmax {
         let bc = keysPerTile, kvHead = h / problem.groupSize
         let mask = problem.mask(b), modifiers = ScoreModifiers(problem: problem)
         let (keyStride, valueStride) = (problem.kvHeads * d, problem.kvHeads * dv)
+        let sT = buffers.sT, sStride = Self.queriesPerPass
         var j0 = keys.lowerBound / bc * bc
         while j0 < keys.upperBound {
             let block = j0..<min(j0 + bc, mask.seqlenK), width = block.count
-            // The next block's K and V are asked for a share per panel, so that they arrive while
+            // The next block's K and V are asked for a share per pass, so that they arrive while
             // this block is computed without a burst of misses that the core would wait on.
             let next = j0 + bc < keys.upperBound ? min(j0 + 2 * bc, mask.seqlenK) - (j0 + bc) : 0
             let (nextK, nextV) = (k + placement.keyIndex(batch: b, key: j0 + bc, kvHead: kvHead),
@@ -117,7 +118,6 @@ struct OnlineSoftmax {
                 // A block that none of these queries sees would leave their sums as they are (P = 0,
                 // a rescale of exactly 1): under a causal mask, the far side of the diagonal.
                 guard mask.keys(seenBy: queries).overlaps(block) else { continue }
-                let sT = buffers.sT, sStride = Self.queriesPerPass
                 // Sᵀ (width, n) = K (width, d) · Qᵀ (d, n)
                 multiply(m: width, n: n, k: d, a: buffers.kBlock, aRowStride: dp, aColumnStride: 1,
                          b: state.qT + c * d, bRowStride: lanes, bPanelStride: d * lanes, c: sT, cRowStride: sStride, accumulate: false)
