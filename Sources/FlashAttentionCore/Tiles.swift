@@ -51,19 +51,20 @@ public struct Tiling: Sendable, Equatable {
         return [256, 128].first { bytes($0) <= caches.l2 } ?? 64
     }
 
-    /// The forward streams every key and value of its head once per row block, so the bigger the
-    /// block the fewer times each key comes in: 256 rows, and 512 once K and V of every head spill
-    /// past L3 to memory. Only the tile's Qᵀ and output accumulator grow with it (its scores are
-    /// 32 queries at a time, and a causal tile skips the key blocks those queries do not see), and
-    /// they stay within half of L2. Smaller blocks only where the problem would otherwise have
-    /// fewer than four tiles per core. (Zen 4, 2 threads, D = 64, alternating runs, AVX2 path:
-    /// 256 rows against 64 at N = 2048 11% faster, at N = 1024 4%; AVX-512: 512 against 256 at
-    /// N = 16384, H = 8, 8.6%.)
+    /// The forward streams every key and value of its head once per row block, and packs each key
+    /// block afresh for it, so the bigger the block the fewer times each key comes in. While one
+    /// head's K and V fit in L2 they come from there and 256 rows do; beyond, up to 1024, as many
+    /// rows as keep the tile's Qᵀ and output accumulator within half of L2 (its scores are 32
+    /// queries at a time, and a causal tile skips the key blocks those queries do not see).
+    /// Smaller blocks only where the problem would otherwise have fewer than four tiles per core.
+    /// (Zen 4, 1 MiB L2, 2 threads, D = 64, alternating runs: 1024 rows against 256 at N = 4096
+    /// 7.6% faster with AVX-512, 6.5% with AVX2; at N = 1024 and 2048, whose K and V fit, the same
+    /// within 3%; 256 against 64 at N = 2048 11% faster.)
     package func forwardRows(for problem: AttentionProblem) -> Int {
         if let forwardRows { return forwardRows }
         let keys = (0..<problem.batch).map(problem.seqlenK).max() ?? 0
         let headBytes = keys * (problem.headDim + problem.valueHeadDim) * 4
-        var rows = headBytes * problem.kvHeads <= caches.l3 ? 256 : 512
+        var rows = headBytes <= caches.l2 ? 256 : 1024
         let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
         let tiles = { (rows: Int) in (0..<problem.batch).reduce(0) { $0 + problem.heads * Tile.blockCount(problem.seqlenQ($1), rows) } }
         while rows > 64 && (4 * rows * (dp + dvp) > caches.l2 / 2 || tiles(rows) < 4 * cores) {

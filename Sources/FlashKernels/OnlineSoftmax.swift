@@ -96,12 +96,6 @@ struct OnlineSoftmax {
         var j0 = keys.lowerBound / bc * bc
         while j0 < keys.upperBound {
             let block = j0..<min(j0 + bc, mask.seqlenK), width = block.count
-            // The next block's K and V are asked for a share per pass, so that they arrive while
-            // this block is computed without a burst of misses that the core would wait on.
-            let next = j0 + bc < keys.upperBound ? min(j0 + 2 * bc, mask.seqlenK) - (j0 + bc) : 0
-            let (nextK, nextV) = (k + placement.keyIndex(batch: b, key: j0 + bc, kvHead: kvHead),
-                                  v + placement.valueIndex(batch: b, key: j0 + bc, kvHead: kvHead))
-            let passes = (rows.count + Self.queriesPerPass - 1) / Self.queriesPerPass
             // Copied to dense scratch: in place their rows lie heads·D floats apart, often a multiple
             // of 4 KiB, and a column of them would all fall in one L1 set. V goes in panels of 16
             // columns, which P·V reads a panel at a time down all the block's keys.
@@ -111,10 +105,7 @@ struct OnlineSoftmax {
                        into: buffers.vBlock, paddedRows: bc, paddedWidth: dvp)
             for first in stride(from: rows.lowerBound, to: rows.upperBound, by: Self.queriesPerPass) {
                 let queries = first..<min(first + Self.queriesPerPass, rows.upperBound), c = first - rows.lowerBound
-                let n = roundUpToLanes(queries.count), pass = c / Self.queriesPerPass
-                let share = pass * next / passes..<(pass + 1) * next / passes
-                prefetchRows(nextK + share.lowerBound * keyStride, stride: keyStride, rows: share.count, width: d)
-                prefetchRows(nextV + share.lowerBound * valueStride, stride: valueStride, rows: share.count, width: dv)
+                let n = roundUpToLanes(queries.count)
                 // A block that none of these queries sees would leave their sums as they are (P = 0,
                 // a rescale of exactly 1): under a causal mask, the far side of the diagonal.
                 guard mask.keys(seenBy: queries).overlaps(block) else { continue }

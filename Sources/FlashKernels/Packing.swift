@@ -15,6 +15,7 @@ func packRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, widt
               into block: UnsafeMutablePointer<Float>, paddedWidth: Int, times factor: Float = 1) {
     for r in 0..<rows {
         let from = source + r * sourceStride, to = block + r * paddedWidth
+        prefetchAhead(from, stride: sourceStride, row: r, of: rows, width: width)
         for c in 0..<width { to[c] = from[c] * factor }
         (to + width).update(repeating: 0, count: paddedWidth - width)
     }
@@ -33,6 +34,7 @@ func packTransposed(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int
     block.update(repeating: 0, count: paddedRows * paddedColumns)
     for r in 0..<rows {
         let from = source + r * sourceStride, column = block + r / lanes * paddedRows * lanes + r % lanes
+        prefetchAhead(from, stride: sourceStride, row: r, of: rows, width: width)
         for d in 0..<width { column[d * lanes] = from[d] * factor }
     }
 }
@@ -49,6 +51,7 @@ func packPanels(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, wi
     let whole = width / lanes * lanes
     for r in 0..<rows {
         let from = source + r * sourceStride, row = block + r * lanes
+        prefetchAhead(from, stride: sourceStride, row: r, of: rows, width: width)
         var c = 0
         while c < whole { Lanes.load(from + c).store(row + c * paddedRows); c += lanes }
         for c in whole..<width { row[c / lanes * paddedRows * lanes + c % lanes] = from[c] }
@@ -96,4 +99,14 @@ func prefetchRows(_ source: UnsafePointer<Float>, stride: Int, rows: Int, width:
             address += UInt(line)
         }
     }
+}
+
+/// While a copy reads row `row` of `rows` (at `from`, rows `stride` apart), asks for the row a few
+/// ahead: the rows of Q, K and V lie heads·D floats apart, each a run of a few lines that the
+/// hardware prefetchers do not follow, so a copy that waited on each in turn would pay a trip to
+/// L3 (or memory) per row; eight rows ahead keeps about as many lines in flight as L1 can track.
+@inline(__always)
+func prefetchAhead(_ from: UnsafePointer<Float>, stride: Int, row: Int, of rows: Int, width: Int) {
+    let ahead = 8
+    if row + ahead < rows { prefetchRows(from + ahead * stride, stride: stride, rows: 1, width: width) }
 }

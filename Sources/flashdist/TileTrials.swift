@@ -35,7 +35,7 @@ struct TileTrials {
     private var fitted: Tiling { .fitted(to: caches) }
 
     private var forwardCandidates: [Candidate] {
-        unique([nil, 64, 128, 256, 512].map { rows in
+        unique([nil, 64, 128, 256, 512, 1024].map { rows in
             var tiling = fitted
             tiling.forwardRows = rows
             return Candidate(name: "forward rows \(rows.map(String.init) ?? "fitted")", tiling: tiling,

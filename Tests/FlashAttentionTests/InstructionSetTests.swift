@@ -121,7 +121,7 @@ func backwardKeysFollowL2() throws {
     #expect(try keys(128, l2: 384 << 10) == 64)
 }
 
-@Test("the forward's row blocks fit half of L2, grow once K and V leave L3, and leave four tiles per core")
+@Test("the forward's row blocks fit half of L2, grow once a head's K and V leave L2, and leave four tiles per core")
 func forwardRowsFollowTheCaches() throws {
     func rows(_ seqlen: Int, _ headDim: Int, l2: Int, l3: Int = 32 << 20, cores: Int = 2) throws -> Int {
         let problem = try problem(seqlen, headDim)
@@ -130,11 +130,14 @@ func forwardRowsFollowTheCaches() throws {
         #expect(chosen == 64 || 4 * chosen * 2 * headDim <= l2 / 2)
         return chosen
     }
+    // One head's K and V: 512 KiB at N = 1024, 1 MiB at 2048, 2 MiB at 4096.
     #expect(try rows(1024, 64, l2: 1 << 20) == 256)
+    #expect(try rows(2048, 64, l2: 1 << 20) == 256)
+    #expect(try rows(4096, 64, l2: 1 << 20) == 1024)
     // Eight heads of 1024 rows: 32 tiles of 256 rows, fewer than four per core of 64 cores.
     #expect(try rows(1024, 64, l2: 1 << 20, cores: 64) == 64)
-    #expect(try rows(4096, 64, l2: 512 << 10) == 256)
-    #expect(try rows(32768, 64, l2: 1 << 20) == 512)
+    #expect(try rows(4096, 64, l2: 512 << 10) == 512)
+    #expect(try rows(32768, 64, l2: 1 << 20) == 1024)
     #expect(try rows(32768, 128, l2: 512 << 10) == 256)
     #expect(Tiling(keyColumns: 40, caches: CPUInfo.host.caches).problem != nil)
     #expect(Tiling.fitted(to: CPUInfo.host.caches).problem == nil)
