@@ -85,9 +85,7 @@ struct PackedRows {
 }
 
 /// Asks for `rows` rows of `width` floats, `stride` apart, to be brought into cache ahead of their
-/// use. A block's rows of K and V lie heads·D floats apart, a few lines each: too short a run for
-/// the hardware prefetchers to follow, so without this every line is a miss the products wait on
-/// (and once K and V outgrow L3, a trip to memory).
+/// use (one prefetch per cache line).
 @inline(__always)
 func prefetchRows(_ source: UnsafePointer<Float>, stride: Int, rows: Int, width: Int) {
     let line = 64
