@@ -41,14 +41,20 @@ public struct Tiling: Sendable, Equatable {
     /// and 64 keys whose blocks that every row block goes back to still fit in L2. (Measured on a
     /// Zen 4, 1 MiB L2, N = 4096, 2 threads: 256 keys against 128 take 7% less time at D = 64 and
     /// 10% less at D = 128; 512 at D = 64 gains nothing more. The forward's key block stays 64: a
-    /// 64 × 64 block of scores, 16 KiB, stays in L1 beside the vector it multiplies.)
+    /// 64 × 64 block of scores, 16 KiB, stays in L1 beside the vector it multiplies.) Under a causal
+    /// mask a key block is at most an eighth of the keys: the row blocks that cross the diagonal
+    /// compute the whole block, a share of the triangle that grows with the block (256 keys of
+    /// 1024 compute a quarter more score blocks than the triangle holds, 128 an eighth; N = 1024,
+    /// 128 keys against 256: backward 6.1% faster on AVX2, 8.8% on AVX-512, same CPU).
     package func backwardKeys(for problem: AttentionProblem) -> Int {
         if let backwardKeys { return backwardKeys }
         let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
         // Per key packed Kᵀ, K and one head's dK (D wide), Vᵀ and one head's dV (Dv wide); Q and dO
         // per row; P and dS per pair. (The group's dK and dV sums are touched once per head.)
         let bytes = { (keys: Int) in 4 * (keys * (3 * dp + 2 * dvp) + backwardRows * (dp + dvp) + 2 * backwardRows * keys) }
-        return [256, 128].first { bytes($0) <= caches.l2 } ?? 64
+        let longest = (0..<problem.batch).map(problem.seqlenK).max() ?? 0
+        let narrow = { (keys: Int) in !problem.options.causal || 8 * keys <= longest }
+        return [256, 128].first { bytes($0) <= caches.l2 && narrow($0) } ?? 64
     }
 
     /// The forward streams every key and value of its head once per row block, and packs each key

@@ -102,16 +102,21 @@ func onlyTheForwardKeyBlockChangesBits(_ c: Case) throws {
     #expect(CacheSizes.read(from: directory + "/none") == CacheSizes(l1: 32 << 10, l2: 512 << 10, l3: 8 << 20))
 }
 
-private func problem(_ seqlen: Int, _ headDim: Int) throws -> AttentionProblem {
+private func problem(_ seqlen: Int, _ headDim: Int, causal: Bool = false) throws -> AttentionProblem {
     try AttentionProblem(batch: 1, seqlenQ: seqlen, seqlenK: seqlen, heads: 8, kvHeads: 8, headDim: headDim,
-                         options: AttentionOptions(softmaxScale: 1))
+                         options: AttentionOptions(softmaxScale: 1, causal: causal))
 }
 
-@Test("the backward's key blocks are the widest, up to 256, whose blocks fit L2")
+@Test("the backward's key blocks are the widest, up to 256, whose blocks fit L2, and under a causal mask an eighth of the keys at most")
 func backwardKeysFollowL2() throws {
-    func keys(_ headDim: Int, l2: Int) throws -> Int {
-        Tiling.fitted(to: CacheSizes(l1: 32 << 10, l2: l2, l3: 32 << 20)).backwardKeys(for: try problem(4096, headDim))
+    func keys(_ headDim: Int, l2: Int, seqlen: Int = 4096, causal: Bool = false) throws -> Int {
+        Tiling.fitted(to: CacheSizes(l1: 32 << 10, l2: l2, l3: 32 << 20))
+            .backwardKeys(for: try problem(seqlen, headDim, causal: causal))
     }
+    #expect(try keys(64, l2: 1 << 20, seqlen: 2048, causal: true) == 256)
+    #expect(try keys(64, l2: 1 << 20, seqlen: 1024, causal: true) == 128)
+    #expect(try keys(64, l2: 1 << 20, seqlen: 1024) == 256)
+    #expect(try keys(64, l2: 1 << 20, seqlen: 256, causal: true) == 64)
     // D = 64 at 256 keys: 480 KiB; D = 128: 832 KiB at 256 keys, 448 KiB at 128, 256 KiB at 64.
     #expect(try keys(64, l2: 1 << 20) == 256)
     #expect(try keys(64, l2: 512 << 10) == 256)
