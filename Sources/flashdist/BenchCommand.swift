@@ -28,7 +28,7 @@ struct BenchCommand: DistributedCommand, TunedCommand {
     var algorithm: Algorithm = .flash
     @Option(help: "Attention sinks, one per head: zero, or random (standard normals drawn after dO); the flash algorithm only.")
     var sinks: BenchSinks?
-    @Option(parsing: .unconditional, help: "Query rows of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64 to 256, from the keys and the caches).")
+    @Option(parsing: .unconditional, help: "Query rows of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64 to 1024, from the keys and the caches).")
     var blockQ: Int?
     @Option(parsing: .unconditional, help: "Keys of the flash forward's tiles, a multiple of 16 up to 1024 (default: 64).") var blockK: Int?
     @Option(parsing: .unconditional, help: "Report this FMA peak (GFLOP/s per rank) instead of measuring it: for runs under a cache simulator, where the probe would take minutes.")
