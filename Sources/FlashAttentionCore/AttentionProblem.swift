@@ -99,6 +99,9 @@ public struct AttentionProblem: Sendable {
 
     package func seqlenQ(_ b: Int) -> Int { queryOffsets[b + 1] - queryOffsets[b] }
     package func seqlenK(_ b: Int) -> Int { keyOffsets[b + 1] - keyOffsets[b] }
+    /// The longest entry's rows and keys: what per-entry buffers and tiles are sized for.
+    package var longestQueries: Int { (0..<batch).map(seqlenQ).max() ?? 0 }
+    package var longestKeys: Int { (0..<batch).map(seqlenK).max() ?? 0 }
     package func mask(_ b: Int) -> AttentionMask {
         AttentionMask(seqlenQ: seqlenQ(b), seqlenK: seqlenK(b), options: options)
     }

@@ -37,8 +37,4 @@ public enum StandardAttention {
     /// vector more, so that rows are never a power of two apart: a column of them would otherwise
     /// fall into one cache set, and the 32 rows of Kᵀ a product walks would evict each other.
     package static func rowStride(_ keys: Int) -> Int { roundUpToLanes(keys) + lanes }
-
-    package static func longest(_ problem: AttentionProblem, _ length: (Int) -> Int) -> Int {
-        (0..<problem.batch).map(length).max() ?? 0
-    }
 }

@@ -10,9 +10,9 @@ package enum StandardKernels {
         precondition(StandardAttention.supports(problem) && p.count == StandardAttention.probabilityElements(problem)
                      && o.count == problem.outputElements
                      && lse.count == problem.lseElements, "standard attention: sizes or options do not match")
-        let nq = StandardAttention.longest(problem, problem.seqlenQ)
+        let nq = problem.longestQueries
         let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
-        let ld = StandardAttention.rowStride(StandardAttention.longest(problem, problem.seqlenK))
+        let ld = StandardAttention.rowStride(problem.longestKeys)
         let tiles = (0..<problem.batch).flatMap { b in
             (0..<problem.heads).map { Tile(batch: b, head: $0, block: 0, cost: problem.seqlenQ(b) * problem.seqlenK(b)) }
         }
@@ -39,7 +39,7 @@ package enum StandardKernels {
                      && dQ.count == problem.queryElements
                      && dK.count == problem.keyElements && dV.count == problem.valueElements,
                      "standard attention: sizes or options do not match")
-        let nq = StandardAttention.longest(problem, problem.seqlenQ), nk = StandardAttention.longest(problem, problem.seqlenK)
+        let nq = problem.longestQueries, nk = problem.longestKeys
         let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))
         let ld = StandardAttention.rowStride(nk)
         let tiles = (0..<problem.batch).flatMap { b in

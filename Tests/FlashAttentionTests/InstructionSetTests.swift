@@ -128,9 +128,9 @@ func backwardKeysFollowL2() throws {
 
 @Test("the forward's row blocks fit half of L2, grow once a head's K and V leave L2, and leave four tiles per core")
 func forwardRowsFollowTheCaches() throws {
-    func rows(_ seqlen: Int, _ headDim: Int, l2: Int, l3: Int = 32 << 20, cores: Int = 2) throws -> Int {
+    func rows(_ seqlen: Int, _ headDim: Int, l2: Int, cores: Int = 2) throws -> Int {
         let problem = try problem(seqlen, headDim)
-        let tiling = Tiling(caches: CacheSizes(l1: 32 << 10, l2: l2, l3: l3), cores: cores)
+        let tiling = Tiling(caches: CacheSizes(l1: 32 << 10, l2: l2, l3: 32 << 20), cores: cores)
         let chosen = tiling.forwardRows(for: problem)
         #expect(chosen == 64 || 4 * chosen * 2 * headDim <= l2 / 2)
         return chosen
