@@ -42,10 +42,10 @@ public struct Tiling: Sendable, Equatable {
     /// Zen 4, 1 MiB L2, N = 4096, 2 threads: 256 keys against 128 take 7% less time at D = 64 and
     /// 10% less at D = 128; 512 at D = 64 gains nothing more. The forward's key block stays 64: a
     /// 64 × 64 block of scores, 16 KiB, stays in L1 beside the vector it multiplies.) Under a causal
-    /// mask a key block is at most an eighth of the keys: the row blocks that cross the diagonal
-    /// compute the whole block, a share of the triangle that grows with the block (256 keys of
-    /// 1024 compute a quarter more score blocks than the triangle holds, 128 an eighth; N = 1024,
-    /// 128 keys against 256: backward 6.1% faster on AVX2, 8.8% on AVX-512, same CPU).
+    /// mask a key block is at most an eighth of the keys: 128 keys against 256 at N = 1024 were
+    /// 6–9% faster while the row blocks on the diagonal computed the whole key block; now that they
+    /// compute only the key panels they see, the two are within noise there (AVX2 +3.5% for 256,
+    /// 0.97–1.08; AVX-512 −3.6%, 0.90–1.09), and the narrower block stays.
     package func backwardKeys(for problem: AttentionProblem) -> Int {
         if let backwardKeys { return backwardKeys }
         let (dp, dvp) = (roundUpToLanes(problem.headDim), roundUpToLanes(problem.valueHeadDim))

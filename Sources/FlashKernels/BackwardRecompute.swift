@@ -177,16 +177,22 @@ struct BackwardRecompute {
             } else {
                 packRowBlock(batch: b, head: h, rows: rows, into: buf)
             }
-            let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
+            // Only the panels of keys that some of these rows see: a row block on a causal diagonal
+            // skips the far side of it, so the block's waste is a row block's width, not a key block's.
+            let seen = keys.clamped(to: mask.keys(seenBy: rows))
+            guard !seen.isEmpty else { continue }
+            let skipped = (seen.lowerBound - keys.lowerBound) / lanes * lanes
+            let visible = keys.lowerBound + skipped..<seen.upperBound
+            let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: visible, packedFrom: skipped, buffers: buf)
             // dV (keys, dvp) += Pᵀ (keys, rows) · dO (rows, dvp) and dK (keys, dp) += dSᵀ (keys, rows) ·
             // Q (rows, dp): P and dS are read column by column.
-            multiply(m: keys.count, n: dvp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: scoreStride,
-                     b: buf.dOBlock, bRowStride: dvp, c: dVHead, cRowStride: dvp, accumulate: true)
-            multiply(m: keys.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: scoreStride,
-                     b: buf.qBlock, bRowStride: dp, c: dKHead, cRowStride: dp, accumulate: true)
+            multiply(m: visible.count, n: dvp, k: rows.count, a: pForValues, aRowStride: 1, aColumnStride: scoreStride,
+                     b: buf.dOBlock, bRowStride: dvp, c: dVHead + skipped * dvp, cRowStride: dvp, accumulate: true)
+            multiply(m: visible.count, n: dp, k: rows.count, a: buf.dS, aRowStride: 1, aColumnStride: scoreStride,
+                     b: buf.qBlock, bRowStride: dp, c: dKHead + skipped * dp, cRowStride: dp, accumulate: true)
             if let dQ {
                 let firstRow = dQ.base + placement.queryIndex(batch: b, row: rows.lowerBound, head: h, width: dQ.width)
-                accumulateQueryGradient(rows: rows.count, keys: keys.count, buffers: buf,
+                accumulateQueryGradient(rows: rows.count, keys: visible.count, packedFrom: skipped, of: keys.count, buffers: buf,
                                         into: firstRow, rowStride: problem.heads * dQ.width)
             }
         }
@@ -219,10 +225,12 @@ struct BackwardRecompute {
         let seen = mask.keys(seenBy: rows)
         var j0 = seen.lowerBound / bc * bc
         while j0 < seen.upperBound {
-            let keys = j0..<min(j0 + bc, mask.seqlenK)
+            // As in `accumulateHead`, only keys these rows see: the rest would add dS = 0.
+            let keys = (j0..<min(j0 + bc, mask.seqlenK)).clamped(to: seen)
             packKeyBlock(batch: b, kvHead: h / problem.groupSize, keys: keys, into: buf, transposedOnly: false)
-            _ = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, buffers: buf)
-            accumulateQueryGradient(rows: rows.count, keys: keys.count, buffers: buf, into: dQBlock, rowStride: dp)
+            _ = recompute(batch: b, head: h, mask: mask, rows: rows, keys: keys, packedFrom: 0, buffers: buf)
+            accumulateQueryGradient(rows: rows.count, keys: keys.count, packedFrom: 0, of: keys.count, buffers: buf,
+                                    into: dQBlock, rowStride: dp)
             j0 += bc
         }
         let scale = problem.options.softmaxScale
@@ -232,13 +240,14 @@ struct BackwardRecompute {
         }
     }
 
-    /// dQ (rows, dp) += dS (rows, keys) · K (keys, dp) for one tile, into rows `rowStride` floats apart.
-    private func accumulateQueryGradient(rows: Int, keys: Int, buffers buf: Buffers,
+    /// dQ (rows, dp) += dS (rows, keys) · K (keys, dp) for one tile, into rows `rowStride` floats apart;
+    /// the keys are those from `packedFrom` on of the `packedKeys` packed in `buf.kBlock`.
+    private func accumulateQueryGradient(rows: Int, keys: Int, packedFrom skipped: Int, of packedKeys: Int, buffers buf: Buffers,
                                          into dQ: UnsafeMutablePointer<Float>, rowStride: Int) {
         multiply(m: rows, n: roundUpToLanes(problem.headDim), k: roundUpToLanes(keys),
                  a: buf.dS, aRowStride: scoreStride, aColumnStride: 1,
-                 b: buf.kBlock, bRowStride: lanes, bPanelStride: roundUpToLanes(keys) * lanes, c: dQ, cRowStride: rowStride,
-                 accumulate: true)
+                 b: buf.kBlock + skipped * lanes, bRowStride: lanes, bPanelStride: roundUpToLanes(packedKeys) * lanes,
+                 c: dQ, cRowStride: rowStride, accumulate: true)
     }
 
     /// Packs Q and dO rows of one head, with each row's lse and D.
@@ -276,16 +285,19 @@ struct BackwardRecompute {
     }
 
     /// P and dS of a tile into `buf.p` and `buf.dS` (rows × padded keys, row stride `scoreStride`);
-    /// masked entries, padding, and rows that see no key (lse = −∞) get P = dS = 0.
+    /// masked entries, padding, and rows that see no key (lse = −∞) get P = dS = 0. The keys are
+    /// the packed ones from `packedFrom` (a whole number of vectors) on.
     private func recompute(batch b: Int, head h: Int, mask: AttentionMask, rows: Range<Int>, keys: Range<Int>,
-                           buffers buf: Buffers) -> UnsafePointer<Float> {
+                           packedFrom skipped: Int, buffers buf: Buffers) -> UnsafePointer<Float> {
         let dp = roundUpToLanes(problem.headDim), dvp = roundUpToLanes(problem.valueHeadDim)
         let sStride = scoreStride, wp = roundUpToLanes(keys.count)
         // S (rows, wp) = Q (rows, dp) · Kᵀ (dp, wp) and dP (rows, wp) = dO (rows, dvp) · Vᵀ (dvp, wp)
         multiply(m: rows.count, n: wp, k: dp, a: buf.qBlock, aRowStride: dp, aColumnStride: 1,
-                 b: buf.kT, bRowStride: lanes, bPanelStride: dp * lanes, c: buf.p, cRowStride: sStride, accumulate: false)
+                 b: buf.kT + skipped * dp, bRowStride: lanes, bPanelStride: dp * lanes, c: buf.p, cRowStride: sStride,
+                 accumulate: false)
         multiply(m: rows.count, n: wp, k: dvp, a: buf.dOBlock, aRowStride: dvp, aColumnStride: 1,
-                 b: buf.vT, bRowStride: lanes, bPanelStride: dvp * lanes, c: buf.dS, cRowStride: sStride, accumulate: false)
+                 b: buf.vT + skipped * dvp, bRowStride: lanes, bPanelStride: dvp * lanes, c: buf.dS, cRowStride: sStride,
+                 accumulate: false)
         let modifiers = ScoreModifiers(problem: problem)
         if modifiers.changesScores {
             modifiers.modifyQueryMajor(buf.p, rowStride: sStride, batch: b, head: h, queries: rows, keys: keys,
