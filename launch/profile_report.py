@@ -12,19 +12,22 @@ CPU's L2) of the kernels, split into the parts the FlashAttention papers talk ab
 The kernels are compiled with everything inlined into a few functions, so the split is by source
 line, not by symbol: cachegrind attributes each instruction to the line it came from, and each
 line belongs to the `func` of its source file that encloses it (exp is its own function in
-VectorMath.swift even when inlined into the softmax pass). Code outside the kernel modules (the
-seeded inputs, libm, the runtime) is left out and its total reported below the tables.
+VectorMath.swift even when inlined into the softmax pass); every line of BlockProducts.swift counts
+as products and of Packing.swift as packing. Code outside the kernel modules (the seeded inputs,
+libm, the runtime) is left out and its total reported below the tables.
 """
 import argparse, collections, os, re, sys
 
-# Source function → part. Functions of the kernel files not named here count as "other".
+# Part → (source functions, kernel files all of whose lines belong to it). Lines of other functions
+# of the kernel files count as "other"; the report's list of source functions shows what they are.
 PARTS = [
-    ("products (S = Q·Kᵀ, O += P·V, dP, dV, dK, dQ)", {"multiply", "accumulateQueryGradient"}),
-    ("exp", {"exp"}),
+    ("products (S = Q·Kᵀ, O += P·V, dP, dV, dK, dQ)",
+     {"multiply", "panels", "multiplyPanel", "accumulateQueryGradient"}, {"BlockProducts.swift"}),
+    ("exp", {"exp"}, set()),
     ("max / sum pass (online softmax, rescale, masks; backward: P, dS, D)",
-     {"mergeBlock", "larger", "scaleScores", "maskScores", "recompute", "rowDotProducts", "finish", "addBlock"}),
-    ("packing (Qᵀ, V; backward: Q, dO rows, Kᵀ, Vᵀ, K)",
-     {"packRows", "packTransposed", "packRowBlock", "packKeyBlock", "begin"}),
+     {"mergePanel", "larger", "scaleRow", "maskScores", "recompute", "rowDotProducts", "finish", "addBlock"}, set()),
+    ("packing (Qᵀ, K, V; backward: Q, dO rows, Kᵀ, Vᵀ, K)",
+     {"packRowBlock", "packRowStats", "packKeyBlock", "begin"}, {"Packing.swift"}),
 ]
 OTHER = "tile loops, stores, and code inlined into them without a source line"
 KERNEL_FILES = re.compile(r"/Sources/(FlashKernels|FlashKernelsAVX512|FlashAttentionCore)/")
@@ -100,8 +103,9 @@ def function_of(file, symbol, line):
     return (name or symbol_function(symbol) or "?"), kernel
 
 
-def part_of(function):
-    return next((part for part, functions in PARTS if function in functions), OTHER)
+def part_of(function, file):
+    name = os.path.basename(file)
+    return next((part for part, functions, files in PARTS if function in functions or name in files), OTHER)
 
 
 def totals(path):
@@ -119,7 +123,7 @@ def totals(path):
         if not kernel:
             outside += cost[0]
             continue
-        for table, key in ((parts, part_of(function)), (functions, function)):
+        for table, key in ((parts, part_of(function, file)), (functions, function)):
             table[key] = [a + b for a, b in zip(table[key], cost)]
     return parts, functions, outside
 
@@ -134,7 +138,7 @@ def table(title, parts, functions, top):
     lines = [f"**{title}**", "",
              "| part | instructions | share | L1d misses | share | LL (L2-sized) misses | share |",
              "|---|---|---|---|---|---|---|"]
-    for part in [p for p, _ in PARTS] + [OTHER]:
+    for part in [p for p, _, _ in PARTS] + [OTHER]:
         ir, d1, ll = parts.get(part, [0, 0, 0])
         lines.append(f"| {part} | {ir:,} | {share(ir, total[0])} | {d1:,} | {share(d1, total[1])} | {ll:,} | {share(ll, total[2])} |")
     lines.append(f"| total | {total[0]:,} | | {total[1]:,} | | {total[2]:,} | |")

@@ -3,7 +3,7 @@
 # lines, appending, refusing a CSV of another header; bench under mpirun -np 2 recording one row;
 # launch/sweep.py --resume skipping recorded configurations; launch/plot.py writing SVG (matplotlib,
 # text kept as text) with axes and legends from synthetic records, and one clear message per bad record file while the rest is
-# still plotted. Ends with "N passed, M failed" and exits non-zero if any failed.
+# still plotted; launch/profile_report.py naming only functions and files the kernels have. Ends with "N passed, M failed" and exits non-zero if any failed.
 #
 # usage: Tests/scaling/run.sh [FLASHDIST_BIN]
 set -uo pipefail
@@ -202,5 +202,17 @@ python3 "$launch/plot.py" "$work/empty.csv" "$work/foreign.csv" --out "$work/non
 status=$?
 grep -q "nothing to plot" "$work/none.log"
 result $(( status == 0 || $? != 0 )) "plot of nothing usable fails with a clear message" "exit $status: $(cat "$work/none.log")"
+
+# launch/profile_report.py splits cachegrind's counts by the kernels' function and file names: each
+# it names must still be one of theirs, or a rename would silently move its part into "other".
+check "profile_report's parts name functions and files the kernels have" "
+import glob, os, re, profile_report
+sources = glob.glob('$here/../../Sources/FlashKernels/*.swift')
+defined = {m for f in sources for m in re.findall(r'\\bfunc\\s+(\\w+)', open(f).read())}
+files = {os.path.basename(f) for f in sources}
+for part, functions, names in profile_report.PARTS:
+    for name in sorted(functions - defined): print(part, 'names no function', name)
+    for name in sorted(names - files): print(part, 'names no file', name)
+"
 
 summary
