@@ -106,35 +106,38 @@ struct OnlineSoftmax {
             for first in stride(from: rows.lowerBound, to: rows.upperBound, by: Self.queriesPerPass) {
                 let queries = first..<min(first + Self.queriesPerPass, rows.upperBound), c = first - rows.lowerBound
                 let n = roundUpToLanes(queries.count)
-                // A block that none of these queries sees would leave their sums as they are (P = 0,
-                // a rescale of exactly 1): under a causal mask, the far side of the diagonal.
-                guard mask.keys(seenBy: queries).overlaps(block) else { continue }
-                // Sᵀ (width, n) = K (width, d) · Qᵀ (d, n)
-                multiply(m: width, n: n, k: d, a: buffers.kBlock, aRowStride: dp, aColumnStride: 1,
+                // Only the keys that some of these queries see: a block that none sees would leave
+                // their sums as they are (P = 0, a rescale of exactly 1), under a causal mask the far
+                // side of the diagonal; in a block the diagonal crosses, the keys beyond the last
+                // query's would only add P = 0.
+                let seen = block.clamped(to: mask.keys(seenBy: queries)), skipped = seen.lowerBound - j0
+                guard !seen.isEmpty else { continue }
+                // Sᵀ (seen, n) = K (seen, d) · Qᵀ (d, n)
+                multiply(m: seen.count, n: n, k: d, a: buffers.kBlock + skipped * dp, aRowStride: dp, aColumnStride: 1,
                          b: state.qT + c * d, bRowStride: lanes, bPanelStride: d * lanes, c: sT, cRowStride: sStride, accumulate: false)
                 if modifiers.changesScores {
-                    modifiers.modifyKeyMajor(sT, rowStride: sStride, batch: b, head: h, keys: block, queries: queries, paddedQueries: n)
+                    modifiers.modifyKeyMajor(sT, rowStride: sStride, batch: b, head: h, keys: seen, queries: queries, paddedQueries: n)
                 }
-                if !mask.isFullyVisible(rows: queries, keys: block) {
-                    for t in 0..<width {
-                        let seers = mask.rows(seeing: j0 + t..<j0 + t + 1)
+                if !mask.isFullyVisible(rows: queries, keys: seen) {
+                    for t in 0..<seen.count {
+                        let seers = mask.rows(seeing: seen.lowerBound + t..<seen.lowerBound + t + 1)
                         maskScores(sT + t * sStride, count: queries.count, visibleFrom: seers.lowerBound - first,
                                    through: seers.upperBound - 1 - first)
                     }
                 }
                 for panel in stride(from: 0, to: n, by: lanes) {
-                    let rescale = mergePanel(width: width, scores: sT + panel, rowStride: sStride, rowMax: state.rowMax + c + panel,
+                    let rescale = mergePanel(width: seen.count, scores: sT + panel, rowStride: sStride, rowMax: state.rowMax + c + panel,
                                              rowSum: state.rowSum + c + panel)
                     for t in panel..<min(panel + lanes, queries.count) where rescale[t - panel] != 1 {
                         scaleRow(state.acc + (c + t) * dvp, count: dvp, by: rescale[t - panel])
                     }
                 }
                 // The sums above are of the undropped probabilities: lse is the softmax's own.
-                modifiers.applyDropoutKeyMajor(sT, rowStride: sStride, batch: b, head: h, keys: block, queries: queries)
-                // acc (queries, dvp) += P (queries, width) · V (width, dvp), P read down the columns of Sᵀ
-                multiply(m: queries.count, n: dvp, k: width, a: sT, aRowStride: 1, aColumnStride: sStride,
-                         b: buffers.vBlock, bRowStride: lanes, bPanelStride: bc * lanes, c: state.acc + c * dvp, cRowStride: dvp,
-                         accumulate: true)
+                modifiers.applyDropoutKeyMajor(sT, rowStride: sStride, batch: b, head: h, keys: seen, queries: queries)
+                // acc (queries, dvp) += P (queries, seen) · V (seen, dvp), P read down the columns of Sᵀ
+                multiply(m: queries.count, n: dvp, k: seen.count, a: sT, aRowStride: 1, aColumnStride: sStride,
+                         b: buffers.vBlock + skipped * lanes, bRowStride: lanes, bPanelStride: bc * lanes, c: state.acc + c * dvp,
+                         cRowStride: dvp, accumulate: true)
             }
             j0 += bc
         }
