@@ -168,7 +168,12 @@ struct BackwardRecompute {
         while i0 < seen.upperBound {
             let rows = (i0..<min(i0 + br, mask.seqlenQ)).clamped(to: window)
             i0 += br
-            guard !rows.isEmpty else { continue }
+            // Only the panels of keys that some of these rows see: a row block on a causal diagonal
+            // skips the far side of it, so the block's waste is a row block's width, not a key block's.
+            let seenKeys = keys.clamped(to: mask.keys(seenBy: rows))
+            guard !rows.isEmpty, !seenKeys.isEmpty else { continue }
+            let skipped = (seenKeys.lowerBound - keys.lowerBound) / lanes * lanes
+            let visible = keys.lowerBound + skipped..<seenKeys.upperBound
             var buf = buf
             if let packed {
                 buf.qBlock = packed.q + (rows.lowerBound - packed.firstRow) * dp
@@ -177,12 +182,6 @@ struct BackwardRecompute {
             } else {
                 packRowBlock(batch: b, head: h, rows: rows, into: buf)
             }
-            // Only the panels of keys that some of these rows see: a row block on a causal diagonal
-            // skips the far side of it, so the block's waste is a row block's width, not a key block's.
-            let seen = keys.clamped(to: mask.keys(seenBy: rows))
-            guard !seen.isEmpty else { continue }
-            let skipped = (seen.lowerBound - keys.lowerBound) / lanes * lanes
-            let visible = keys.lowerBound + skipped..<seen.upperBound
             let pForValues = recompute(batch: b, head: h, mask: mask, rows: rows, keys: visible, packedFrom: skipped, buffers: buf)
             // dV (keys, dvp) += Pᵀ (keys, rows) · dO (rows, dvp) and dK (keys, dp) += dSᵀ (keys, rows) ·
             // Q (rows, dp): P and dS are read column by column.

@@ -3,7 +3,8 @@
 # lines, appending, refusing a CSV of another header; bench under mpirun -np 2 recording one row;
 # launch/sweep.py --resume skipping recorded configurations; launch/plot.py writing SVG (matplotlib,
 # text kept as text) with axes and legends from synthetic records, and one clear message per bad record file while the rest is
-# still plotted; launch/profile_report.py naming only functions and files the kernels have. Ends with "N passed, M failed" and exits non-zero if any failed.
+# still plotted; launch/profile_report.py naming only functions and files the kernels have. Ends
+# with "N passed, M failed" and exits non-zero if any failed.
 #
 # usage: Tests/scaling/run.sh [FLASHDIST_BIN]
 set -uo pipefail
