@@ -128,6 +128,8 @@ struct OnlineSoftmax {
                 for panel in stride(from: 0, to: n, by: lanes) {
                     let rescale = mergePanel(width: seen.count, scores: sT + panel, rowStride: sStride, rowMax: state.rowMax + c + panel,
                                              rowSum: state.rowSum + c + panel)
+                    // Past the first blocks the max seldom grows: one compare skips the sixteen rows.
+                    guard any(rescale .!= 1) else { continue }
                     for t in panel..<min(panel + lanes, queries.count) where rescale[t - panel] != 1 {
                         scaleRow(state.acc + (c + t) * dvp, count: dvp, by: rescale[t - panel])
                     }
@@ -180,8 +182,16 @@ struct OnlineSoftmax {
     private func mergePanel(width: Int, scores: UnsafeMutablePointer<Float>, rowStride: Int, rowMax: UnsafeMutablePointer<Float>,
                             rowSum: UnsafeMutablePointer<Float>) -> Lanes {
         let previous = Lanes.load(rowMax)
-        var current = previous
-        for t in 0..<width { current = larger(current, Lanes.load(scores + t * rowStride)) }
+        // Two chains of maxima, so that each waits on the one before last rather than the last (a
+        // max is exact: any order gives the same).
+        var (even, odd) = (previous, previous), t = 0
+        while t + 1 < width {
+            even = larger(even, Lanes.load(scores + t * rowStride))
+            odd = larger(odd, Lanes.load(scores + (t + 1) * rowStride))
+            t += 2
+        }
+        if t < width { even = larger(even, Lanes.load(scores + t * rowStride)) }
+        let current = larger(even, odd)
         let pivot = current.replacing(with: 0, where: current .== -.infinity)
         var blockSum = Lanes.zero
         for t in 0..<width {
