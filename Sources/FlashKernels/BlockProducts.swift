@@ -18,9 +18,15 @@ import FlashAttentionCore
 /// Six rows of C times sixteen columns live in registers while k runs: twelve ymm accumulators
 /// (enough independent FMA chains to cover the latency of two FMA pipes), two for the B vector
 /// and one for the broadcast A element, fifteen of AVX2's sixteen. Each loaded B vector feeds six
-/// FMAs. Leftover rows go four at a time (eight as two fours rather than six and two single rows,
-/// whose one chain each waits on the FMA latency), then one. The variants are unrolled by hand
-/// because Swift keeps named SIMD values in registers but not an array of them.
+/// FMAs. With AVX-512 the same sixteen columns are six zmm chains, and a core that starts two zmm
+/// FMAs a cycle with a latency of four (Zen 5, Intel Xeon since Skylake-SP) needs eight: six
+/// would hold the products to 75% of its peak (llvm-mca, skylake-avx512: 6 FMAs per 4.0
+/// cycles). So there two panels go together, six rows × 32 columns in twelve of the 32 zmm
+/// registers, each broadcast A element feeding two FMAs (`TwoPanels`); on a Zen 4, which starts one
+/// zmm FMA a cycle, both shapes run at the same speed. Leftover rows go four at a time (eight as
+/// two fours rather than six and two single rows, whose one chain each waits on the FMA latency),
+/// then one. The variants are unrolled by hand because Swift keeps named SIMD values in registers
+/// but not an array of them.
 ///
 /// One of A's strides is always 1 (A's rows, or its columns, are contiguous), and each case is its
 /// own specialisation. With columns contiguous, a group's rows are fixed offsets from one moving
@@ -35,9 +41,18 @@ func multiply(m: Int, n: Int, k: Int,
               c: UnsafeMutablePointer<Float>, cRowStride: Int, accumulate: Bool) {
     precondition(aColumnStride == 1 || aRowStride == 1, "multiply: one of A's strides must be 1")
     func panels<Rows: RowsOfA>(_ rows: Rows) {
-        for column in stride(from: 0, to: n, by: lanes) {
-            multiplyPanel(m: m, k: k, a: rows, b: b + column / lanes * bPanelStride, bRowStride: bRowStride,
-                          c: c + column, cRowStride: cRowStride, accumulate: accumulate)
+        var column = 0
+        #if FLASHDIST_AVX512
+        while column + 2 * lanes <= n {
+            multiplyPanels(TwoPanels.self, m: m, k: k, a: rows, b: b + column / lanes * bPanelStride, bRowStride: bRowStride,
+                           bPanelStride: bPanelStride, c: c + column, cRowStride: cRowStride, accumulate: accumulate)
+            column += 2 * lanes
+        }
+        #endif
+        while column < n {
+            multiplyPanels(OnePanel.self, m: m, k: k, a: rows, b: b + column / lanes * bPanelStride, bRowStride: bRowStride,
+                           bPanelStride: bPanelStride, c: c + column, cRowStride: cRowStride, accumulate: accumulate)
+            column += lanes
         }
     }
     if aColumnStride == 1 {
@@ -69,9 +84,9 @@ private struct ContiguousColumns: RowsOfA {
     func row(_ index: Int) -> UnsafePointer<Float> { first + index }
 }
 
-/// C (m × 16) (+)= A (m × k) · one panel of B (k × 16).
-private func multiplyPanel<Rows: RowsOfA>(
-    m: Int, k: Int, a: Rows, b: UnsafePointer<Float>, bRowStride: Int,
+/// C (m × 16g) (+)= A (m × k) · g panels of B (k × 16g), g the panels of a `Group`.
+private func multiplyPanels<Rows: RowsOfA, Group: PanelGroup>(
+    _: Group.Type, m: Int, k: Int, a: Rows, b: UnsafePointer<Float>, bRowStride: Int, bPanelStride: Int,
     c: UnsafeMutablePointer<Float>, cRowStride: Int, accumulate: Bool
 ) {
     let aColumnStride = a.columnStride
@@ -80,21 +95,21 @@ private func multiplyPanel<Rows: RowsOfA>(
         let (a0, a1, a2, a3, a4, a5) = (a.row(row), a.row(row + 1), a.row(row + 2), a.row(row + 3), a.row(row + 4), a.row(row + 5))
         let c0 = c + row * cRowStride, c1 = c0 + cRowStride, c2 = c1 + cRowStride
         let c3 = c2 + cRowStride, c4 = c3 + cRowStride, c5 = c4 + cRowStride
-        var s0 = accumulate ? Lanes.load(c0) : .zero
-        var s1 = accumulate ? Lanes.load(c1) : .zero
-        var s2 = accumulate ? Lanes.load(c2) : .zero
-        var s3 = accumulate ? Lanes.load(c3) : .zero
-        var s4 = accumulate ? Lanes.load(c4) : .zero
-        var s5 = accumulate ? Lanes.load(c5) : .zero
+        var s0: Group = accumulate ? .load(c0) : .zero
+        var s1: Group = accumulate ? .load(c1) : .zero
+        var s2: Group = accumulate ? .load(c2) : .zero
+        var s3: Group = accumulate ? .load(c3) : .zero
+        var s4: Group = accumulate ? .load(c4) : .zero
+        var s5: Group = accumulate ? .load(c5) : .zero
         var bp = b, ai = 0
         for _ in 0..<k {
-            let bv = Lanes.load(bp)
-            s0 = s0.addingProduct(Lanes(repeating: a0[ai]), bv)
-            s1 = s1.addingProduct(Lanes(repeating: a1[ai]), bv)
-            s2 = s2.addingProduct(Lanes(repeating: a2[ai]), bv)
-            s3 = s3.addingProduct(Lanes(repeating: a3[ai]), bv)
-            s4 = s4.addingProduct(Lanes(repeating: a4[ai]), bv)
-            s5 = s5.addingProduct(Lanes(repeating: a5[ai]), bv)
+            let bv = Group.load(bp, panelStride: bPanelStride)
+            s0 = s0.addingProduct(a0[ai], bv)
+            s1 = s1.addingProduct(a1[ai], bv)
+            s2 = s2.addingProduct(a2[ai], bv)
+            s3 = s3.addingProduct(a3[ai], bv)
+            s4 = s4.addingProduct(a4[ai], bv)
+            s5 = s5.addingProduct(a5[ai], bv)
             bp += bRowStride
             ai += aColumnStride
         }
@@ -105,17 +120,17 @@ private func multiplyPanel<Rows: RowsOfA>(
     while row + 4 <= m {
         let (a0, a1, a2, a3) = (a.row(row), a.row(row + 1), a.row(row + 2), a.row(row + 3))
         let c0 = c + row * cRowStride, c1 = c0 + cRowStride, c2 = c1 + cRowStride, c3 = c2 + cRowStride
-        var s0 = accumulate ? Lanes.load(c0) : .zero
-        var s1 = accumulate ? Lanes.load(c1) : .zero
-        var s2 = accumulate ? Lanes.load(c2) : .zero
-        var s3 = accumulate ? Lanes.load(c3) : .zero
+        var s0: Group = accumulate ? .load(c0) : .zero
+        var s1: Group = accumulate ? .load(c1) : .zero
+        var s2: Group = accumulate ? .load(c2) : .zero
+        var s3: Group = accumulate ? .load(c3) : .zero
         var bp = b, ai = 0
         for _ in 0..<k {
-            let bv = Lanes.load(bp)
-            s0 = s0.addingProduct(Lanes(repeating: a0[ai]), bv)
-            s1 = s1.addingProduct(Lanes(repeating: a1[ai]), bv)
-            s2 = s2.addingProduct(Lanes(repeating: a2[ai]), bv)
-            s3 = s3.addingProduct(Lanes(repeating: a3[ai]), bv)
+            let bv = Group.load(bp, panelStride: bPanelStride)
+            s0 = s0.addingProduct(a0[ai], bv)
+            s1 = s1.addingProduct(a1[ai], bv)
+            s2 = s2.addingProduct(a2[ai], bv)
+            s3 = s3.addingProduct(a3[ai], bv)
             bp += bRowStride
             ai += aColumnStride
         }
@@ -124,14 +139,52 @@ private func multiplyPanel<Rows: RowsOfA>(
     }
     while row < m {
         let a0 = a.row(row), c0 = c + row * cRowStride
-        var s0 = accumulate ? Lanes.load(c0) : .zero
+        var s0: Group = accumulate ? .load(c0) : .zero
         var bp = b, ai = 0
         for _ in 0..<k {
-            s0 = s0.addingProduct(Lanes(repeating: a0[ai]), Lanes.load(bp))
+            s0 = s0.addingProduct(a0[ai], Group.load(bp, panelStride: bPanelStride))
             bp += bRowStride
             ai += aColumnStride
         }
         s0.store(c0)
         row += 1
+    }
+}
+
+/// The panels of B that one pass of `multiplyPanels` takes at once: one row of them, as loaded
+/// from B (panels `panelStride` apart) or from C (side by side).
+private protocol PanelGroup {
+    static var zero: Self { get }
+    static func load(_ c: UnsafePointer<Float>) -> Self
+    static func load(_ b: UnsafePointer<Float>, panelStride: Int) -> Self
+    func addingProduct(_ a: Float, _ b: Self) -> Self
+    func store(_ c: UnsafeMutablePointer<Float>)
+}
+
+private struct OnePanel: PanelGroup {
+    var columns: Lanes
+    static var zero: Self { Self(columns: .zero) }
+    @inline(__always) static func load(_ c: UnsafePointer<Float>) -> Self { Self(columns: .load(c)) }
+    @inline(__always) static func load(_ b: UnsafePointer<Float>, panelStride: Int) -> Self { Self(columns: .load(b)) }
+    @inline(__always) func addingProduct(_ a: Float, _ b: Self) -> Self {
+        Self(columns: columns.addingProduct(Lanes(repeating: a), b.columns))
+    }
+    @inline(__always) func store(_ c: UnsafeMutablePointer<Float>) { columns.store(c) }
+}
+
+private struct TwoPanels: PanelGroup {
+    var left, right: Lanes
+    static var zero: Self { Self(left: .zero, right: .zero) }
+    @inline(__always) static func load(_ c: UnsafePointer<Float>) -> Self { Self(left: .load(c), right: .load(c + lanes)) }
+    @inline(__always) static func load(_ b: UnsafePointer<Float>, panelStride: Int) -> Self {
+        Self(left: .load(b), right: .load(b + panelStride))
+    }
+    @inline(__always) func addingProduct(_ a: Float, _ b: Self) -> Self {
+        let a = Lanes(repeating: a)
+        return Self(left: left.addingProduct(a, b.left), right: right.addingProduct(a, b.right))
+    }
+    @inline(__always) func store(_ c: UnsafeMutablePointer<Float>) {
+        left.store(c)
+        right.store(c + lanes)
     }
 }
