@@ -172,6 +172,7 @@ private struct OnePanel: PanelGroup {
     @inline(__always) func store(_ c: UnsafeMutablePointer<Float>) { columns.store(c) }
 }
 
+#if FLASHDIST_AVX512
 private struct TwoPanels: PanelGroup {
     var left, right: Lanes
     static var zero: Self { Self(left: .zero, right: .zero) }
@@ -188,3 +189,4 @@ private struct TwoPanels: PanelGroup {
         right.store(c + lanes)
     }
 }
+#endif
