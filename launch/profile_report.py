@@ -22,7 +22,7 @@ import argparse, collections, os, re, sys
 # of the kernel files count as "other"; the report's list of source functions shows what they are.
 PARTS = [
     ("products (S = Q·Kᵀ, O += P·V, dP, dV, dK, dQ)",
-     {"multiply", "panels", "multiplyPanel", "accumulateQueryGradient"}, {"BlockProducts.swift"}),
+     {"multiply", "panels", "multiplyPanels", "accumulateQueryGradient"}, {"BlockProducts.swift"}),
     ("exp", {"exp"}, set()),
     ("max / sum pass (online softmax, rescale, masks; backward: P, dS, D)",
      {"mergePanel", "larger", "scaleRow", "maskScores", "recompute", "rowDotProducts", "finish", "addBlock"}, set()),
